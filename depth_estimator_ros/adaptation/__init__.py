@@ -1,0 +1,1 @@
+"""adaptation layer; see docs/ARCHITECTURE.md."""

@@ -1,0 +1,1 @@
+"""learning layer; see docs/ARCHITECTURE.md."""

@@ -1,0 +1,1 @@
+"""ros layer; see docs/ARCHITECTURE.md."""

@@ -1,0 +1,45 @@
+"""Shared fixtures: an isolated ROS domain per run, the real data folder, small torch."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+# Give every test run its own DDS domain on localhost so parallel runs never hear each
+# other; `make test` sets these too, this covers a bare `pytest` call.
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+
+
+def _torch_threads() -> None:
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        return
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+_torch_threads()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Return ``../shared/data`` or skip the test with the reason."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real RGB-D recordings not present at {SHARED_DATA} (../shared/data beside the project)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def kitchen_dir(shared_data: Path) -> Path:
+    """Return the 7-Scenes kitchen stream folder or skip."""
+    path = shared_data / "7scenes_kitchen"
+    if not path.is_dir():
+        pytest.skip(f"7-Scenes kitchen stream missing at {path}")
+    return path
