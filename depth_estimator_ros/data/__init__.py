@@ -25,7 +25,6 @@ from depth_estimator_ros.data.folders import (
 )
 from depth_estimator_ros.data.frame import Frame, Intrinsics
 from depth_estimator_ros.data.nyu import NyuMatSource
-from depth_estimator_ros.data.rosbag import BagSource, bag_folder, iter_raw_messages, write_bag
 from depth_estimator_ros.data.synthetic import SyntheticRooms
 
 __all__ = [
@@ -54,6 +53,19 @@ __all__ = [
     "split_source",
     "write_bag",
 ]
+
+_ROSBAG_NAMES = ("BagSource", "bag_folder", "iter_raw_messages", "write_bag")
+
+
+def __getattr__(name: str):
+    # rosbag2 support needs the pip package `rosbags`, which a colcon install does not
+    # declare: import it only when a bag is actually used.
+    if name in _ROSBAG_NAMES:
+        from depth_estimator_ros.data import rosbag
+
+        return getattr(rosbag, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Values of ``open_source(..., layout=...)``.
 LAYOUTS: tuple[str, ...] = FOLDER_LAYOUTS + ("nyu_mat", "bag", "synthetic")
@@ -103,5 +115,7 @@ def open_source(spec: str | os.PathLike, *, layout: str | None = None, **kwargs)
     if layout == "nyu_mat":
         return NyuMatSource(path, **kwargs)
     if layout == "bag":
+        from depth_estimator_ros.data.rosbag import BagSource, bag_folder
+
         return BagSource(bag_folder(path), **kwargs)
     return open_folder(path, layout, **kwargs)

@@ -81,19 +81,19 @@ _OFFERED_QOS = Qos(
 _RECEIVE_LATENCY_NS = 2_000_000  # recorder receive time = header stamp + 2 ms
 
 
-def _stamp_msg(seconds: float):
-    sec = int(np.floor(seconds))
-    nanosec = min(int(round((seconds - sec) * 1e9)), 999_999_999)
+def _stamp_msg(stamp_ns: int):
+    # Integer nanoseconds end to end: float seconds since the epoch lose ~100 ns.
+    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
     return _TYPESTORE.types["builtin_interfaces/msg/Time"](sec=sec, nanosec=nanosec)
 
 
-def _header(seconds: float, frame_id: str):
-    return _TYPESTORE.types["std_msgs/msg/Header"](stamp=_stamp_msg(seconds), frame_id=frame_id)
+def _header(stamp_ns: int, frame_id: str):
+    return _TYPESTORE.types["std_msgs/msg/Header"](stamp=_stamp_msg(stamp_ns), frame_id=frame_id)
 
 
-def _image_msg(seconds: float, frame_id: str, height: int, width: int, encoding: str, step: int, data: bytes):
+def _image_msg(stamp_ns: int, frame_id: str, height: int, width: int, encoding: str, step: int, data: bytes):
     return _TYPESTORE.types[IMAGE_TYPE](
-        header=_header(seconds, frame_id),
+        header=_header(stamp_ns, frame_id),
         height=height,
         width=width,
         encoding=encoding,
@@ -103,10 +103,10 @@ def _image_msg(seconds: float, frame_id: str, height: int, width: int, encoding:
     )
 
 
-def _info_msg(seconds: float, frame_id: str, k: Intrinsics):
+def _info_msg(stamp_ns: int, frame_id: str, k: Intrinsics):
     roi = _TYPESTORE.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
     return _TYPESTORE.types[INFO_TYPE](
-        header=_header(seconds, frame_id),
+        header=_header(stamp_ns, frame_id),
         height=k.height,
         width=k.width,
         distortion_model="plumb_bob",
@@ -177,7 +177,7 @@ def write_bag(
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists already; pass overwrite=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    start = time.time() if start_time is None else float(start_time)
+    start_ns = time.time_ns() if start_time is None else int(round(float(start_time) * 1e9))
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
 
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
@@ -197,9 +197,9 @@ def write_bag(
                         raise DataError(f"{frame.name}: stamp {frame.stamp} s goes back from {previous} s")
                     first_stamp = frame.stamp if first_stamp is None else first_stamp
                     previous = frame.stamp
-                    stamp = start + (frame.stamp - first_stamp)
+                    stamp = start_ns + int(round((frame.stamp - first_stamp) * 1e9))
                 else:
-                    stamp = start + count / rate_hz
+                    stamp = start_ns + int(round(count * 1e9 / rate_hz))
                 h, w = frame.rgb.shape[:2]
                 step, data = encode_rgb(frame.rgb, "rgb8")
                 messages = [(rgb_topic, stamp, _image_msg(stamp, rgb_frame_id, h, w, "rgb8", step, data), IMAGE_TYPE)]
@@ -207,13 +207,13 @@ def write_bag(
                     messages.append((info_topic, stamp, _info_msg(stamp, rgb_frame_id, frame.intrinsics), INFO_TYPE))
                 if frame.depth is not None:
                     dh, dw = frame.depth.shape
-                    depth_stamp = stamp + depth_stamp_offset
+                    depth_stamp = stamp + int(round(depth_stamp_offset * 1e9))
                     step, data = encode_depth(frame.depth, depth_encoding)
                     msg = _image_msg(depth_stamp, depth_frame_id, dh, dw, depth_encoding, step, data)
                     messages.append((depth_topic, depth_stamp, msg, IMAGE_TYPE))
-                for topic, seconds, msg, msgtype in messages:
+                for topic, stamp_ns, msg, msgtype in messages:
                     raw = _TYPESTORE.serialize_cdr(msg, msgtype)
-                    writer.write(connections[topic], int(round(seconds * 1e9)) + _RECEIVE_LATENCY_NS, raw)
+                    writer.write(connections[topic], stamp_ns + _RECEIVE_LATENCY_NS, raw)
                 count += 1
         finally:
             writer.close()
