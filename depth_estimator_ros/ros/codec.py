@@ -1,0 +1,178 @@
+"""Convert ``sensor_msgs/Image`` messages to numpy arrays and back.
+
+Decoding colour images uses ROS 2's ``cv_bridge`` where it imports (a ROS
+distribution) and the package's own codec (:mod:`depth_estimator_ros.data.image_encoding`)
+otherwise (pip mode); :data:`BACKEND` says which. Both give identical arrays:
+cv_bridge only takes the layouts it reads correctly (8-bit colour encodings,
+little-endian flag, row step a whole number of pixels, exact data length);
+everything else, and every malformed message, goes through the own codec,
+which raises :class:`ImageDecodeError` with the reason. ``rgb8`` needs no
+conversion and is always read in place by the own codec.
+
+Depth always decodes with the own codec, because the package's invalid-pixel
+rules (``16UC1`` 0 and 65535 mm, ``32FC1`` non-positive or non-finite metres ->
+NaN) are not something cv_bridge implements. Encoding always uses the own
+codec too (cv_bridge would need the array converted to the target encoding
+first, which is exactly what the own codec does).
+
+Copies: ``rgb8`` without row padding decodes to a view on ``msg.data`` (no copy;
+the array shares memory with the message). Encoding copies the pixels once into
+the message's byte array.
+"""
+
+from __future__ import annotations
+
+import array
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+from depth_estimator_ros.data.image_encoding import (
+    DEPTH_ENCODINGS,
+    IMAGE_ENCODINGS,
+    ImageDecodeError,
+    decode_depth,
+    decode_image,
+    encode_depth,
+    encode_rgb,
+)
+
+try:  # a ROS distribution; not on PyPI
+    from cv_bridge import CvBridge
+except ImportError:
+    CvBridge = None
+
+__all__ = [
+    "BACKEND",
+    "IMAGE_ENCODINGS",
+    "DEPTH_ENCODINGS",
+    "ImageDecodeError",
+    "image_to_rgb",
+    "image_to_depth",
+    "rgb_to_image",
+    "depth_to_image",
+]
+
+_BRIDGE = CvBridge() if CvBridge is not None else None
+
+#: ``"cv_bridge"`` where ROS 2's cv_bridge imports, else ``"numpy"`` (the own codec).
+BACKEND: str = "cv_bridge" if _BRIDGE is not None else "numpy"
+
+# Encodings cv_bridge converts to rgb8 exactly as the own codec does (channel
+# reorder / replication); its 16-bit scaling rounds differently, so those are not here.
+_BRIDGE_CHANNELS: dict[str, int] = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+
+
+def _bridge_can_read(msg: Image, max_pixels: int | None) -> bool:
+    """Return whether cv_bridge decodes ``msg`` correctly (else the own codec must)."""
+    channels = _BRIDGE_CHANNELS.get(msg.encoding)
+    if channels is None or msg.is_bigendian:
+        # cv_bridge byte-swaps flagged images with ndarray.newbyteorder, gone in numpy 2.
+        return False
+    height, width, step = msg.height, msg.width, msg.step
+    return (
+        height > 0
+        and width > 0
+        and (max_pixels is None or height * width <= max_pixels)
+        and step >= width * channels
+        and step % channels == 0  # cv_bridge assumes rows of whole pixels
+        and len(msg.data) == height * step
+    )
+
+
+def image_to_rgb(msg: Image, *, max_pixels: int | None = None) -> np.ndarray:
+    """Decode a colour or grey image message to RGB.
+
+    Args:
+        msg: ``sensor_msgs/Image`` in one of :data:`IMAGE_ENCODINGS` (rgb8, bgr8,
+            rgba8, bgra8, mono8, rgb16, bgr16, mono16), any row padding, either
+            ``is_bigendian`` flag.
+        max_pixels: refuse images with more pixels than this before allocating.
+
+    Returns:
+        ``(H, W, 3)`` uint8, RGB order. May share memory with ``msg.data``.
+
+    Raises:
+        ImageDecodeError: unsupported encoding, zero size, too many pixels, step
+            smaller than a row, or data length different from ``height * step``.
+    """
+    if _BRIDGE is not None and msg.encoding != "rgb8" and _bridge_can_read(msg, max_pixels):
+        return _BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8")
+    return decode_image(
+        msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data, max_pixels=max_pixels
+    )
+
+
+def image_to_depth(msg: Image, *, max_pixels: int | None = None) -> np.ndarray:
+    """Decode a depth image message to metres.
+
+    Args:
+        msg: ``sensor_msgs/Image`` in ``16UC1`` / ``mono16`` (millimetres, 0 and
+            65535 invalid) or ``32FC1`` (metres; NaN, inf, 0 and negative invalid),
+            any row padding, either ``is_bigendian`` flag.
+        max_pixels: refuse images with more pixels than this before allocating.
+
+    Returns:
+        ``(H, W)`` float32 metres, NaN where invalid; a new writable array.
+
+    Raises:
+        ImageDecodeError: as :func:`image_to_rgb`.
+    """
+    return decode_depth(
+        msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data, max_pixels=max_pixels
+    )
+
+
+def _make_image(header: Header, height: int, width: int, encoding: str, step: int, data: bytes) -> Image:
+    """Build an Image; ``data`` goes into the message's byte array with a single copy."""
+    msg = Image()
+    msg.header = Header(stamp=Time(sec=header.stamp.sec, nanosec=header.stamp.nanosec), frame_id=header.frame_id)
+    msg.height = height
+    msg.width = width
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = step
+    payload = array.array("B")
+    payload.frombytes(data)  # the field setter's fast path; a bytes value would be checked item by item
+    msg.data = payload
+    return msg
+
+
+def rgb_to_image(array_rgb: np.ndarray, header: Header, encoding: str = "rgb8") -> Image:
+    """Encode an RGB array as an image message.
+
+    Args:
+        array_rgb: ``(H, W, 3)`` uint8, RGB order.
+        header: stamp and frame_id to copy into the message.
+        encoding: one of :data:`IMAGE_ENCODINGS`.
+
+    Returns:
+        ``sensor_msgs/Image``, little-endian, no row padding.
+
+    Raises:
+        TypeError: ``array_rgb`` is not a uint8 numpy array.
+        ValueError: wrong shape or unsupported encoding.
+    """
+    step, data = encode_rgb(array_rgb, encoding)
+    return _make_image(header, array_rgb.shape[0], array_rgb.shape[1], encoding, step, data)
+
+
+def depth_to_image(depth_m: np.ndarray, header: Header) -> Image:
+    """Encode a depth map as a ``32FC1`` image message in metres.
+
+    Args:
+        depth_m: ``(H, W)`` float metres; NaN, non-positive and non-finite values
+            are written as NaN (invalid).
+        header: stamp and frame_id to copy into the message (the input image's).
+
+    Returns:
+        ``sensor_msgs/Image`` ``32FC1``, little-endian, no row padding.
+
+    Raises:
+        TypeError: ``depth_m`` is not a floating-point numpy array.
+        ValueError: wrong shape.
+    """
+    step, data = encode_depth(depth_m, "32FC1")
+    return _make_image(header, depth_m.shape[0], depth_m.shape[1], "32FC1", step, data)

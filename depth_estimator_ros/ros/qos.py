@@ -1,0 +1,55 @@
+"""QoS profiles of every topic the package uses, in one place.
+
+- :data:`SENSOR_QOS` for camera images and camera_info subscriptions: best effort,
+  keep-last 1, volatile (``rclpy.qos.qos_profile_sensor_data`` with depth 1). A
+  best-effort subscription matches both best-effort and reliable publishers, and
+  a depth of 1 means a node always works on the newest frame and drops stale ones.
+- :data:`WEIGHTS_QOS` for the trainer's ``weights``: reliable, transient-local,
+  keep-last 1, so an estimator that starts (or restarts) late receives the latest
+  weights at once; publisher and subscriber must both use it.
+- :data:`DIAGNOSTICS_QOS` for ``/diagnostics``, predicted depth and the numeric
+  topics: rclpy's default (reliable, volatile, keep-last 10).
+- :data:`PLAYBACK_QOS` for the bag player: reliable and transient-local, the
+  strongest offer, so every subscriber matches whatever it requests (best effort
+  or reliable, volatile or transient-local); volatile subscribers never receive
+  the kept history, transient-local ones (``weights``, ``/tf_static``) do, as
+  they would from the original publisher.
+"""
+
+from __future__ import annotations
+
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+__all__ = ["SENSOR_QOS", "WEIGHTS_QOS", "DIAGNOSTICS_QOS", "PLAYBACK_QOS"]
+
+#: Camera images and camera_info: best effort, keep-last 1, volatile.
+SENSOR_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.BEST_EFFORT,
+    durability=DurabilityPolicy.VOLATILE,
+)
+
+#: Weight payloads: reliable, transient-local, keep-last 1.
+WEIGHTS_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+
+#: Outputs, diagnostics and numeric topics: reliable, volatile, keep-last 10.
+DIAGNOSTICS_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=10,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+
+#: Bag playback: reliable, transient-local, keep-last 10 (compatible with every request).
+PLAYBACK_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=10,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)

@@ -1,0 +1,161 @@
+"""Run the depth estimator and the online trainer on a live RGB-D camera (Kinect defaults).
+
+    ros2 launch depth_estimator_ros live.launch.py                       # one `live` process
+    ros2 launch depth_estimator_ros live.launch.py mode:=separate adapt:=false rviz:=true
+    ros2 launch depth_estimator_ros live.launch.py image_topic:=/camera/color/image_raw \\
+        depth_topic:=/camera/aligned_depth_to_color/image_raw camera_info_topic:=/camera/color/camera_info
+
+Arguments (``ros2 launch depth_estimator_ros live.launch.py -s`` lists them):
+image_topic, depth_topic, camera_info_topic (the camera driver's topics),
+params_file (parameter defaults, config/live.yaml), device, checkpoint and adapt
+(override the params file only when given), rviz, mode (``single``: both nodes
+in the ``live`` process, one model copy; ``separate``: ``depth_estimator`` and
+``online_trainer`` processes talking over the ``weights`` topic), namespace.
+
+Predicted depth is published on ``<namespace>/depth`` (and ``depth/colored``,
+``depth/points``); the RViz config shows the default (empty) namespace.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchContext, LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+PACKAGE = "depth_estimator_ros"
+# Files this launch file uses, relative to the package's share directory (and to the source tree).
+PARAMS_FILE = ("config", "live.yaml")
+RVIZ_CONFIG = ("config", "depth_estimator.rviz")
+
+# Default topics of an openni/freenect Kinect driver (docs/ARCHITECTURE.md).
+DEFAULT_IMAGE_TOPIC = "/camera/rgb/image_color"
+DEFAULT_DEPTH_TOPIC = "/camera/depth_registered/image_raw"
+DEFAULT_CAMERA_INFO_TOPIC = "/camera/rgb/camera_info"
+
+MODES = ("single", "separate")
+
+
+def _is_true(value: str, name: str) -> bool:
+    """Parse a launch argument that must be ``true`` or ``false``."""
+    if value.lower() not in ("true", "false"):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value.lower() == "true"
+
+
+def _overrides(context: LaunchContext) -> dict:
+    """Parameters given on the command line; empty arguments leave the params file's value."""
+    params = {}
+    for name in ("device", "checkpoint"):
+        value = LaunchConfiguration(name).perform(context)
+        if value:
+            params[name] = value
+    return params
+
+
+def _nodes(context: LaunchContext) -> list:
+    """Create the node processes for the chosen mode."""
+    mode = LaunchConfiguration("mode").perform(context)
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    params_file = LaunchConfiguration("params_file").perform(context)
+    namespace = LaunchConfiguration("namespace").perform(context)
+    image = LaunchConfiguration("image_topic").perform(context)
+    depth = LaunchConfiguration("depth_topic").perform(context)
+    camera_info = LaunchConfiguration("camera_info_topic").perform(context)
+    adapt = LaunchConfiguration("adapt").perform(context)
+    overrides = _overrides(context)
+    trainer_overrides = dict(overrides)
+    if adapt:
+        trainer_overrides["adaptation_enabled"] = _is_true(adapt, "adapt")
+    camera = [("image", image), ("camera_info", camera_info)]
+
+    def parameters(extra: dict) -> list:
+        return [params_file, extra] if extra else [params_file]
+
+    if mode == "single":
+        # One process holds both nodes: `depth` is the estimator's output and the
+        # trainer's sensor input, so the sensor remap targets the trainer node only.
+        return [
+            Node(
+                package=PACKAGE,
+                executable="live",
+                namespace=namespace,
+                parameters=parameters(trainer_overrides),
+                remappings=camera + [("online_trainer:depth", depth)],
+                output="screen",
+                emulate_tty=True,
+            )
+        ]
+    return [
+        Node(
+            package=PACKAGE,
+            executable="depth_estimator",
+            namespace=namespace,
+            parameters=parameters(overrides),
+            remappings=camera,
+            output="screen",
+            emulate_tty=True,
+        ),
+        Node(
+            package=PACKAGE,
+            executable="online_trainer",
+            namespace=namespace,
+            parameters=parameters(trainer_overrides),
+            remappings=camera + [("depth", depth)],
+            output="screen",
+            emulate_tty=True,
+        ),
+    ]
+
+
+def generate_launch_description() -> LaunchDescription:
+    """Declare the arguments, the node process(es) and optionally RViz."""
+    share = get_package_share_directory(PACKAGE)
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("image_topic", default_value=DEFAULT_IMAGE_TOPIC, description="RGB image topic"),
+            DeclareLaunchArgument(
+                "depth_topic",
+                default_value=DEFAULT_DEPTH_TOPIC,
+                description="sensor depth topic (16UC1 mm or 32FC1 m) the trainer learns from",
+            ),
+            DeclareLaunchArgument(
+                "camera_info_topic", default_value=DEFAULT_CAMERA_INFO_TOPIC, description="RGB camera_info topic"
+            ),
+            DeclareLaunchArgument(
+                "params_file",
+                default_value=os.path.join(share, *PARAMS_FILE),
+                description="YAML parameter file of both nodes",
+            ),
+            DeclareLaunchArgument(
+                "device", default_value="", description="auto | cpu | cuda; empty = the params file's value"
+            ),
+            DeclareLaunchArgument(
+                "checkpoint", default_value="", description="model checkpoint (.safetensors); empty = params file"
+            ),
+            DeclareLaunchArgument(
+                "adapt",
+                default_value="",
+                description="true | false: sets adaptation_enabled; empty = the params file's value",
+            ),
+            DeclareLaunchArgument("rviz", default_value="false", description="true | false: start RViz2"),
+            DeclareLaunchArgument(
+                "mode",
+                default_value="single",
+                choices=list(MODES),
+                description="single: one `live` process; separate: depth_estimator + online_trainer processes",
+            ),
+            DeclareLaunchArgument("namespace", default_value="", description="namespace of the nodes"),
+            OpaqueFunction(function=_nodes),
+            Node(
+                package="rviz2",
+                executable="rviz2",
+                arguments=["-d", os.path.join(share, *RVIZ_CONFIG)],
+                condition=IfCondition(LaunchConfiguration("rviz")),
+                output="screen",
+            ),
+        ]
+    )

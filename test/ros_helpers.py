@@ -1,0 +1,381 @@
+"""Helpers for tests that use real rclpy: isolated contexts, deadlines, node processes.
+
+Usage in a test module (``test/`` is on ``sys.path`` under pytest)::
+
+    from ros_helpers import NodeProcess, MessageCollector, isolated_ros, wait_for
+
+    def test_something():
+        with isolated_ros() as ros:                      # own rclpy.Context + executor thread
+            node = ros.create_node("probe")
+            depth = MessageCollector(node, Image, "depth")
+            with NodeProcess.python(CHILD_CODE) as child:  # a node in another process
+                child.wait_for_output("READY", timeout=20.0)
+                depth.wait_for_count(3, timeout=10.0)
+                assert child.stop(timeout=2.0) == 0
+        # here the executor thread is joined and the context shut down
+
+Rules these helpers enforce: every wait has a deadline (``timeout`` is required),
+no test touches the global rclpy context, and nothing outlives the ``with`` block
+(executor threads are joined, child processes are stopped or killed).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import rclpy
+from rclpy.context import Context
+from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile
+from rclpy.signals import SignalHandlerOptions
+
+__all__ = [
+    "BAG_START_TIME",
+    "KINECT_TOPICS",
+    "RosTestContext",
+    "isolated_ros",
+    "wait_for",
+    "MessageCollector",
+    "NodeProcess",
+    "write_synthetic_bag",
+]
+
+T = TypeVar("T")
+
+#: Where the package sources live, for child processes that must import them.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+#: The Kinect driver topics live.launch.py defaults to (docs/ARCHITECTURE.md).
+KINECT_TOPICS = {
+    "image": "/camera/rgb/image_color",
+    "depth": "/camera/depth_registered/image_raw",
+    "camera_info": "/camera/rgb/camera_info",
+}
+
+#: Stamp of the first colour frame in bags from :func:`write_synthetic_bag`, seconds.
+BAG_START_TIME = 1_700_000_000.0
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, *, what: str = "condition", interval: float = 0.01) -> T:
+    """Poll ``predicate`` until it returns a truthy value or the deadline passes.
+
+    Args:
+        predicate: called repeatedly; its first truthy result is returned.
+        timeout: seconds until the deadline.
+        what: description used in the failure message.
+        interval: seconds between polls.
+
+    Returns:
+        The predicate's first truthy result.
+
+    Raises:
+        TimeoutError: the deadline passed; the message names ``what`` and the timeout.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what}")
+        time.sleep(interval)
+
+
+class RosTestContext:
+    """An isolated ``rclpy.Context`` with one executor spinning in a background thread.
+
+    Nodes created with :meth:`create_node` (or added with :meth:`add_node`) are
+    spun by that thread. :meth:`shutdown` stops the executor, joins the thread,
+    destroys the nodes and shuts the context down; it is idempotent.
+    """
+
+    def __init__(self, *, multi_threaded: bool = False, num_threads: int = 2) -> None:
+        """Create the context and start spinning.
+
+        Args:
+            multi_threaded: use a ``MultiThreadedExecutor`` (for nodes with callback groups).
+            num_threads: worker threads of the multi-threaded executor.
+        """
+        self.context = Context()
+        # No signal handlers: Ctrl-C must keep reaching pytest, not rclpy.
+        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
+        self.executor: Executor = (
+            MultiThreadedExecutor(num_threads=num_threads, context=self.context)
+            if multi_threaded
+            else SingleThreadedExecutor(context=self.context)
+        )
+        self._nodes: list[Node] = []
+        self._thread = threading.Thread(target=self._spin, name="ros-test-executor", daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except rclpy.executors.ExternalShutdownException:
+            pass
+
+    def create_node(self, name: str, **kwargs: Any) -> Node:
+        """Create a plain node in this context and spin it; kwargs go to ``rclpy.node.Node``."""
+        return self.add_node(Node(name, context=self.context, **kwargs))
+
+    def add_node(self, node: Node) -> Node:
+        """Spin ``node`` (created with ``context=self.context``) and destroy it at shutdown."""
+        self._nodes.append(node)
+        self.executor.add_node(node)
+        return node
+
+    def remove_node(self, node: Node) -> None:
+        """Stop spinning ``node`` and destroy it now (e.g. to restart a node mid-test)."""
+        self.executor.remove_node(node)
+        self._nodes.remove(node)
+        node.destroy_node()
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop the executor, join its thread within ``timeout`` s, destroy nodes, shut down.
+
+        Raises:
+            TimeoutError: the executor thread did not finish in time.
+        """
+        if not self.context.ok() and not self._thread.is_alive():
+            return
+        self.executor.shutdown(timeout_sec=timeout)
+        self._thread.join(timeout)
+        for node in self._nodes:
+            node.destroy_node()
+        self._nodes.clear()
+        self.context.try_shutdown()
+        if self._thread.is_alive():
+            raise TimeoutError(f"executor thread still running {timeout:.1f} s after shutdown")
+
+
+@contextmanager
+def isolated_ros(*, multi_threaded: bool = False, check_threads: bool = True) -> Iterator[RosTestContext]:
+    """Yield a :class:`RosTestContext`; shut it down on exit and check no thread leaked.
+
+    Args:
+        multi_threaded: use a ``MultiThreadedExecutor``.
+        check_threads: after shutdown, require ``threading.enumerate()`` to be back to
+            what it was on entry (within 2 s, for threads that are finishing).
+    """
+    baseline = set(threading.enumerate())
+    ros = RosTestContext(multi_threaded=multi_threaded)
+    try:
+        yield ros
+    finally:
+        ros.shutdown()
+    if check_threads:
+        wait_for(
+            lambda: not [t for t in threading.enumerate() if t not in baseline and t.is_alive()],
+            2.0,
+            what=f"threads to end: {[t.name for t in threading.enumerate() if t not in baseline]}",
+        )
+
+
+class MessageCollector:
+    """Subscribe to a topic and keep every message received, with its arrival time.
+
+    ``messages`` and ``arrivals`` (``time.monotonic()`` seconds) grow from the
+    executor thread; read them after a ``wait_for_count``.
+    """
+
+    def __init__(self, node: Node, msg_type: type, topic: str, qos: QoSProfile | int = 10) -> None:
+        """Create the subscription on ``node``.
+
+        Args:
+            node: a node spun by a :class:`RosTestContext`.
+            msg_type: message class, e.g. ``sensor_msgs.msg.Image``.
+            topic: topic name (resolved in ``node``'s namespace).
+            qos: profile or history depth.
+        """
+        self.messages: list[Any] = []
+        self.arrivals: list[float] = []
+        self._lock = threading.Lock()
+        self.subscription = node.create_subscription(msg_type, topic, self._on_message, qos)
+
+    def _on_message(self, msg: Any) -> None:
+        with self._lock:
+            self.messages.append(msg)
+            self.arrivals.append(time.monotonic())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self.messages)
+
+    def wait_for_count(self, count: int, timeout: float) -> list[Any]:
+        """Wait until at least ``count`` messages arrived; return a copy of the list."""
+        wait_for(
+            lambda: len(self) >= count,
+            timeout,
+            what=f"{count} messages on {self.subscription.topic_name} (got {len(self)})",
+        )
+        with self._lock:
+            return list(self.messages)
+
+
+class NodeProcess:
+    """A ROS node (or any command) in a child process, stdout/stderr captured to files.
+
+    Output goes to files, not pipes, so a chatty child can never block on a full
+    pipe. Use as a context manager: on exit a child still running is killed.
+    The child inherits the environment (``ROS_DOMAIN_ID`` from conftest) with
+    ``PYTHONUNBUFFERED=1`` so its prints are visible at once.
+    """
+
+    def __init__(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """Start ``argv``.
+
+        Args:
+            argv: the command line.
+            env: variables added to (overriding) the inherited environment.
+            cwd: working directory (default: the project root).
+        """
+        self.argv = list(argv)
+        self._dir = tempfile.TemporaryDirectory(prefix="ros_node_")
+        self.stdout_path = Path(self._dir.name) / "stdout.txt"
+        self.stderr_path = Path(self._dir.name) / "stderr.txt"
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.popen = subprocess.Popen(
+                self.argv, stdout=out, stderr=err, env=full_env, cwd=cwd if cwd is not None else PROJECT_ROOT
+            )
+
+    @classmethod
+    def python(cls, code: str, *args: str, **kwargs: Any) -> NodeProcess:
+        """Run ``python -c code args...`` with this interpreter."""
+        return cls([sys.executable, "-u", "-c", code, *args], **kwargs)
+
+    @classmethod
+    def module(cls, module: str, *args: str, **kwargs: Any) -> NodeProcess:
+        """Run ``python -m module args...`` with this interpreter."""
+        return cls([sys.executable, "-u", "-m", module, *args], **kwargs)
+
+    @property
+    def stdout(self) -> str:
+        """Everything the child wrote to stdout so far."""
+        return self.stdout_path.read_text(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        """Everything the child wrote to stderr so far."""
+        return self.stderr_path.read_text(errors="replace")
+
+    def _check_running(self) -> None:
+        code = self.popen.poll()
+        if code is not None:
+            raise RuntimeError(f"{self.argv[:4]} exited early with code {code}; stderr:\n{self.stderr[-4000:]}")
+
+    def wait_for_output(self, text: str, timeout: float) -> str:
+        """Wait until ``text`` appears in the child's stdout; return the stdout.
+
+        Raises:
+            TimeoutError: not seen in time (the message includes stderr's tail).
+            RuntimeError: the child exited first.
+        """
+
+        def seen() -> str | None:
+            out = self.stdout
+            if text in out:
+                return out
+            self._check_running()
+            return None
+
+        try:
+            return wait_for(seen, timeout, what=f"{text!r} on the child's stdout", interval=0.02)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}; stdout:\n{self.stdout[-2000:]}\nstderr:\n{self.stderr[-2000:]}") from None
+
+    def stop(self, timeout: float = 2.0, sig: int = signal.SIGINT) -> int:
+        """Send ``sig`` (SIGINT, like Ctrl-C) and wait for the exit code.
+
+        Args:
+            timeout: seconds the child has to exit.
+            sig: the signal to send.
+
+        Returns:
+            The exit code.
+
+        Raises:
+            TimeoutError: still running after ``timeout`` (it is then killed).
+        """
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise TimeoutError(
+                f"{self.argv[:4]} did not exit within {timeout:.1f} s of signal {sig}; stderr:\n{self.stderr[-2000:]}"
+            ) from None
+
+    def kill(self) -> None:
+        """Kill the child if it still runs and reap it."""
+        if self.popen.poll() is None:
+            self.popen.kill()
+        self.popen.wait(5.0)
+
+    def __enter__(self) -> NodeProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.kill()
+        self._dir.cleanup()
+
+
+def write_synthetic_bag(
+    path: str | os.PathLike[str],
+    *,
+    frames: int = 6,
+    width: int = 64,
+    height: int = 48,
+    rate_hz: float = 10.0,
+    seed: int = 0,
+    **kwargs: Any,
+) -> Path:
+    """Write a small rosbag2 of a synthetic room on :data:`KINECT_TOPICS`.
+
+    Per frame: rgb8 image, 16UC1 depth (stamped 7 ms later) and camera_info; colour
+    stamps are ``BAG_START_TIME + i / rate_hz``.
+
+    Args:
+        path: bag folder to create (must not exist).
+        frames: number of frames.
+        width: image width, pixels.
+        height: image height, pixels.
+        rate_hz: frame rate of the recording.
+        seed: synthetic room seed.
+        **kwargs: further ``data.write_bag`` arguments (``storage``, ``depth_encoding``, ...).
+
+    Returns:
+        ``path``.
+    """
+    from depth_estimator_ros.data import SyntheticRooms, write_bag
+
+    source = SyntheticRooms(seed=seed, frames=frames, width=width, height=height)
+    write_bag(
+        path,
+        source,
+        rgb_topic=KINECT_TOPICS["image"],
+        depth_topic=KINECT_TOPICS["depth"],
+        info_topic=KINECT_TOPICS["camera_info"],
+        rate_hz=rate_hz,
+        start_time=BAG_START_TIME,
+        **kwargs,
+    )
+    return Path(path)

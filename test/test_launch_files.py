@@ -1,0 +1,230 @@
+"""Static checks of launch/*.launch.py, config/depth_estimator.rviz and their installation.
+
+These run in pip mode (no ``launch`` package): the launch files are checked through
+their syntax tree. Where ``launch`` and ``launch_ros`` import (a ROS distro), the
+launch descriptions are also built and the node actions of both modes inspected.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import py_compile
+import runpy
+from pathlib import Path
+
+import pytest
+import setuptools
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "depth_estimator_ros"
+LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
+RVIZ_FILE = ROOT / "config" / "depth_estimator.rviz"
+ARCHITECTURE = (ROOT / "docs" / "ARCHITECTURE.md").read_text()
+
+# Relative topic -> default (Kinect) topic, as docs/ARCHITECTURE.md states them.
+KINECT_REMAPS = {
+    "image": "/camera/rgb/image_color",
+    "depth": "/camera/depth_registered/image_raw",
+    "camera_info": "/camera/rgb/camera_info",
+}
+# What the depth_estimator node publishes (relative names; default namespace in RViz).
+ESTIMATOR_OUTPUTS = ("depth", "depth/colored", "depth/points")
+
+
+def _module_constants(tree: ast.Module) -> dict[str, object]:
+    """Return the module-level ``NAME = <literal>`` assignments of a syntax tree."""
+    constants = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                constants[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+    return constants
+
+
+def _parse(path: Path) -> tuple[ast.Module, dict[str, object]]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    return tree, _module_constants(tree)
+
+
+@pytest.fixture(scope="module")
+def setup_kwargs() -> dict:
+    """Run setup.py with ``setuptools.setup`` capturing its keyword arguments."""
+    captured: dict = {}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(setuptools, "setup", lambda **kwargs: captured.update(kwargs))
+        patch.chdir(ROOT)  # data_files use globs relative to the project
+        runpy.run_path(str(ROOT / "setup.py"))
+    return captured
+
+
+@pytest.fixture(scope="module")
+def console_scripts(setup_kwargs) -> dict[str, str]:
+    entries = setup_kwargs["entry_points"]["console_scripts"]
+    return {name.strip(): target.strip() for name, target in (entry.split("=", 1) for entry in entries)}
+
+
+@pytest.fixture(scope="module")
+def installed_files(setup_kwargs) -> set[str]:
+    """Paths, relative to the install prefix, that data_files installs."""
+    return {f"{dest}/{Path(src).name}" for dest, sources in setup_kwargs["data_files"] for src in sources}
+
+
+def test_there_are_live_and_playback_launch_files():
+    assert [p.name for p in LAUNCH_FILES] == ["live.launch.py", "playback.launch.py"]
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_file_compiles_and_defines_entry_point(path, tmp_path):
+    py_compile.compile(str(path), cfile=str(tmp_path / "out.pyc"), doraise=True)
+    tree, _ = _parse(path)
+    functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert "generate_launch_description" in functions
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_file_executables_are_console_scripts(path, console_scripts):
+    tree, constants = _parse(path)
+    named = []
+    for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+        keywords = {k.arg: k.value for k in call.keywords}
+        if "package" not in keywords:
+            continue
+        package = keywords["package"]
+        package = constants.get(package.id) if isinstance(package, ast.Name) else ast.literal_eval(package)
+        if package != PACKAGE:
+            continue
+        executable = ast.literal_eval(keywords["executable"])  # literal, so this check sees every one
+        named.append(executable)
+        assert executable in console_scripts, f"{path.name} runs {executable!r}, not a console script in setup.py"
+        module = console_scripts[executable].split(":")[0]
+        module_file = ROOT.joinpath(*module.split(".")).with_suffix(".py")
+        assert module_file.is_file(), f"console script {executable} points at missing {module_file}"
+    if path.name == "live.launch.py":
+        assert sorted(named) == ["depth_estimator", "live", "online_trainer"]
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_files_referenced_by_launch_files_exist_and_are_installed(path, installed_files):
+    _, constants = _parse(path)
+    referenced = [
+        value
+        for value in constants.values()
+        if isinstance(value, tuple) and value and all(isinstance(v, str) for v in value) and "." in value[-1]
+    ]
+    assert referenced, f"{path.name} names no files"
+    for parts in referenced:
+        relative = "/".join(parts)  # relative to the share directory, which mirrors the source tree
+        assert (ROOT / relative).is_file(), f"{path.name} references {relative}, missing in the project"
+        assert f"share/{PACKAGE}/{relative}" in installed_files, f"setup.py data_files does not install {relative}"
+
+
+def test_setup_installs_launch_config_and_package_marker(installed_files):
+    share = f"share/{PACKAGE}"
+    expected = {f"{share}/launch/{p.name}" for p in LAUNCH_FILES}
+    expected |= {f"{share}/config/{RVIZ_FILE.name}", f"{share}/config/live.yaml", f"{share}/package.xml"}
+    expected.add(f"share/ament_index/resource_index/packages/{PACKAGE}")
+    assert expected <= installed_files
+
+
+def test_live_launch_default_topics_are_the_documented_kinect_remaps():
+    for relative, topic in KINECT_REMAPS.items():
+        assert f"`{relative}` -> `{topic}`" in ARCHITECTURE
+    _, constants = _parse(ROOT / "launch" / "live.launch.py")
+    assert constants["DEFAULT_IMAGE_TOPIC"] == KINECT_REMAPS["image"]
+    assert constants["DEFAULT_DEPTH_TOPIC"] == KINECT_REMAPS["depth"]
+    assert constants["DEFAULT_CAMERA_INFO_TOPIC"] == KINECT_REMAPS["camera_info"]
+
+
+def _rviz_displays(config: dict) -> list[dict]:
+    displays, stack = [], list(config["Visualization Manager"]["Displays"])
+    while stack:  # groups nest their displays
+        display = stack.pop()
+        stack.extend(display.get("Displays", []))
+        displays.append(display)
+    return displays
+
+
+def test_rviz_config_shows_every_documented_topic_and_nothing_else():
+    config = yaml.safe_load(RVIZ_FILE.read_text())
+    displays = _rviz_displays(config)
+    topics = {d["Topic"]["Value"]: d for d in displays if "Topic" in d}
+    for relative in ESTIMATOR_OUTPUTS:
+        assert f"`{relative}`" in ARCHITECTURE, f"{relative} is not a documented estimator topic"
+    expected = {KINECT_REMAPS["image"], KINECT_REMAPS["depth"]} | {"/" + t for t in ESTIMATOR_OUTPUTS}
+    assert set(topics) == expected
+    assert topics["/depth/points"]["Class"] == "rviz_default_plugins/PointCloud2"
+    for topic in expected - {"/depth/points"}:
+        assert topics[topic]["Class"] == "rviz_default_plugins/Image"
+    for display in topics.values():
+        # Best effort matches both best-effort (camera drivers) and reliable publishers.
+        assert display["Topic"]["Reliability Policy"] == "Best Effort", display["Name"]
+    classes = {d["Class"] for d in displays}
+    assert {"rviz_default_plugins/Grid", "rviz_default_plugins/TF"} <= classes
+    assert config["Visualization Manager"]["Global Options"]["Fixed Frame"] == "camera_rgb_optical_frame"
+
+
+def _launch_available() -> bool:
+    try:
+        from launch import LaunchDescription  # noqa: F401
+        from launch_ros.actions import Node  # noqa: F401
+    except ImportError:  # guard against a folder named `launch` on sys.path posing as the package
+        return False
+    return True
+
+
+needs_launch = pytest.mark.skipif(
+    not _launch_available(), reason="ROS 2 `launch`/`launch_ros` not installed (pip mode; they come with a ROS distro)"
+)
+
+
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.name.replace(".", "_"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_launch
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_description_builds(path):
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument
+
+    description = _load(path).generate_launch_description()
+    assert isinstance(description, LaunchDescription)
+    arguments = {e.name for e in description.entities if isinstance(e, DeclareLaunchArgument)}
+    if path.name == "live.launch.py":
+        expected = {"image_topic", "depth_topic", "camera_info_topic", "params_file", "device", "checkpoint"}
+        assert expected | {"adapt", "rviz", "mode", "namespace"} <= arguments
+    else:
+        assert {"bag", "rate", "loop", "delay", "start_offset"} <= arguments
+
+
+@needs_launch
+@pytest.mark.parametrize(
+    ("mode", "executables"), [("single", ["live"]), ("separate", ["depth_estimator", "online_trainer"])]
+)
+def test_live_launch_modes_create_the_right_processes(mode, executables):
+    from launch import LaunchContext
+
+    module = _load(ROOT / "launch" / "live.launch.py")
+    context = LaunchContext()
+    context.launch_configurations.update(
+        {
+            "mode": mode,
+            "params_file": str(ROOT / "config" / "live.yaml"),
+            "namespace": "",
+            "image_topic": "/cam/rgb",
+            "depth_topic": "/cam/depth",
+            "camera_info_topic": "/cam/info",
+            "adapt": "false",
+            "device": "cpu",
+            "checkpoint": "",
+        }
+    )
+    nodes = module._nodes(context)
+    assert [n.node_executable for n in nodes] == executables
