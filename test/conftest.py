@@ -22,7 +22,10 @@ def _torch_threads() -> None:
         import torch
     except ImportError:  # pragma: no cover - torch is a hard dependency
         return
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    # One intra-op thread: the suite's tensors are tiny, and on a loaded 2-core machine
+    # (CI, or nodes spun in the same process) a second OpenMP thread spin-waits and
+    # makes torch 10-50x slower.
+    torch.set_num_threads(1)
 
 
 _torch_threads()
