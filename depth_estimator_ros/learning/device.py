@@ -1,0 +1,46 @@
+"""Turn a user's device choice ("auto", "cpu", "cuda", "cuda:1") into a torch.device."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["DEVICE_CHOICES", "resolve_device"]
+
+DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+"""The device names every tool accepts (``"cuda:N"`` picks one GPU)."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Return the torch device for a choice, checking that it exists here.
+
+    Args:
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
+            ``"cuda:N"`` or a ``torch.device``.
+
+    Returns:
+        The device.
+
+    Raises:
+        ValueError: an unknown name, or CUDA asked for where torch sees no GPU.
+    """
+    if isinstance(device, torch.device):
+        spec = str(device)
+    elif isinstance(device, str):
+        spec = device.strip().lower()
+    else:
+        raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        try:
+            resolved = torch.device(spec)
+        except RuntimeError:
+            raise ValueError(f"device must be one of {DEVICE_CHOICES} or 'cuda:N', got {device!r}") from None
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but torch sees no CUDA GPU here; use 'cpu' or 'auto'")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) exist")
+        return resolved
+    raise ValueError(f"device must be one of {DEVICE_CHOICES} or 'cuda:N', got {device!r}")

@@ -1,0 +1,177 @@
+"""Masked depth losses: pure functions of ``(pred, target, valid)`` in metres.
+
+Every loss here ignores invalid pixels entirely (they contribute neither value nor
+gradient) and, when a batch has no valid pixel at all, returns an exact ``0`` that is
+still attached to the autograd graph of ``pred``: a caller may call ``backward()`` on
+it (all gradients are zero) or skip the step, and a ``NaN`` never reaches the weights.
+None of these functions synchronise with the device (no ``.item()``), so they are
+cheap inside a CUDA training loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; learning never needs models at import
+    from depth_estimator_ros.models import DepthModel
+
+__all__ = ["LOSSES", "valid_mask", "masked_l1", "masked_mse", "masked_rmse", "head_l2", "model_loss"]
+
+LOSSES: tuple[str, ...] = ("l1", "rmse")
+"""The loss names a model's ``defaults.loss`` may take."""
+
+
+def valid_mask(target: Tensor | np.ndarray, min_depth: float, max_depth: float) -> Tensor | np.ndarray:
+    """Return where a ground-truth depth may be trusted: finite, > 0 and in range.
+
+    Args:
+        target: depth in metres of any shape, ``(B, 1, H, W)`` tensor or ``(H, W)``
+            array; NaN, 0 and negative values mark invalid pixels.
+        min_depth: smallest trusted depth in metres (inclusive).
+        max_depth: largest trusted depth in metres (inclusive).
+
+    Returns:
+        A boolean tensor (for a tensor input) or array (for an array input) of the
+        shape of ``target``.
+    """
+    if not min_depth < max_depth:
+        raise ValueError(f"min_depth must be < max_depth, got {min_depth} and {max_depth}")
+    if isinstance(target, np.ndarray):
+        with np.errstate(invalid="ignore"):
+            return np.isfinite(target) & (target > 0) & (target >= min_depth) & (target <= max_depth)
+    if isinstance(target, Tensor):
+        return torch.isfinite(target) & (target > 0) & (target >= min_depth) & (target <= max_depth)
+    raise TypeError(f"target must be a torch.Tensor or numpy.ndarray, got {type(target).__name__}")
+
+
+def _check(pred: Tensor, target: Tensor, valid: Tensor) -> None:
+    if not (isinstance(pred, Tensor) and isinstance(target, Tensor) and isinstance(valid, Tensor)):
+        raise TypeError("pred, target and valid must all be torch.Tensor")
+    if pred.shape != target.shape or pred.shape != valid.shape:
+        raise ValueError(
+            f"pred, target and valid must have one shape, got {tuple(pred.shape)}, "
+            f"{tuple(target.shape)} and {tuple(valid.shape)}"
+        )
+    if valid.dtype != torch.bool:
+        raise TypeError(f"valid must be a bool tensor, got {valid.dtype}")
+
+
+def _masked_error(pred: Tensor, target: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """Return ``pred - target`` with 0 at invalid pixels (gradient-safe) and the valid count."""
+    _check(pred, target, valid)
+    # Replacing the invalid targets *before* subtracting keeps NaN out of the graph:
+    # where(valid, pred - target, 0) would still back-propagate 0 * NaN = NaN through
+    # a square.
+    safe_target = torch.where(valid, target, pred.detach()).to(pred.dtype)
+    err = torch.where(valid, pred - safe_target, torch.zeros((), dtype=pred.dtype, device=pred.device))
+    return err, valid.sum()
+
+
+def _safe_sqrt(x: Tensor) -> Tensor:
+    """Return ``sqrt(x)`` for ``x >= 0`` whose value and gradient are 0 (not NaN) at ``x == 0``."""
+    positive = x > 0
+    root = torch.where(positive, x, torch.ones_like(x)).sqrt()
+    return torch.where(positive, root, x * 0)
+
+
+def masked_l1(pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+    """Return the mean absolute error over valid pixels (seed 0's L1 loss).
+
+    Args:
+        pred: predicted depth in metres, e.g. ``(B, 1, H, W)``.
+        target: ground-truth depth in metres, same shape; may hold NaN where invalid.
+        valid: bool mask, same shape, True where ``target`` counts.
+
+    Returns:
+        A scalar tensor in metres; exactly 0 (with grad) when nothing is valid.
+    """
+    err, n = _masked_error(pred, target, valid)
+    return err.abs().sum() / n.clamp_min(1)
+
+
+def masked_mse(pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+    """Return the mean squared error over valid pixels.
+
+    Args:
+        pred: predicted depth in metres, e.g. ``(B, 1, H, W)``.
+        target: ground-truth depth in metres, same shape; may hold NaN where invalid.
+        valid: bool mask, same shape.
+
+    Returns:
+        A scalar tensor in square metres; exactly 0 (with grad) when nothing is valid.
+    """
+    err, n = _masked_error(pred, target, valid)
+    return err.square().sum() / n.clamp_min(1)
+
+
+def masked_rmse(pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+    """Return the root mean squared error over valid pixels (seed 1, eq. 2).
+
+    The mean runs over all valid pixels of the whole batch, ``sqrt(sum e^2 / |T*|)``.
+
+    Args:
+        pred: predicted depth in metres, e.g. ``(B, 1, H, W)``.
+        target: ground-truth depth in metres, same shape; may hold NaN where invalid.
+        valid: bool mask, same shape.
+
+    Returns:
+        A scalar tensor in metres; exactly 0 (with a finite, zero grad) when nothing
+        is valid or the prediction is perfect.
+    """
+    return _safe_sqrt(masked_mse(pred, target, valid))
+
+
+def head_l2(params: Iterable[Tensor], weight: float) -> Tensor:
+    """Return ``weight * sum ||p||^2`` over ``params`` (the L2 penalty of seed 1, eq. 4).
+
+    Args:
+        params: the regularized tensors (e.g. ``model.regularized_parameters()``).
+        weight: the regularization constant (seed 1 uses 0.02); must be >= 0.
+
+    Returns:
+        A scalar tensor; a plain 0-dim zero when ``params`` is empty or ``weight`` is 0.
+    """
+    if weight < 0:
+        raise ValueError(f"head L2 weight must be >= 0, got {weight}")
+    params = list(params)
+    if weight == 0 or not params:
+        return torch.zeros(())
+    return weight * torch.stack([p.square().sum() for p in params]).sum()
+
+
+def model_loss(model: "DepthModel", pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+    """Return the loss the model was designed to be trained with.
+
+    ``model.defaults.loss`` picks the data term and ``model.defaults.head_l2`` weighs
+    the squared norm of ``model.regularized_parameters()``:
+
+    - ``"l1"``: ``masked_l1 + head_l2 * sum ||W||^2`` (seed 0; its head weight is 0).
+    - ``"rmse"``: ``sqrt(masked_mse + head_l2 * sum ||W||^2)``, the penalty *inside*
+      the square root exactly as seed 1's eq. 4 writes it.
+
+    Args:
+        model: a ``DepthModel`` (anything with ``defaults`` and
+            ``regularized_parameters()``).
+        pred: predicted depth in metres ``(B, 1, H, W)``.
+        target: ground-truth depth in metres, same shape, NaN where invalid.
+        valid: bool mask, same shape.
+
+    Returns:
+        A scalar tensor; exactly 0 (with grad) when no pixel is valid, so a batch
+        without supervision never moves the weights through the penalty alone.
+    """
+    kind = model.defaults.loss
+    if kind not in LOSSES:
+        raise ValueError(f"model.defaults.loss must be one of {LOSSES}, got {kind!r}")
+    err, n = _masked_error(pred, target, valid)
+    penalty = head_l2(model.regularized_parameters(), float(model.defaults.head_l2)).to(pred.device)
+    if kind == "l1":
+        loss = err.abs().sum() / n.clamp_min(1) + penalty
+    else:
+        loss = _safe_sqrt(err.square().sum() / n.clamp_min(1) + penalty)
+    return torch.where(n > 0, loss, loss * 0)

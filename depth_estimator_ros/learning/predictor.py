@@ -1,0 +1,263 @@
+"""The inference wrapper: RGB image in, metric depth at the image's own size out.
+
+Used by the estimator node and the prequential evaluator. A :class:`Predictor` owns a
+private copy of the model in eval mode and never trains it; a trainer thread hands in
+new weights with :meth:`Predictor.swap_state` / :meth:`Predictor.load_state_dict`
+while other threads keep calling :meth:`Predictor.predict`.
+
+Locking: one ``threading.Lock`` (``Predictor._lock``) guards the model weights and the
+input buffer.
+
+- ``predict`` / ``predict_batch`` hold it from filling the input buffer until the
+  depth is back on the host (forward pass, upsampling and device-to-host copy
+  included), so a frame is computed entirely with one set of weights and its
+  :attr:`Predictor.version`.
+- ``swap_state`` / ``load_state_dict`` with a state dict check it (names, shapes,
+  dtypes) and copy it to the model's device *before* taking the lock, then hold the
+  lock only for the in-place device-side copies and the version bump: a swap
+  waits for at most the frame in progress, and a frame waits at most for one copy.
+  A rejected state dict raises before the lock and leaves the model untouched.
+- ``swap_state`` with a callable holds the lock for the whole call.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from depth_estimator_ros.learning.device import resolve_device
+from depth_estimator_ros.learning.transforms import resize_rgb
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from depth_estimator_ros.models import DepthModel
+
+__all__ = ["Predictor"]
+
+#: Relative tolerance at the range limits under AMP, where float16 rounds a clamped
+#: ``max_depth`` a hair outside the range; such values are clamped, not dropped.
+_AMP_RANGE_TOL = 2e-3
+
+
+class Predictor:
+    """Predict metric depth for whole images with a private, eval-mode model copy.
+
+    Args:
+        model: a ``DepthModel``; it is deep-copied, so the caller's model (and its
+            training) is never touched.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a torch.device.
+        amp: float16 autocast; ``None`` turns it on for CUDA, off for CPU. It is a
+            CUDA-only option.
+        channels_last: run the model in channels-last memory format (faster on some
+            GPUs and with oneDNN; measure before turning on).
+    """
+
+    def __init__(
+        self,
+        model: "DepthModel",
+        device: str | torch.device = "cpu",
+        *,
+        amp: bool | None = None,
+        channels_last: bool = False,
+    ) -> None:
+        if not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a DepthModel, got {type(model).__name__}")
+        self.device = resolve_device(device)
+        cuda = self.device.type == "cuda"
+        if amp and not cuda:
+            raise ValueError(f"amp=True needs a CUDA device, got {self.device}")
+        self.amp = cuda if amp is None else bool(amp)
+        self.channels_last = bool(channels_last)
+        self.input_size: tuple[int, int] = tuple(int(v) for v in model.input_size)  # type: ignore[assignment]
+        self.min_depth = float(model.min_depth)
+        self.max_depth = float(model.max_depth)
+        model_copy = copy.deepcopy(model).to(self.device)
+        if self.channels_last:
+            model_copy = model_copy.to(memory_format=torch.channels_last)
+        model_copy.eval()
+        model_copy.requires_grad_(False)
+        self._model = model_copy
+        self._lock = threading.Lock()
+        self._version = 0
+        h, w = self.input_size
+        # Pinned host memory lets the upload overlap with nothing else in flight and
+        # skips a staging copy; only worth it when there is a GPU to upload to.
+        self._host_input = torch.empty((1, h, w, 3), dtype=torch.uint8, pin_memory=cuda)
+
+    @property
+    def model(self) -> "DepthModel":
+        """Return the private model copy (read it, don't train or modify it)."""
+        return self._model
+
+    @property
+    def version(self) -> int:
+        """Return the weight version in force: 0 at start, then what the last swap set."""
+        return self._version
+
+    def predict(self, rgb: np.ndarray) -> np.ndarray:
+        """Predict depth for one image.
+
+        Args:
+            rgb: ``(H, W, 3)`` uint8, RGB order.
+
+        Returns:
+            ``(H, W)`` float32 metres, NaN where the prediction is not finite or
+            outside ``[min_depth, max_depth]``.
+        """
+        return self.predict_versioned(rgb)[0]
+
+    def predict_versioned(self, rgb: np.ndarray) -> tuple[np.ndarray, int]:
+        """Predict depth for one image and say which weight version produced it.
+
+        Args:
+            rgb: ``(H, W, 3)`` uint8, RGB order.
+
+        Returns:
+            ``(depth, version)``: ``(H, W)`` float32 metres (NaN invalid) and the
+            :attr:`version` of the weights used for it.
+        """
+        self._check_image(rgb)
+        small = resize_rgb(rgb, self.input_size)
+        with self._lock:
+            self._host_input[0].copy_(torch.from_numpy(small))
+            batch = self._host_input.to(self.device, non_blocking=True)
+            depth = self._forward(batch, [rgb.shape[:2]])[0]
+            return depth, self._version
+
+    def predict_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Predict depth for several images in one forward pass.
+
+        Args:
+            images: ``(H_i, W_i, 3)`` uint8 RGB images; sizes may differ.
+
+        Returns:
+            One ``(H_i, W_i)`` float32 depth map in metres (NaN invalid) per image.
+        """
+        if len(images) == 0:
+            return []
+        for rgb in images:
+            self._check_image(rgb)
+        stacked = torch.from_numpy(np.stack([resize_rgb(rgb, self.input_size) for rgb in images]))
+        with self._lock:
+            batch = stacked.to(self.device)
+            return self._forward(batch, [rgb.shape[:2] for rgb in images])
+
+    def swap_state(
+        self, update: Mapping[str, Tensor] | Callable[["DepthModel"], Any], *, version: int | None = None
+    ) -> Any:
+        """Replace weights between frames, never during one.
+
+        Args:
+            update: a (possibly partial) state dict whose tensors replace the
+                model's tensors of the same names, or a callable that receives the
+                model and changes it in place (e.g. applies a weight payload); the
+                callable runs under the lock and must not call back into this
+                Predictor.
+            version: the version number frames predicted from now on report;
+                ``None`` adds one to the current version.
+
+        Returns:
+            ``None`` for a state dict, else the callable's return value.
+
+        Raises:
+            ValueError: a state dict names an unknown tensor or has a wrong shape;
+                nothing is changed then.
+        """
+        if callable(update):
+            with self._lock:
+                result = update(self._model)
+                self._model.eval()
+                self._model.requires_grad_(False)
+                self._bump(version)
+            return result
+        staged = self._stage(update, strict=False)
+        with self._lock, torch.no_grad():
+            for target, source in staged:
+                target.copy_(source)
+            self._bump(version)
+        return None
+
+    def load_state_dict(self, state: Mapping[str, Tensor], *, version: int | None = None) -> None:
+        """Replace all weights with a complete state dict (every key, right shapes).
+
+        Args:
+            state: the model's full state dict, on any device.
+            version: as in :meth:`swap_state`.
+
+        Raises:
+            ValueError: a key is missing or unknown, or a shape differs.
+        """
+        staged = self._stage(state, strict=True)
+        with self._lock, torch.no_grad():
+            for target, source in staged:
+                target.copy_(source)
+            self._bump(version)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """Return a CPU copy of the weights in force (a consistent snapshot)."""
+        with self._lock:
+            return {name: t.detach().to("cpu", copy=True) for name, t in self._model.state_dict().items()}
+
+    def _bump(self, version: int | None) -> None:
+        self._version = self._version + 1 if version is None else int(version)
+
+    def _stage(self, state: Mapping[str, Tensor], *, strict: bool) -> list[tuple[Tensor, Tensor]]:
+        """Check ``state`` against the model and move it to the device (no lock needed)."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state must be a state dict (mapping of name to tensor) or a callable, "
+                            f"got {type(state).__name__}")
+        own = self._model.state_dict()
+        unknown = sorted(set(state) - set(own))
+        if unknown:
+            raise ValueError(f"state dict has tensors this {self._model.arch!r} model lacks: {unknown[:5]}")
+        if strict:
+            missing = sorted(set(own) - set(state))
+            if missing:
+                raise ValueError(f"state dict lacks tensors of this {self._model.arch!r} model: {missing[:5]}")
+        staged = []
+        for name, source in state.items():
+            target = own[name]
+            if not isinstance(source, Tensor):
+                raise TypeError(f"state dict entry {name!r} must be a tensor, got {type(source).__name__}")
+            if source.shape != target.shape:
+                raise ValueError(f"state dict entry {name!r} has shape {tuple(source.shape)}, "
+                                 f"the model needs {tuple(target.shape)}")
+            staged.append((target, source.detach().to(self.device, dtype=target.dtype)))
+        return staged
+
+    def _check_image(self, rgb: np.ndarray) -> None:
+        if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise TypeError(f"rgb must be a (H, W, 3) uint8 array, got "
+                            f"{getattr(rgb, 'dtype', type(rgb).__name__)} {getattr(rgb, 'shape', '')}")
+
+    def _forward(self, batch_hwc: Tensor, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+        """Run the model on a uint8 ``(B, h, w, 3)`` device batch; return host depth maps per size."""
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        rgb = batch_hwc.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=memory_format)
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            pred = self._model(rgb)
+        pred = pred.float()
+        outputs = []
+        for i, size in enumerate(sizes):
+            one = pred[i : i + 1]
+            if tuple(one.shape[-2:]) != tuple(size):
+                one = F.interpolate(one, size=tuple(size), mode="bilinear", align_corners=False)
+            outputs.append(self._mask_range(one[0, 0]).cpu().numpy())
+        return outputs
+
+    def _mask_range(self, depth: Tensor) -> Tensor:
+        """Set NaN outside ``[min_depth, max_depth]`` (with the AMP rounding tolerance)."""
+        lo, hi = self.min_depth, self.max_depth
+        if self.amp:
+            inside = (depth >= lo * (1 - _AMP_RANGE_TOL)) & (depth <= hi * (1 + _AMP_RANGE_TOL))
+            depth = depth.clamp(lo, hi)
+        else:
+            inside = (depth >= lo) & (depth <= hi)
+        return torch.where(inside, depth, torch.full((), math.nan, device=depth.device))

@@ -1,0 +1,459 @@
+"""Offline training of a depth model on RGB-D frames, with validation and early stopping.
+
+One call, :func:`fit`, runs the recipe a model comes with (``model.defaults``: Adam
+learning rate and weight decay, the loss, micro-batch size and gradient accumulation)
+unless :class:`TrainConfig` overrides it:
+
+- the frames are cropped and resized to the model's input size once and kept in
+  memory (``7 * H * W`` bytes per frame, about 0.34 MB at 192x256), then every
+  epoch shuffles them, augments them (seed 1's rotation / colour / flip) and feeds
+  micro-batches, stepping the optimiser every ``accumulation`` micro-batches;
+- the validation set is scored before training (epoch 0) and after every epoch
+  (pooled RMSE over valid pixels at the input size); the best model so far is
+  written atomically with :func:`~depth_estimator_ros.models.save_checkpoint`, and
+  training stops after ``patience`` epochs without improvement;
+- ``minutes`` bounds the whole call (loading, training, validation, saving): the
+  trainer stops stepping when the time left would not cover the final validation
+  (its duration is measured on the epoch-0 pass), then validates the partial epoch;
+- every epoch appends to ``train_log.csv``, rewrites ``train_log.json`` and redraws
+  ``loss_curve.png`` in ``out_dir``, so an interrupted run keeps its record.
+
+Mixed precision (float16 autocast with a gradient scaler) is used on CUDA only.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from depth_estimator_ros.data.frame import Frame
+from depth_estimator_ros.learning.device import resolve_device
+from depth_estimator_ros.learning.losses import model_loss, valid_mask
+from depth_estimator_ros.learning.metrics import MetricAccumulator
+from depth_estimator_ros.learning.transforms import border_crop, resize_depth, resize_rgb, to_tensor_batch
+from depth_estimator_ros.models import DepthModel, save_checkpoint
+
+__all__ = ["TrainConfig", "TrainResult", "fit", "prepare_frames"]
+
+CHECKPOINT_NAME = "best.safetensors"
+LOG_CSV = "train_log.csv"
+LOG_JSON = "train_log.json"
+CURVE_PNG = "loss_curve.png"
+
+_CSV_FIELDS = (
+    "epoch", "partial", "steps", "images", "train_loss",
+    "val_rmse", "val_mae", "val_abs_rel", "val_delta1", "improved", "elapsed_s",
+)  # fmt: skip
+
+
+@dataclass
+class TrainConfig:
+    """Options of :func:`fit`; ``None`` means "the model's own default".
+
+    Attributes:
+        epochs: most passes over the training frames.
+        minutes: wall-clock budget for the whole :func:`fit` call, or ``None``.
+        micro_batch: images per forward/backward pass (``model.defaults.micro_batch``).
+        accumulation: micro-batches per optimiser step (``model.defaults.accumulation``).
+        lr: Adam learning rate (``model.defaults.lr``).
+        weight_decay: Adam weight decay (``model.defaults.weight_decay``).
+        scope: trainable parts, passed to ``model.set_trainable``.
+        patience: epochs without a better validation RMSE before stopping.
+        augment: apply seed 1's augmentation to training batches.
+        border_crop: pixels cut from every border before resizing (seed 1: 10).
+        seed: seed of shuffling, augmentation and torch's initialisation draws.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        amp: float16 autocast; ``None`` = on for CUDA, off for CPU (CUDA only).
+        progress: show tqdm progress bars.
+    """
+
+    epochs: int = 20
+    minutes: float | None = None
+    micro_batch: int | None = None
+    accumulation: int | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    scope: str = "default"
+    patience: int = 5
+    augment: bool = True
+    border_crop: int = 0
+    seed: int = 0
+    device: str = "auto"
+    amp: bool | None = None
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.minutes is not None and not self.minutes > 0:
+            raise ValueError(f"minutes must be > 0 or None, got {self.minutes}")
+        for name in ("micro_batch", "accumulation"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {value}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr must be > 0 or None, got {self.lr}")
+        if self.weight_decay is not None and self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0 or None, got {self.weight_decay}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
+        if self.border_crop < 0:
+            raise ValueError(f"border_crop must be >= 0, got {self.border_crop}")
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit` did.
+
+    Attributes:
+        checkpoint: the best checkpoint written.
+        best_epoch: epoch of the best validation RMSE (0 = before training).
+        best_metrics: validation metrics of that epoch.
+        epochs_run: epochs started (the last may be partial).
+        steps: optimiser steps taken.
+        stopped: ``"epochs"``, ``"early_stopping"`` or ``"time_budget"``.
+        seconds: wall time of the call.
+        train_mean_depth: mean valid training depth in metres (the mean-depth baseline).
+        history: one dict per validated epoch, as in ``train_log.csv``.
+    """
+
+    checkpoint: Path
+    best_epoch: int
+    best_metrics: dict[str, float]
+    epochs_run: int
+    steps: int
+    stopped: str
+    seconds: float
+    train_mean_depth: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def prepare_frames(
+    frames: Sequence[Frame],
+    input_size: tuple[int, int],
+    *,
+    crop: int = 0,
+    desc: str = "frames",
+    progress: bool = True,
+) -> list[Frame]:
+    """Crop and resize frames to the model's input size once, for in-memory training.
+
+    Args:
+        frames: RGB-D frames; each must have depth.
+        input_size: ``(H, W)``.
+        crop: border crop in pixels before resizing.
+        desc: progress-bar label.
+        progress: show a progress bar.
+
+    Returns:
+        New frames with ``(H, W, 3)`` uint8 RGB and ``(H, W)`` float32 depth (NaN invalid).
+
+    Raises:
+        ValueError: a frame has no depth.
+    """
+    prepared = []
+    for frame in tqdm(frames, desc=f"loading {desc}", unit="frame", disable=not progress, leave=False):
+        if frame.depth is None:
+            raise ValueError(f"frame {frame.name!r} has no depth; training needs RGB-D frames")
+        rgb, depth = border_crop(frame.rgb, frame.depth, crop)
+        prepared.append(
+            Frame(
+                rgb=np.ascontiguousarray(resize_rgb(rgb, input_size)),
+                depth=resize_depth(depth, input_size),
+                stamp=frame.stamp,
+                name=frame.name,
+            )
+        )
+    return prepared
+
+
+def _mean_depth(frames: Sequence[Frame], model: DepthModel) -> tuple[float, int]:
+    total, count = 0.0, 0
+    for frame in frames:
+        ok = valid_mask(frame.depth, model.min_depth, model.max_depth)
+        total += float(frame.depth[ok].sum(dtype=np.float64))
+        count += int(ok.sum())
+    return (total / count if count else math.nan), count
+
+
+def _validate(
+    model: DepthModel, frames: Sequence[Frame], device: torch.device, amp: bool, batch: int
+) -> dict[str, float]:
+    """Return pooled metrics of ``model`` on prepared frames at the input size."""
+    was_training = model.training
+    model.eval()
+    acc = MetricAccumulator()
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        for start in range(0, len(frames), batch):
+            rgb, depth = to_tensor_batch(frames[start : start + batch], model.input_size)
+            pred = model(rgb.to(device, non_blocking=True)).float()
+            acc.update(pred, depth, valid_mask(depth, model.min_depth, model.max_depth))
+    model.train(was_training)
+    return acc.result()
+
+
+def _plot(path: Path, step_losses: list[float], history: list[dict[str, Any]], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (ax_steps, ax_epochs) = plt.subplots(1, 2, figsize=(11, 4))
+    if step_losses:
+        steps = np.arange(1, len(step_losses) + 1)
+        ax_steps.plot(steps, step_losses, color="tab:blue", alpha=0.3, lw=0.8, label="micro-batch")
+        window = max(1, len(step_losses) // 25)
+        if window > 1:
+            smooth = np.convolve(step_losses, np.ones(window) / window, mode="valid")
+            ax_steps.plot(steps[window - 1 :], smooth, color="tab:blue", label=f"mean of {window}")
+        ax_steps.legend()
+    ax_steps.set_xlabel("micro-batch")
+    ax_steps.set_ylabel("training loss")
+    ax_steps.set_title("training loss")
+    ax_steps.grid(alpha=0.3)
+    epochs = [row["epoch"] for row in history]
+    ax_epochs.plot(epochs, [row["val_rmse"] for row in history], "o-", color="tab:red", label="validation RMSE (m)")
+    trained = [row for row in history if row["epoch"] > 0]
+    if trained:
+        ax_epochs.plot([r["epoch"] for r in trained], [r["train_loss"] for r in trained], "s--",
+                       color="tab:blue", label="mean training loss")
+    ax_epochs.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_epochs.set_xlabel("epoch (0 = before training)")
+    ax_epochs.set_title("per epoch")
+    ax_epochs.grid(alpha=0.3)
+    ax_epochs.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=True) + "\n")
+    tmp.replace(path)
+
+
+def fit(
+    model: DepthModel,
+    train_frames: Sequence[Frame],
+    val_frames: Sequence[Frame],
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    provenance: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``train_frames``, keeping the best checkpoint by validation RMSE.
+
+    On return ``model`` holds the best weights (in training mode, on the training
+    device) and ``out_dir`` holds ``best.safetensors``, ``train_log.csv``,
+    ``train_log.json`` and ``loss_curve.png``.
+
+    Args:
+        model: the model to train, e.g. from ``build_model`` or ``load_checkpoint``.
+        train_frames: RGB-D frames to learn from (each with depth).
+        val_frames: RGB-D frames to select the best epoch on (at least one valid pixel).
+        out_dir: output folder (created).
+        config: options; ``TrainConfig()`` when ``None``.
+        provenance: extra JSON-able facts stored in the checkpoint (e.g. the data spec).
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        ValueError: empty frame lists, frames without depth, a validation set
+            without valid pixels, or ``amp=True`` off CUDA.
+    """
+    config = config or TrainConfig()
+    started = time.monotonic()
+    deadline = None if config.minutes is None else started + 60.0 * config.minutes
+    if len(train_frames) == 0 or len(val_frames) == 0:
+        raise ValueError(f"need training and validation frames, got {len(train_frames)} and {len(val_frames)}")
+    device = resolve_device(config.device)
+    if config.amp and device.type != "cuda":
+        raise ValueError(f"amp=True needs a CUDA device, got {device}")
+    amp = device.type == "cuda" if config.amp is None else bool(config.amp)
+    defaults = model.defaults
+    micro = config.micro_batch or defaults.micro_batch
+    accumulation = config.accumulation or defaults.accumulation
+    lr = config.lr if config.lr is not None else defaults.lr
+    weight_decay = config.weight_decay if config.weight_decay is not None else defaults.weight_decay
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / CHECKPOINT_NAME
+    csv_path = out / LOG_CSV
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    train = prepare_frames(train_frames, model.input_size, crop=config.border_crop, desc="training frames",
+                           progress=config.progress)
+    val = prepare_frames(val_frames, model.input_size, crop=config.border_crop, desc="validation frames",
+                         progress=config.progress)
+    train_mean, _ = _mean_depth(train, model)
+    if _mean_depth(val, model)[1] == 0:
+        raise ValueError("the validation frames have no valid depth pixel in the model's range")
+
+    model.to(device)
+    params = model.set_trainable(config.scope)
+    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    model.train()
+
+    log: dict[str, Any] = {
+        "arch": model.arch,
+        "config": {**asdict(config), "micro_batch": micro, "accumulation": accumulation, "lr": lr,
+                   "weight_decay": weight_decay, "amp": amp},
+        "device": str(device),
+        "input_size": list(model.input_size),
+        "n_train": len(train),
+        "n_val": len(val),
+        "train_mean_depth": train_mean,
+        "trainable_parameters": sum(p.numel() for p in params),
+        "skipped_steps": 0,
+        "epochs": [],
+        "step_losses": [],
+    }
+    history: list[dict[str, Any]] = log["epochs"]
+    step_losses: list[float] = log["step_losses"]
+    with csv_path.open("w", newline="") as handle:
+        csv.DictWriter(handle, fieldnames=_CSV_FIELDS).writeheader()
+
+    best_rmse = math.inf
+    best_epoch = 0
+    best_metrics: dict[str, float] = {}
+    best_state: dict[str, torch.Tensor] = {}
+    steps = 0
+    epochs_run = 0
+    stopped = "epochs"
+    stale = 0
+
+    def record(epoch: int, partial: bool, images: int, losses: list[float]) -> bool:
+        nonlocal best_rmse, best_epoch, best_metrics, best_state, stale
+        metrics = _validate(model, val, device, amp, micro)
+        improved = metrics["rmse"] < best_rmse
+        if improved:
+            best_rmse, best_epoch, best_metrics, stale = metrics["rmse"], epoch, metrics, 0
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            save_checkpoint(checkpoint, model, provenance={
+                **(provenance or {}),
+                "trainer": "depth_estimator_ros.learning.trainer.fit",
+                "epoch": epoch,
+                "steps": steps,
+                "val_metrics": metrics,
+                "train_mean_depth": train_mean,
+                "n_train": len(train),
+                "n_val": len(val),
+                "config": log["config"],
+            })
+        elif epoch > 0:
+            stale += 1
+        row = {
+            "epoch": epoch, "partial": partial, "steps": steps, "images": images,
+            "train_loss": float(np.mean(losses)) if losses else math.nan,
+            "val_rmse": metrics["rmse"], "val_mae": metrics["mae"], "val_abs_rel": metrics["abs_rel"],
+            "val_delta1": metrics["delta1"], "improved": improved,
+            "elapsed_s": round(time.monotonic() - started, 2),
+        }  # fmt: skip
+        history.append(row)
+        with csv_path.open("a", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=_CSV_FIELDS).writerow(row)
+        log.update(best_epoch=best_epoch, best_val=best_metrics, steps=steps, stopped=stopped,
+                   seconds=round(time.monotonic() - started, 2), checkpoint=str(checkpoint))
+        _write_json(out / LOG_JSON, log)
+        _plot(out / CURVE_PNG, step_losses, history, f"{model.arch}: {len(train)} training frames")
+        return improved
+
+    tic = time.monotonic()
+    record(0, False, 0, [])
+    # Reserve one validation pass plus a checkpoint write at the end of a time budget.
+    reserve = 1.5 * (time.monotonic() - tic) + 1.0
+
+    for epoch in range(1, config.epochs + 1):
+        epochs_run = epoch
+        order = rng.permutation(len(train))
+        batches = [order[i : i + micro] for i in range(0, len(order), micro)]
+        if len(batches) > 1 and len(batches[-1]) == 1:
+            # Batch norm cannot train on one frame whose coarsest feature map is 1x1
+            # (small inputs); the lone frame joins the previous micro-batch instead.
+            batches[-2:] = [np.concatenate(batches[-2:])]
+        losses: list[float] = []
+        images = 0
+        partial = False
+        optimizer.zero_grad(set_to_none=True)
+        bar = tqdm(total=len(batches), desc=f"epoch {epoch}/{config.epochs}", unit="batch",
+                   disable=not config.progress, leave=False)
+        for group_start in range(0, len(batches), accumulation):
+            group = batches[group_start : group_start + accumulation]
+            if deadline is not None and time.monotonic() + reserve >= deadline:
+                partial = True
+                break
+            finite = True
+            for indices in group:
+                rgb, depth = to_tensor_batch([train[i] for i in indices], model.input_size,
+                                             augment=config.augment, rng=rng)
+                rgb = rgb.to(device, non_blocking=True)
+                depth = depth.to(device, non_blocking=True)
+                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+                    pred = model(rgb)
+                loss = model_loss(model, pred.float(), depth, valid_mask(depth, model.min_depth, model.max_depth))
+                value = float(loss.detach())
+                finite = finite and math.isfinite(value)
+                if finite:
+                    scaler.scale(loss / len(group)).backward()
+                    losses.append(value)
+                    step_losses.append(value)
+                images += len(indices)
+                bar.update(1)
+                bar.set_postfix(loss=f"{value:.3f}")
+            if finite:
+                scaler.step(optimizer)
+                scaler.update()
+                steps += 1
+            else:
+                # A NaN/inf loss would poison the weights (on CPU there is no scaler to
+                # catch it): drop the whole accumulated step and count it.
+                log["skipped_steps"] += 1
+            optimizer.zero_grad(set_to_none=True)
+        bar.close()
+        if partial:
+            stopped = "time_budget"
+        if images:
+            record(epoch, partial, images, losses)
+        if partial:
+            break
+        if stale >= config.patience:
+            stopped = "early_stopping"
+            break
+
+    log["stopped"] = stopped
+    log["seconds"] = round(time.monotonic() - started, 2)
+    log["epochs_run"] = epochs_run
+    _write_json(out / LOG_JSON, log)
+    model.load_state_dict(best_state)
+    return TrainResult(
+        checkpoint=checkpoint,
+        best_epoch=best_epoch,
+        best_metrics=best_metrics,
+        epochs_run=epochs_run,
+        steps=steps,
+        stopped=stopped,
+        seconds=log["seconds"],
+        train_mean_depth=train_mean,
+        history=history,
+    )

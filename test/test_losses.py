@@ -1,0 +1,147 @@
+"""Masked losses against hand-computed values, including all-invalid masks."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from depth_estimator_ros.learning.losses import (
+    head_l2,
+    masked_l1,
+    masked_mse,
+    masked_rmse,
+    model_loss,
+    valid_mask,
+)
+
+NAN = float("nan")
+
+
+def _case():
+    # Valid pixels: errors +1, -2, +0.5 -> L1 3.5/3, MSE 5.25/3.
+    pred = torch.tensor([[[[2.0, 1.0], [3.5, 7.0]]]], requires_grad=True)
+    target = torch.tensor([[[[1.0, 3.0], [3.0, NAN]]]])
+    valid = torch.tensor([[[[True, True], [True, False]]]])
+    return pred, target, valid
+
+
+class _HeadModel(nn.Module):
+    """The two attributes ``model_loss`` reads from a DepthModel, on a real module."""
+
+    def __init__(self, loss: str, weight: float) -> None:
+        super().__init__()
+        self.head = nn.Parameter(torch.tensor([1.0, 2.0]))  # ||W||^2 = 5
+        self.defaults = SimpleNamespace(loss=loss, head_l2=weight)
+
+    def regularized_parameters(self) -> list[nn.Parameter]:
+        return [self.head]
+
+
+def test_valid_mask_rules_tensor_and_array():
+    depth = np.array([[NAN, 0.0, -1.0, 0.2], [0.5, 5.0, 10.0, 10.5]], dtype=np.float32)
+    expected = np.array([[False, False, False, False], [True, True, True, False]])
+    np.testing.assert_array_equal(valid_mask(depth, 0.5, 10.0), expected)
+    mask = valid_mask(torch.from_numpy(depth), 0.5, 10.0)
+    assert mask.dtype == torch.bool
+    np.testing.assert_array_equal(mask.numpy(), expected)
+    inf = valid_mask(np.array([np.inf], dtype=np.float32), 0.0, math.inf)
+    assert not inf.any()
+
+
+def test_valid_mask_rejects_bad_range_and_type():
+    with pytest.raises(ValueError, match="min_depth"):
+        valid_mask(torch.ones(1), 5.0, 1.0)
+    with pytest.raises(TypeError, match="numpy"):
+        valid_mask([1.0], 0.0, 10.0)
+
+
+def test_masked_l1_and_rmse_hand_computed():
+    pred, target, valid = _case()
+    assert masked_l1(pred, target, valid).item() == pytest.approx(3.5 / 3)
+    assert masked_mse(pred, target, valid).item() == pytest.approx(5.25 / 3)
+    rmse = masked_rmse(pred, target, valid)
+    assert rmse.item() == pytest.approx(math.sqrt(5.25 / 3))
+    rmse.backward()
+    # d rmse / d p_i = e_i / (n * rmse); the invalid pixel gets exactly 0.
+    r = math.sqrt(5.25 / 3)
+    expected = torch.tensor([[[[1.0, -2.0], [0.5, 0.0]]]]) / (3 * r)
+    torch.testing.assert_close(pred.grad, expected)
+
+
+def test_l1_gradient_is_sign_over_count_and_zero_where_invalid():
+    pred, target, valid = _case()
+    masked_l1(pred, target, valid).backward()
+    torch.testing.assert_close(pred.grad, torch.tensor([[[[1.0, -1.0], [1.0, 0.0]]]]) / 3)
+
+
+@pytest.mark.parametrize("loss_fn", [masked_l1, masked_mse, masked_rmse])
+def test_all_invalid_gives_zero_with_finite_grad(loss_fn):
+    pred = torch.full((2, 1, 3, 3), 4.0, requires_grad=True)
+    target = torch.full((2, 1, 3, 3), NAN)
+    valid = torch.zeros((2, 1, 3, 3), dtype=torch.bool)
+    loss = loss_fn(pred, target, valid)
+    assert loss.item() == 0.0 and loss.requires_grad
+    loss.backward()
+    assert torch.equal(pred.grad, torch.zeros_like(pred))
+
+
+def test_perfect_prediction_rmse_is_zero_without_nan_grad():
+    pred = torch.tensor([1.0, 2.0], requires_grad=True)
+    target = torch.tensor([1.0, 2.0])
+    loss = masked_rmse(pred, target, torch.tensor([True, True]))
+    loss.backward()
+    assert loss.item() == 0.0
+    assert torch.isfinite(pred.grad).all()
+
+
+def test_shape_and_dtype_errors():
+    pred, target, valid = _case()
+    with pytest.raises(ValueError, match="one shape"):
+        masked_l1(pred, target[..., :1], valid)
+    with pytest.raises(TypeError, match="bool"):
+        masked_l1(pred, target, valid.float())
+
+
+def test_head_l2():
+    w = [torch.tensor([1.0, 2.0]), torch.tensor([[3.0]])]
+    assert head_l2(w, 0.02).item() == pytest.approx(0.02 * 14)
+    assert head_l2([], 0.02).item() == 0.0
+    assert head_l2(w, 0.0).item() == 0.0
+    with pytest.raises(ValueError, match=">= 0"):
+        head_l2(w, -1.0)
+
+
+def test_model_loss_rmse_puts_penalty_inside_the_root():
+    pred, target, valid = _case()
+    model = _HeadModel("rmse", 0.02)
+    loss = model_loss(model, pred, target, valid)
+    assert loss.item() == pytest.approx(math.sqrt(5.25 / 3 + 0.02 * 5))
+    loss.backward()
+    assert model.head.grad is not None and torch.all(model.head.grad > 0)
+
+
+def test_model_loss_l1_adds_penalty():
+    pred, target, valid = _case()
+    loss = model_loss(_HeadModel("l1", 0.1), pred, target, valid)
+    assert loss.item() == pytest.approx(3.5 / 3 + 0.1 * 5)
+
+
+@pytest.mark.parametrize("kind", ["l1", "rmse"])
+def test_model_loss_all_invalid_is_zero_and_leaves_weights_alone(kind):
+    model = _HeadModel(kind, 0.02)
+    pred = torch.ones((1, 1, 2, 2), requires_grad=True)
+    loss = model_loss(model, pred, torch.full((1, 1, 2, 2), NAN), torch.zeros((1, 1, 2, 2), dtype=torch.bool))
+    loss.backward()
+    assert loss.item() == 0.0
+    assert torch.equal(model.head.grad, torch.zeros(2))
+
+
+def test_model_loss_unknown_kind():
+    pred, target, valid = _case()
+    with pytest.raises(ValueError, match="'l1', 'rmse'"):
+        model_loss(_HeadModel("huber", 0.0), pred, target, valid)

@@ -1,0 +1,100 @@
+"""Depth metrics against hand-computed values; pooling is per pixel, not per frame."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from depth_estimator_ros.learning.metrics import METRIC_NAMES, MetricAccumulator, compute_metrics
+
+NAN = float("nan")
+
+
+def test_hand_computed_values():
+    pred = np.array([1.5, 2.0, 4.0, 1.8, 9.0], dtype=np.float32)
+    target = np.array([1.0, 3.0, 4.0, 1.0, NAN], dtype=np.float32)
+    valid = np.array([True, True, True, True, False])
+    m = compute_metrics(pred, target, valid)
+    # errors +0.5, -1, 0, +0.8; ratios max(p/t, t/p) = 1.5, 1.5, 1, 1.8.
+    assert m["n_valid"] == 4 and m["n_missing"] == 0
+    assert m["rmse"] == pytest.approx(math.sqrt((0.25 + 1 + 0 + 0.64) / 4))
+    assert m["mae"] == pytest.approx(2.3 / 4)
+    assert m["abs_rel"] == pytest.approx((0.5 + 1 / 3 + 0 + 0.8) / 4)
+    assert m["sq_rel"] == pytest.approx((0.25 + 1 / 3 + 0 + 0.64) / 4)
+    assert m["log10"] == pytest.approx((2 * math.log10(1.5) + math.log10(1.8)) / 4)
+    assert m["delta1"] == pytest.approx(1 / 4)  # 1.25
+    assert m["delta2"] == pytest.approx(3 / 4)  # 1.5625
+    assert m["delta3"] == pytest.approx(1.0)  # 1.953125
+
+
+def test_torch_and_numpy_agree():
+    rng = np.random.default_rng(0)
+    target = rng.uniform(0.5, 8.0, (1, 1, 6, 5)).astype(np.float32)
+    pred = (target * rng.uniform(0.8, 1.2, target.shape)).astype(np.float32)
+    valid = rng.random(target.shape) > 0.3
+    a = compute_metrics(pred, target, valid)
+    b = compute_metrics(torch.from_numpy(pred), torch.from_numpy(target), torch.from_numpy(valid))
+    assert a == pytest.approx(b)
+
+
+def test_all_invalid_gives_nan_and_zero_count():
+    m = compute_metrics(np.ones((3, 3), np.float32), np.full((3, 3), NAN, np.float32), np.zeros((3, 3), bool))
+    assert m["n_valid"] == 0
+    assert all(math.isnan(m[name]) for name in METRIC_NAMES)
+
+
+def test_nonfinite_prediction_is_counted_not_scored_and_invalid_target_never_scored():
+    pred = np.array([NAN, 2.0, 3.0], dtype=np.float32)
+    target = np.array([1.0, 2.0, 0.0], dtype=np.float32)
+    m = compute_metrics(pred, target, np.array([True, True, True]))
+    assert m["n_valid"] == 1 and m["n_missing"] == 1 and m["rmse"] == 0.0
+
+
+def test_zero_prediction_gives_finite_log_and_ratio():
+    m = compute_metrics(np.array([0.0], np.float32), np.array([1.0], np.float32), np.array([True]))
+    assert m["log10"] == pytest.approx(3.0)  # floored at 1 mm
+    assert m["delta3"] == 0.0
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="one shape"):
+        compute_metrics(np.ones(3), np.ones(2), np.ones(3, bool))
+    with pytest.raises(TypeError, match="boolean"):
+        compute_metrics(np.ones(3), np.ones(3), np.ones(3))
+    with pytest.raises(TypeError, match="numpy.ndarray or torch.Tensor"):
+        compute_metrics([1.0], np.ones(1), np.ones(1, bool))
+
+
+def test_accumulator_pools_pixels_not_frame_means():
+    acc = MetricAccumulator(keep_per_frame=True)
+    # Frame A: one pixel, error 3. Frame B: three pixels, error 0.
+    a = acc.update(np.array([4.0]), np.array([1.0]), np.array([True]))
+    b = acc.update(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 3.0]), np.array([True, True, True]))
+    assert a["rmse"] == 3.0 and b["rmse"] == 0.0
+    r = acc.result()
+    assert r["n_valid"] == 4
+    assert r["rmse"] == pytest.approx(math.sqrt(9 / 4))  # a mean of means would give 1.5
+    assert r["mae"] == pytest.approx(3 / 4)
+    assert r["delta1"] == pytest.approx(3 / 4)
+    assert acc.frames == 2 and acc.per_frame == [a, b]
+    # An all-invalid frame changes nothing but the frame count.
+    acc.update(np.array([5.0]), np.array([NAN]), np.array([False]))
+    assert acc.result() == r and acc.frames == 3
+
+
+def test_accumulator_equals_one_shot_over_concatenation():
+    rng = np.random.default_rng(1)
+    frames = [
+        (rng.uniform(0.5, 5, (4, 5)), rng.uniform(0.5, 5, (4, 5)), rng.random((4, 5)) > 0.4) for _ in range(3)
+    ]
+    acc = MetricAccumulator()
+    for p, t, v in frames:
+        acc.update(p, t, v)
+    whole = compute_metrics(*(np.concatenate([f[i] for f in frames]) for i in range(3)))
+    assert acc.result() == pytest.approx(whole)
+    assert acc.per_frame == []
+    acc.reset()
+    assert acc.result()["n_valid"] == 0 and acc.frames == 0
