@@ -1,1 +1,27 @@
-"""adaptation layer; see docs/ARCHITECTURE.md."""
+"""Adaptation layer: replay buffer, online adaptation engine, weight payloads, prequential evaluation.
+
+See docs/ARCHITECTURE.md. The prequential evaluator lives in
+:mod:`depth_estimator_ros.adaptation.prequential` and is imported from there (it pulls in
+the data layer and plotting, which the live engine does not need).
+"""
+
+from depth_estimator_ros.adaptation.buffer import DROP_REASONS, BufferedFrame, ReplayBuffer
+from depth_estimator_ros.adaptation.config import SCOPES, AdaptationConfig
+from depth_estimator_ros.adaptation.engine import LIVE_FIELDS, ROUND_OUTCOMES, AdaptationEngine, RoundResult
+from depth_estimator_ros.adaptation.payload import PayloadError, export_payload, import_payload, read_payload
+
+__all__ = [
+    "DROP_REASONS",
+    "LIVE_FIELDS",
+    "ROUND_OUTCOMES",
+    "SCOPES",
+    "AdaptationConfig",
+    "AdaptationEngine",
+    "BufferedFrame",
+    "PayloadError",
+    "ReplayBuffer",
+    "RoundResult",
+    "export_payload",
+    "import_payload",
+    "read_payload",
+]

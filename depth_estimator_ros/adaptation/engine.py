@@ -1,0 +1,554 @@
+"""Online adaptation engine: learn the current room from live RGB-D frames, safely, off the hot path.
+
+The engine owns a private *training copy* of the model; the caller's model (the one an
+estimator predicts with) is never touched. Frames come in through :meth:`offer` (the
+trainer's subscription: every frame), are resized once into a bounded
+:class:`~depth_estimator_ros.adaptation.buffer.ReplayBuffer`, and a worker thread runs a
+*round* whenever ``min_new_frames`` new frames are in:
+
+1. the newest ``holdout_frames`` new frames are held out; the rest of the new frames,
+   ``replay_ratio`` times as many frames replayed from the buffer (recent ring and the
+   reservoir of older frames) and, per mini-batch, a ``base_replay_fraction`` share of
+   base-domain frames form the round's training set;
+2. ``epochs_per_round`` epochs (seed 1's "3 epochs on each batch of collected data")
+   over it with the model's own loss (:func:`learning.model_loss`) plus an optional
+   L2-SP anchor toward the base weights, AdamW, gradient clipping;
+3. judge: the held-out RMSE of the candidate against the RMSE of the weights in force
+   (measured before training). The round is accepted only when the loss, the gradient
+   norm, every parameter and buffer stayed finite and the RMSE after is at most
+   ``(1 + accept_tolerance)`` times the RMSE before. Otherwise the weights *and* the
+   optimizer state are restored and the rejection is counted with its reason.
+
+Accepted rounds bump :attr:`AdaptationEngine.version` (monotonic) and call
+``on_update(version, payload_bytes)`` (a :func:`export_payload` delta against the base
+weights, for the ROS ``weights`` topic) and ``on_update_state(version, state_dict)``
+(a CPU copy of the full state dict, for an estimator in the same process).
+
+Threading:
+
+- one short lock (``_lock``) guards the shared state (counters, version, callbacks,
+  config); it is never held during training compute or callbacks;
+- the round lock serialises use of the training copy between the worker and
+  :meth:`reset` / :meth:`configure`; inference never takes it;
+- disabling adaptation or resetting while a round runs *aborts* the round at its next
+  mini-batch boundary and rolls it back (counted as ``rounds_aborted``): when an
+  operator turns adaptation off, the weights stop changing at once.
+
+The engine never calls ``torch.set_num_threads``: intra-op threads are process-global.
+On a 2-core machine the live process runs best with ``torch.set_num_threads(1)`` so the
+estimator thread and the training thread each get one core (measured with
+``adapt-eval --threads``; see the README).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from depth_estimator_ros.adaptation.buffer import BufferedFrame, ReplayBuffer, prepare_frame, stack_frames
+from depth_estimator_ros.adaptation.config import AdaptationConfig
+from depth_estimator_ros.adaptation.payload import export_payload
+from depth_estimator_ros.data.frame import Frame
+from depth_estimator_ros.learning.losses import masked_rmse, model_loss, valid_mask
+from depth_estimator_ros.models.base import DepthModel, freeze_batchnorm
+
+__all__ = ["AdaptationEngine", "RoundResult", "ROUND_OUTCOMES", "LIVE_FIELDS"]
+
+ROUND_OUTCOMES: tuple[str, ...] = ("accepted", "rejected_nan", "rejected_worse", "aborted", "skipped")
+"""What a round can end as."""
+
+LIVE_FIELDS: frozenset[str] = frozenset(
+    {
+        "enabled", "min_new_frames", "max_new_frames", "batch_size", "epochs_per_round", "lr", "weight_decay",
+        "scope", "grad_clip", "holdout_frames", "accept_tolerance", "replay_ratio", "anchor_weight",
+        "base_replay_fraction", "freeze_bn",
+    }
+)
+"""Config fields :meth:`AdaptationEngine.configure` may change at run time (the buffer's
+layout, size and entry filters are fixed when the engine is built)."""
+
+UpdateCallback = Callable[[int, bytes], None]
+StateCallback = Callable[[int, dict[str, Tensor]], None]
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """The outcome of one round.
+
+    Attributes:
+        outcome: one of :data:`ROUND_OUTCOMES`.
+        version: the weights version in force after the round.
+        loss: mean training loss of the round (NaN when none).
+        holdout_before: held-out RMSE in metres with the weights in force before.
+        holdout_after: held-out RMSE in metres with the candidate weights.
+        duration_s: wall time of the round.
+        frames: training frames in the round (new + replayed, excluding base frames).
+    """
+
+    outcome: str
+    version: int
+    loss: float = math.nan
+    holdout_before: float = math.nan
+    holdout_after: float = math.nan
+    duration_s: float = 0.0
+    frames: int = 0
+
+
+class _Abort(Exception):
+    """Raised inside a round when it must stop (disable, reset, stop)."""
+
+
+class AdaptationEngine:
+    """Adapt a copy of ``model`` to the frames offered to it, publishing only improvements.
+
+    Args:
+        model: the base model (a ``DepthModel``); it is deep-copied, never modified.
+        config: the settings; defaults to :class:`AdaptationConfig` ``()``.
+        base_frames: optional base-domain RGB-D frames (e.g. the synthetic pretraining
+            rooms) replayed in every mini-batch by ``base_replay_fraction``; they are
+            resized once and kept in memory.
+        device: torch device of the training copy (``"cpu"``, ``"cuda"``...).
+        seed: seed of every random choice of the engine (sampling, shuffling).
+        on_update: called as ``on_update(version, payload)`` from the worker thread after
+            each accepted round and after :meth:`reset`.
+        on_update_state: called as ``on_update_state(version, state_dict)`` likewise,
+            with a CPU copy of the training model's full state dict.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: AdaptationConfig | None = None,
+        *,
+        base_frames: Sequence[Frame] | None = None,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        on_update: UpdateCallback | None = None,
+        on_update_state: StateCallback | None = None,
+    ) -> None:
+        if not isinstance(model, DepthModel):
+            raise TypeError(f"model must be a models.DepthModel, got {type(model).__name__}")
+        config = AdaptationConfig() if config is None else config
+        if not isinstance(config, AdaptationConfig):
+            raise TypeError(f"config must be an AdaptationConfig, got {type(config).__name__}")
+        self._device = torch.device(device)
+        self._model: DepthModel = copy.deepcopy(model).to(self._device)
+        self._model.eval()
+        self._base_state = {k: v.detach().clone() for k, v in self._model.state_dict().items()}
+        self._size = tuple(config.train_size) if config.train_size is not None else tuple(model.input_size)
+        self._range = (float(model.min_depth), float(model.max_depth))
+        self._buffer = ReplayBuffer(
+            config.buffer_capacity,
+            self._size,
+            recent_fraction=config.recent_fraction,
+            subsample=config.subsample,
+            duplicate_threshold=config.duplicate_threshold,
+            min_valid_fraction=config.min_valid_fraction,
+            depth_range=self._range,
+            seed=seed,
+        )
+        self._base_frames: list[BufferedFrame] = [
+            prepare_frame(f, self._size, i) for i, f in enumerate(base_frames or ())
+        ]
+        self._rng = np.random.default_rng(seed)
+        self._config = config
+        self._applied: AdaptationConfig | None = None
+        self._params: list[nn.Parameter] = []
+        self._optimizer: torch.optim.Optimizer | None = None
+        self._lock = threading.Lock()
+        self._round_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._abort = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._enabled = config.enabled
+        self._version = 0
+        self.on_update = on_update
+        self.on_update_state = on_update_state
+        self._counts = dict.fromkeys(ROUND_OUTCOMES, 0)
+        self._rounds_run = 0
+        self._round_started: float | None = None
+        self._last: RoundResult | None = None
+        self._last_update: float | None = None
+        self._last_error = ""
+        with self._round_lock:
+            self._apply_config()
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def version(self) -> int:
+        """The weights version in force (0 = base; +1 per accepted round and per reset)."""
+        with self._lock:
+            return self._version
+
+    @property
+    def config(self) -> AdaptationConfig:
+        """The current settings (``enabled`` reflects :attr:`enabled`)."""
+        with self._lock:
+            return self._config.replace(enabled=self._enabled)
+
+    @property
+    def enabled(self) -> bool:
+        """Whether rounds run; setting False aborts a running round and rolls it back."""
+        with self._lock:
+            return self._enabled
+
+    @enabled.setter
+    def enabled(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise TypeError(f"enabled must be a bool, got {type(value).__name__}")
+        with self._lock:
+            self._enabled = value
+        if value:
+            self._wake.set()
+        else:
+            self._abort.set()
+
+    @property
+    def buffer(self) -> ReplayBuffer:
+        """The replay buffer (thread-safe)."""
+        return self._buffer
+
+    @property
+    def training_model(self) -> DepthModel:
+        """The engine's private training copy, for diagnostics; do not modify it while rounds run."""
+        return self._model
+
+    @property
+    def base_state(self) -> dict[str, Tensor]:
+        """The base weights (the model's state dict at construction), on the engine's device."""
+        return self._base_state
+
+    # ------------------------------------------------------------------- frames in
+    def offer(self, frame: Frame) -> bool:
+        """Offer one RGB-D frame to the buffer; never waits for a round.
+
+        The frame is resized to the training size in the caller's thread (about a
+        millisecond for 640x480 on a CPU core) and stored; the worker is woken once
+        enough new frames are in.
+
+        Args:
+            frame: a frame with sensor depth.
+
+        Returns:
+            Whether the frame was kept (False: sub-sampled, near-duplicate or too
+            little valid depth; see ``stats()``).
+        """
+        kept = self._buffer.add(frame)
+        if kept and self._buffer.new_count >= self._config.min_new_frames:
+            self._wake.set()
+        return kept
+
+    # ---------------------------------------------------------------------- thread
+    def start(self) -> None:
+        """Start the worker thread (daemon); a second call while it runs does nothing."""
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="adaptation-worker", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop the worker (a running round is aborted and rolled back) and join it.
+
+        Args:
+            timeout: seconds to wait for the thread to end.
+
+        Returns:
+            True when the worker has ended (or never ran).
+        """
+        with self._lock:
+            thread = self._thread
+        if thread is None:
+            return True
+        self._stop.set()
+        self._abort.set()
+        self._wake.set()
+        thread.join(timeout)
+        alive = thread.is_alive()
+        if not alive:
+            with self._lock:
+                self._thread = None
+        return not alive
+
+    @property
+    def running(self) -> bool:
+        """Whether the worker thread is alive."""
+        with self._lock:
+            return self._thread is not None and self._thread.is_alive()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=0.5)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            if self.enabled and self._buffer.new_count >= self._config.min_new_frames:
+                try:
+                    self.run_round()
+                except Exception as exc:  # keep the worker alive; the round was rolled back
+                    with self._lock:
+                        self._last_error = f"{type(exc).__name__}: {exc}"
+
+    # ---------------------------------------------------------------------- config
+    def configure(self, **changes: Any) -> AdaptationConfig:
+        """Change live settings (see :data:`LIVE_FIELDS`); applied from the next round.
+
+        A new ``scope`` restarts the optimizer state (other parameters train now);
+        ``lr`` and ``weight_decay`` keep it.
+
+        Args:
+            **changes: ``AdaptationConfig`` fields and new values.
+
+        Returns:
+            The new configuration.
+
+        Raises:
+            ValueError: an unknown field, a field fixed at construction, or an invalid value.
+        """
+        fixed = sorted(set(changes) - LIVE_FIELDS)
+        if fixed:
+            raise ValueError(f"{fixed} cannot change while the engine runs; live fields: {sorted(LIVE_FIELDS)}")
+        with self._lock:
+            new = self._config.replace(**changes)
+            self._config = new
+        if "enabled" in changes:
+            self.enabled = bool(changes["enabled"])
+        return self.config
+
+    def _apply_config(self) -> None:
+        """Bring trainable scope, BN mode and optimizer in line with the config; round lock held."""
+        with self._lock:
+            cfg = self._config
+        old = self._applied
+        if old is not None and (old.scope, old.freeze_bn, old.lr, old.weight_decay) == (
+            cfg.scope, cfg.freeze_bn, cfg.lr, cfg.weight_decay
+        ):
+            self._applied = cfg
+            return
+        if old is None or old.scope != cfg.scope or self._optimizer is None:
+            self._params = self._model.set_trainable(cfg.scope)
+            self._optimizer = torch.optim.AdamW(self._params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            for group in self._optimizer.param_groups:
+                group["lr"] = cfg.lr
+                group["weight_decay"] = cfg.weight_decay
+        freeze_batchnorm(self._model, cfg.freeze_bn)
+        self._model.eval()
+        self._applied = cfg
+
+    # ---------------------------------------------------------------------- rounds
+    def run_round(self) -> RoundResult:
+        """Run one round now in the calling thread (the worker calls this too).
+
+        Returns:
+            The :class:`RoundResult`; ``"skipped"`` when adaptation is disabled or
+            fewer than ``holdout_frames + 1`` new frames are buffered.
+        """
+        with self._round_lock:
+            self._abort.clear()
+            if not self.enabled:
+                return RoundResult("skipped", self.version)
+            self._apply_config()
+            cfg = self._applied
+            assert cfg is not None
+            new = self._buffer.take_new(cfg.max_new_frames)
+            if len(new) <= cfg.holdout_frames:
+                return RoundResult("skipped", self.version)
+            holdout, fresh = new[-cfg.holdout_frames :], new[: -cfg.holdout_frames]
+            replay = self._buffer.sample(
+                round(len(fresh) * cfg.replay_ratio), self._rng, exclude=[f.index for f in new]
+            )
+            train = fresh + replay
+            start = time.monotonic()
+            with self._lock:
+                self._round_started = start
+                self._rounds_run += 1
+            snapshot = {k: v.detach().clone() for k, v in self._model.state_dict().items()}
+            opt_snapshot = copy.deepcopy(self._optimizer.state_dict())
+            hold_rgb, hold_depth = (t.to(self._device) for t in stack_frames(holdout))
+            before = self._holdout_rmse(hold_rgb, hold_depth)
+            outcome, loss, after = "accepted", math.nan, math.nan
+            try:
+                loss = self._train(train, cfg)
+                after = self._holdout_rmse(hold_rgb, hold_depth)
+                if not (math.isfinite(loss) and math.isfinite(after) and self._state_finite()):
+                    outcome = "rejected_nan"
+                elif math.isfinite(before) and after > before * (1.0 + cfg.accept_tolerance):
+                    outcome = "rejected_worse"
+            except _Abort as exc:
+                outcome = str(exc)
+            if outcome != "accepted":
+                with torch.no_grad():
+                    self._model.load_state_dict(snapshot)
+                self._optimizer.load_state_dict(opt_snapshot)
+            self._model.eval()
+            duration = time.monotonic() - start
+            with self._lock:
+                if outcome == "accepted":
+                    self._version += 1
+                    self._last_update = time.monotonic()
+                self._counts[outcome] += 1
+                self._round_started = None
+                result = RoundResult(outcome, self._version, loss, before, after, duration, len(train))
+                self._last = result
+            if outcome == "accepted":
+                self._publish(result.version, full=False)
+            return result
+
+    def _train(self, frames: list[BufferedFrame], cfg: AdaptationConfig) -> float:
+        """Run the round's epochs; return the mean loss (NaN as soon as one step is non-finite)."""
+        n_base = 0
+        if self._base_frames and cfg.base_replay_fraction > 0:
+            n_base = min(cfg.batch_size - 1, max(1, round(cfg.batch_size * cfg.base_replay_fraction)))
+        n_live = cfg.batch_size - n_base
+        anchor = [(p, self._base_state[name]) for name, p in self._model.named_parameters() if p.requires_grad]
+        total, steps = 0.0, 0
+        self._model.train()
+        for _ in range(cfg.epochs_per_round):
+            order = self._rng.permutation(len(frames))
+            for lo in range(0, len(order), n_live):
+                if self._abort.is_set() or self._stop.is_set() or not self.enabled:
+                    raise _Abort("aborted")
+                batch = [frames[int(i)] for i in order[lo : lo + n_live]]
+                if n_base:
+                    n_pick = min(n_base, len(self._base_frames))
+                    picks = self._rng.choice(len(self._base_frames), size=n_pick, replace=False)
+                    batch += [self._base_frames[int(i)] for i in picks]
+                rgb, depth = (t.to(self._device) for t in stack_frames(batch))
+                pred = self._model(rgb)
+                loss = model_loss(self._model, pred, depth, valid_mask(depth, *self._range))
+                if cfg.anchor_weight > 0:
+                    loss = loss + cfg.anchor_weight * torch.stack([(p - p0).square().sum() for p, p0 in anchor]).sum()
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    return math.nan
+                self._optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip > 0:
+                    norm = torch.nn.utils.clip_grad_norm_(self._params, cfg.grad_clip)
+                    if not bool(torch.isfinite(norm)):
+                        return math.nan
+                self._optimizer.step()
+                total += value
+                steps += 1
+        return total / steps if steps else math.nan
+
+    @torch.no_grad()
+    def _holdout_rmse(self, rgb: Tensor, depth: Tensor) -> float:
+        self._model.eval()
+        pred = self._model(rgb)
+        return float(masked_rmse(pred, depth, valid_mask(depth, *self._range)))
+
+    def _state_finite(self) -> bool:
+        return all(
+            bool(torch.isfinite(t).all()) for t in self._model.state_dict().values() if t.is_floating_point()
+        )
+
+    def _publish(self, version: int, *, full: bool) -> None:
+        """Hand the training copy's weights to the callbacks (outside the shared-state lock)."""
+        with self._lock:
+            on_update, on_state = self.on_update, self.on_update_state
+        if on_state is not None:
+            on_state(version, {k: v.detach().to("cpu").clone() for k, v in self._model.state_dict().items()})
+        if on_update is not None:
+            on_update(version, export_payload(self._model, version, base_state=None if full else self._base_state))
+
+    def reset(self, *, clear_buffer: bool = False) -> int:
+        """Restore the base weights, clear the optimizer state and publish them as a new version.
+
+        A running round is aborted first (waits at most one mini-batch step). The
+        payload sent to ``on_update`` holds every tensor, so receivers that applied
+        earlier deltas return to the base weights exactly.
+
+        Args:
+            clear_buffer: also drop every buffered frame (e.g. after moving rooms).
+
+        Returns:
+            The new version.
+        """
+        self._abort.set()
+        with self._round_lock:
+            with torch.no_grad():
+                self._model.load_state_dict(self._base_state)
+            self._optimizer = None
+            self._applied = None
+            self._apply_config()
+            if clear_buffer:
+                self._buffer.clear()
+            with self._lock:
+                self._version += 1
+                self._last_update = time.monotonic()
+                version = self._version
+            self._publish(version, full=True)
+            self._abort.clear()
+        return version
+
+    def export_payload(self) -> tuple[int, bytes]:
+        """Return ``(version, payload)`` of the weights in force (a delta against the base)."""
+        with self._round_lock:
+            version = self.version
+            return version, export_payload(self._model, version, base_state=self._base_state)
+
+    def state_dict(self) -> tuple[int, dict[str, Tensor]]:
+        """Return ``(version, CPU copy of the state dict)`` of the weights in force."""
+        with self._round_lock:
+            return self.version, {k: v.detach().to("cpu").clone() for k, v in self._model.state_dict().items()}
+
+    # ----------------------------------------------------------------- diagnostics
+    def stats(self) -> dict[str, Any]:
+        """Return a snapshot of the engine's diagnostics.
+
+        Returns:
+            A JSON-able dict: ``version``, ``enabled``, ``round_in_progress``,
+            ``rounds_run``, ``rounds_accepted``, ``rounds_rejected_nan``,
+            ``rounds_rejected_worse``, ``rounds_aborted``, ``last_loss``,
+            ``last_holdout_rmse_before``/``_after`` (m), ``round_duration_s``,
+            ``last_update_age_s`` (None before the first update), ``buffer_fill``,
+            ``buffer_capacity``, ``buffer_nbytes``, ``buffer_capacity_nbytes``,
+            ``frames_offered``/``_kept``/``_dropped_<reason>``, ``frames_pending``,
+            ``last_error``.
+        """
+        counters = self._buffer.counters()
+        now = time.monotonic()
+        with self._lock:
+            last = self._last
+            out: dict[str, Any] = {
+                "version": self._version,
+                "enabled": self._enabled,
+                "round_in_progress": self._round_started is not None,
+                "round_elapsed_s": None if self._round_started is None else now - self._round_started,
+                "rounds_run": self._rounds_run,
+                "rounds_accepted": self._counts["accepted"],
+                "rounds_rejected_nan": self._counts["rejected_nan"],
+                "rounds_rejected_worse": self._counts["rejected_worse"],
+                "rounds_aborted": self._counts["aborted"],
+                "last_outcome": None if last is None else last.outcome,
+                "last_loss": math.nan if last is None else last.loss,
+                "last_holdout_rmse_before": math.nan if last is None else last.holdout_before,
+                "last_holdout_rmse_after": math.nan if last is None else last.holdout_after,
+                "round_duration_s": math.nan if last is None else last.duration_s,
+                "last_update_age_s": None if self._last_update is None else now - self._last_update,
+                "last_error": self._last_error,
+            }
+        out.update(
+            buffer_fill=len(self._buffer),
+            buffer_capacity=self._buffer.capacity,
+            buffer_nbytes=self._buffer.nbytes,
+            buffer_capacity_nbytes=self._buffer.capacity * self._buffer.frame_nbytes,
+            frames_offered=counters["offered"],
+            frames_kept=counters["kept"],
+            frames_pending=counters["pending"],
+        )
+        out.update({f"frames_{k}": v for k, v in counters.items() if k.startswith("dropped_")})
+        return out

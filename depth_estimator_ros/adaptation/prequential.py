@@ -1,0 +1,459 @@
+"""Prequential ("test, then train") evaluation of online adaptation on a real-time stream.
+
+The stream is played exactly as the live system sees it:
+
+- frame ``i`` becomes available at wall time ``t0 + i / rate_hz``;
+- the *estimator* loop always takes the newest available frame (older ones are dropped,
+  like a keep-last-1 subscription), predicts it with the weights in force at that
+  moment (:meth:`Predictor.predict_versioned`) and scores it against its sensor depth
+  (invalid pixels and depths outside the model's range are ignored);
+- a *trainer* thread offers every frame to the :class:`AdaptationEngine` when it
+  becomes available (the trainer node subscribes to all frames); accepted weights
+  reach the predictor through ``on_update_state``, the same in-process hook the live
+  node uses.
+
+A frame is always scored before it can be trained on: rounds hold out the newest
+frames, and a round takes far longer than one prediction.
+
+Both runs (adaptation on, adaptation off) stream the same frames in the same process,
+one after the other. Forgetting is measured on a second sequence (e.g. the synthetic
+rooms the base model was pretrained on): pooled metrics with the base weights and
+with the weights in force at the end of the adapted stream.
+
+Metrics per window and per half are pooled over pixels (RMSE over all valid pixels of
+the window, not a mean of per-frame RMSEs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from depth_estimator_ros.adaptation.config import AdaptationConfig
+from depth_estimator_ros.adaptation.engine import AdaptationEngine
+from depth_estimator_ros.data.frame import Frame
+from depth_estimator_ros.learning.losses import valid_mask
+from depth_estimator_ros.learning.metrics import compute_metrics
+from depth_estimator_ros.learning.predictor import Predictor
+from depth_estimator_ros.models.base import DepthModel
+
+__all__ = [
+    "POOLED_METRICS",
+    "load_frames",
+    "pool",
+    "stream",
+    "evaluate_frames",
+    "run_prequential",
+    "plot_result",
+    "write_result",
+    "run_benchmark",
+]
+
+POOLED_METRICS: tuple[str, ...] = ("rmse", "abs_rel", "delta1")
+"""The metrics reported per window: RMSE (m), AbsRel, and the share of pixels within 1.25x."""
+
+
+def load_frames(source: Sequence[Frame], count: int | None = None, *, progress: bool = False) -> list[Frame]:
+    """Read the first ``count`` frames of ``source`` into memory (all when None).
+
+    Frames are loaded before the stream starts so that decoding files does not compete
+    with the estimator and the trainer for the CPU (a camera driver delivers decoded
+    frames).
+
+    Args:
+        source: a frame source.
+        count: frames to read, or None for all.
+        progress: show a progress bar.
+
+    Returns:
+        The frames, each with sensor depth.
+    """
+    n = len(source) if count is None else min(int(count), len(source))
+    if n < 1:
+        raise ValueError(f"the source {getattr(source, 'name', '')!r} has no frames to stream")
+    indices = range(n)
+    if progress:
+        from tqdm import tqdm
+
+        indices = tqdm(indices, desc=f"loading {getattr(source, 'name', 'frames')}", unit="frame")
+    frames = [source[i] for i in indices]
+    for frame in frames:
+        if frame.depth is None:
+            raise ValueError(f"frame {frame.name!r} has no sensor depth; prequential evaluation needs RGB-D frames")
+    return frames
+
+
+def pool(rows: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Pool per-frame metrics over pixels: RMSE, AbsRel and delta1 weighted by valid pixels.
+
+    Args:
+        rows: per-frame dicts with ``rmse``, ``abs_rel``, ``delta1`` and ``n_valid``.
+
+    Returns:
+        ``{"rmse", "abs_rel", "delta1", "n_valid", "frames"}``; metrics NaN when no
+        pixel was scored.
+    """
+    scored = [r for r in rows if r["n_valid"] > 0]
+    n = float(sum(r["n_valid"] for r in scored))
+    if n == 0:
+        return {"rmse": math.nan, "abs_rel": math.nan, "delta1": math.nan, "n_valid": 0, "frames": len(rows)}
+    return {
+        "rmse": math.sqrt(sum(r["rmse"] ** 2 * r["n_valid"] for r in scored) / n),
+        "abs_rel": sum(r["abs_rel"] * r["n_valid"] for r in scored) / n,
+        "delta1": sum(r["delta1"] * r["n_valid"] for r in scored) / n,
+        "n_valid": int(n),
+        "frames": len(rows),
+    }
+
+
+def _score(depth: np.ndarray, frame: Frame, min_depth: float, max_depth: float) -> dict[str, float]:
+    target = frame.depth
+    assert target is not None
+    if target.shape != depth.shape:
+        raise ValueError(f"frame {frame.name!r}: sensor depth {target.shape} differs from the image {depth.shape}")
+    m = compute_metrics(depth, target, valid_mask(target, min_depth, max_depth))
+    return {"rmse": m["rmse"], "abs_rel": m["abs_rel"], "delta1": m["delta1"], "n_valid": m["n_valid"]}
+
+
+def stream(
+    predictor: Predictor,
+    frames: Sequence[Frame],
+    *,
+    rate_hz: float = 30.0,
+    engine: AdaptationEngine | None = None,
+    progress: bool = False,
+    label: str = "stream",
+) -> dict[str, Any]:
+    """Play ``frames`` at ``rate_hz`` through the estimator (and the engine, when given).
+
+    Args:
+        predictor: the estimator's predictor; its weights are swapped by ``engine``.
+        frames: RGB-D frames (sensor depth at the image size).
+        rate_hz: stream rate in frames per second.
+        engine: the adaptation engine, or None for a frozen model. It is started here
+            and stopped at the end; ``on_update_state`` is wired to ``predictor``.
+        progress: show a progress bar.
+        label: progress bar label.
+
+    Returns:
+        ``per_frame`` (one row per scored frame: ``index``, ``t`` stream seconds,
+        ``version``, ``latency_s`` from availability to depth, ``predict_s``, metrics),
+        ``frames_streamed``, ``frames_scored``, ``wall_s``, ``estimator_fps``,
+        ``predict_ms_mean``, ``versions`` and ``engine`` (its final ``stats()`` or None).
+    """
+    if not rate_hz > 0:
+        raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
+    n = len(frames)
+    period = 1.0 / rate_hz
+    lo, hi = predictor.min_depth, predictor.max_depth
+    stop = threading.Event()
+    feeder: threading.Thread | None = None
+    predictor.predict(frames[0].rgb)  # warm-up (allocations, kernel choice), as a node does before its first frame
+    t0 = time.monotonic() + 0.05
+    if engine is not None:
+        engine.on_update_state = lambda version, state: predictor.load_state_dict(state, version=version)
+        engine.start()
+
+        def feed() -> None:
+            for i, frame in enumerate(frames):
+                delay = t0 + i * period - time.monotonic()
+                if delay > 0 and stop.wait(delay):
+                    return
+                engine.offer(frame)
+
+        feeder = threading.Thread(target=feed, name="prequential-trainer-feed", daemon=True)
+        feeder.start()
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=n, desc=label, unit="frame")
+    rows: list[dict[str, Any]] = []
+    last = -1
+    try:
+        while last < n - 1:
+            now = time.monotonic()
+            newest = min(n - 1, int(math.floor((now - t0) * rate_hz)))
+            if newest <= last:
+                time.sleep(max(0.0, t0 + (last + 1) * period - now))
+                continue
+            frame = frames[newest]
+            start = time.monotonic()
+            depth, version = predictor.predict_versioned(frame.rgb)
+            end = time.monotonic()
+            row: dict[str, Any] = {
+                "index": newest,
+                "t": newest * period,
+                "version": version,
+                "latency_s": end - (t0 + newest * period),
+                "predict_s": end - start,
+            }
+            row.update(_score(depth, frame, lo, hi))
+            rows.append(row)
+            if bar is not None:
+                bar.update(newest - last)
+            last = newest
+    finally:
+        wall = time.monotonic() - t0
+        stop.set()
+        if feeder is not None:
+            feeder.join(timeout=30.0)
+        if engine is not None:
+            engine.stop(timeout=120.0)
+        if bar is not None:
+            bar.close()
+    first_seen: dict[int, float] = {}
+    for r in rows:
+        first_seen.setdefault(r["version"], r["t"])
+    return {
+        "per_frame": rows,
+        "frames_streamed": n,
+        "frames_scored": len(rows),
+        "wall_s": wall,
+        "estimator_fps": len(rows) / wall if wall > 0 else math.nan,
+        "predict_ms_mean": 1000.0 * float(np.mean([r["predict_s"] for r in rows])) if rows else math.nan,
+        "latency_ms_mean": 1000.0 * float(np.mean([r["latency_s"] for r in rows])) if rows else math.nan,
+        "versions": [{"version": v, "first_t": t} for v, t in sorted(first_seen.items())],
+        "engine": None if engine is None else engine.stats(),
+    }
+
+
+def evaluate_frames(predictor: Predictor, frames: Sequence[Frame]) -> dict[str, float]:
+    """Return pooled RMSE / AbsRel / delta1 of ``predictor`` on ``frames`` (no timing)."""
+    return pool([_score(predictor.predict(f.rgb), f, predictor.min_depth, predictor.max_depth) for f in frames])
+
+
+def _windows(rows: Sequence[dict[str, Any]], window_s: float, duration_s: float) -> list[dict[str, Any]]:
+    count = max(1, int(math.ceil(duration_s / window_s)))
+    out = []
+    for w in range(count):
+        t_lo, t_hi = w * window_s, (w + 1) * window_s
+        inside = [r for r in rows if t_lo <= r["t"] < t_hi]
+        out.append({"t0": t_lo, "t1": min(t_hi, duration_s), **pool(inside)})
+    return out
+
+
+def _summarise(run: dict[str, Any], window_s: float, duration_s: float, threshold_m: float) -> dict[str, Any]:
+    rows = run["per_frame"]
+    windows = _windows(rows, window_s, duration_s)
+    reached = next((w["t1"] for w in windows if w["frames"] and w["rmse"] < threshold_m), None)
+    summary = {k: v for k, v in run.items() if k != "per_frame"}
+    summary.update(
+        windows=windows,
+        overall=pool(rows),
+        first_half=pool([r for r in rows if r["t"] < duration_s / 2]),
+        second_half=pool([r for r in rows if r["t"] >= duration_s / 2]),
+        time_to_rmse_below_s=reached,
+        per_frame=[
+            {k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()} for r in rows
+        ],
+    )
+    return summary
+
+
+def run_prequential(
+    model: DepthModel,
+    frames: Sequence[Frame],
+    *,
+    config: AdaptationConfig | None = None,
+    rate_hz: float = 30.0,
+    base_frames: Sequence[Frame] | None = None,
+    forgetting_frames: Sequence[Frame] | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    window_s: float = 2.0,
+    threshold_m: float = 0.5,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Stream ``frames`` without and then with adaptation and measure forgetting.
+
+    Args:
+        model: the start model (it is copied, never modified).
+        frames: the RGB-D stream.
+        config: engine settings (defaults when None).
+        rate_hz: stream rate (30 Hz: a Kinect).
+        base_frames: base-domain frames for the engine's base replay.
+        forgetting_frames: a second sequence scored with the base weights and with the
+            adapted weights at the end of the stream; skipped when None.
+        device: torch device of predictor and engine.
+        seed: engine seed.
+        window_s: metric window length in stream seconds.
+        threshold_m: RMSE threshold of the time-to-threshold figure (cold start).
+        progress: show progress bars.
+
+    Returns:
+        ``settings``, ``frozen`` and ``adapted`` (see :func:`stream`, plus ``windows``,
+        ``overall``, ``first_half``, ``second_half``, ``time_to_rmse_below_s``),
+        ``forgetting`` and ``summary``.
+    """
+    config = AdaptationConfig() if config is None else config
+    duration = len(frames) / rate_hz
+    frozen = stream(Predictor(model, device), frames, rate_hz=rate_hz, progress=progress, label="frozen")
+    predictor = Predictor(model, device)
+    engine = AdaptationEngine(model, config, base_frames=base_frames, device=device, seed=seed)
+    adapted = stream(predictor, frames, rate_hz=rate_hz, engine=engine, progress=progress, label="adapting")
+    forgetting: dict[str, Any] | None = None
+    if forgetting_frames:
+        before = evaluate_frames(Predictor(model, device), forgetting_frames)
+        after = evaluate_frames(predictor, forgetting_frames)
+        forgetting = {
+            "frames": len(forgetting_frames),
+            "before": before,
+            "after": after,
+            "rmse_change_percent": 100.0 * (after["rmse"] / before["rmse"] - 1.0),
+        }
+    frozen_s = _summarise(frozen, window_s, duration, threshold_m)
+    adapted_s = _summarise(adapted, window_s, duration, threshold_m)
+    stats = adapted["engine"]
+    ratio = adapted_s["second_half"]["rmse"] / frozen_s["second_half"]["rmse"]
+    summary = {
+        "second_half_rmse_adapted": adapted_s["second_half"]["rmse"],
+        "second_half_rmse_frozen": frozen_s["second_half"]["rmse"],
+        "second_half_rmse_ratio": ratio,
+        "second_half_abs_rel_adapted": adapted_s["second_half"]["abs_rel"],
+        "second_half_abs_rel_frozen": frozen_s["second_half"]["abs_rel"],
+        "second_half_delta1_adapted": adapted_s["second_half"]["delta1"],
+        "second_half_delta1_frozen": frozen_s["second_half"]["delta1"],
+        "estimator_fps_adapting": adapted_s["estimator_fps"],
+        "estimator_fps_frozen": frozen_s["estimator_fps"],
+        "rounds_run": stats["rounds_run"],
+        "rounds_accepted": stats["rounds_accepted"],
+        "rounds_rejected_nan": stats["rounds_rejected_nan"],
+        "rounds_rejected_worse": stats["rounds_rejected_worse"],
+        "rounds_aborted": stats["rounds_aborted"],
+        "final_version": stats["version"],
+        "forgetting_rmse_percent": None if forgetting is None else forgetting["rmse_change_percent"],
+        "time_to_rmse_below_s_adapted": adapted_s["time_to_rmse_below_s"],
+        "time_to_rmse_below_s_frozen": frozen_s["time_to_rmse_below_s"],
+        "threshold_m": threshold_m,
+    }
+    return {
+        "settings": {
+            "arch": model.arch,
+            "model_config": model.config,
+            "rate_hz": rate_hz,
+            "frames": len(frames),
+            "duration_s": duration,
+            "window_s": window_s,
+            "device": str(device),
+            "seed": seed,
+            "engine": config.to_dict(),
+            "base_frames": 0 if base_frames is None else len(base_frames),
+        },
+        "summary": summary,
+        "frozen": frozen_s,
+        "adapted": adapted_s,
+        "forgetting": forgetting,
+    }
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        return _json_ready(value.item())
+    return value
+
+
+def write_result(result: dict[str, Any], path: Path) -> Path:
+    """Write a result as indented JSON (NaN becomes null) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_json_ready(result), indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def plot_result(result: dict[str, Any], path: Path) -> Path:
+    """Plot RMSE, AbsRel and delta1 per window over stream time, adapted vs frozen, as a PNG.
+
+    Args:
+        result: a :func:`run_prequential` result.
+        path: the PNG to write.
+
+    Returns:
+        ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
+    labels = {"rmse": "RMSE (m)", "abs_rel": "AbsRel", "delta1": "δ < 1.25"}
+    for run, style in (("frozen", "--"), ("adapted", "-")):
+        windows = result[run]["windows"]
+        centres = [(w["t0"] + w["t1"]) / 2 for w in windows]
+        for ax, key in zip(axes, POOLED_METRICS):
+            label = f"adaptation {'on' if run == 'adapted' else 'off'}"
+            ax.plot(centres, [w[key] for w in windows], style, marker=".", label=label)
+    for v in result["adapted"]["versions"][1:]:
+        for ax in axes:
+            ax.axvline(v["first_t"], color="0.85", linewidth=0.6, zorder=0)
+    for ax, key in zip(axes, POOLED_METRICS):
+        ax.set_ylabel(labels[key])
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    axes[-1].set_xlabel("stream time (s); grey lines: new weights in force")
+    s, settings = result["summary"], result["settings"]
+    fig.suptitle(
+        f"prequential, {settings['arch']} at {settings['rate_hz']:g} Hz: second-half RMSE "
+        f"{s['second_half_rmse_adapted']:.3f} m adapted vs {s['second_half_rmse_frozen']:.3f} m frozen",
+        fontsize=10,
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def run_benchmark(
+    data: Path,
+    out_dir: Path,
+    *,
+    device: str = "cpu",
+    quick: bool = False,
+    arch: str = "fast",
+    checkpoint: Path | None = None,
+    rate_hz: float = 30.0,
+) -> dict[str, Any]:
+    """Run the prequential comparison on an RGB-D stream for the benchmark suite.
+
+    Args:
+        data: a stream ``data.open_source`` opens (e.g. the 7-Scenes kitchen folder).
+        out_dir: folder for ``adaptation_prequential.json`` / ``.png``.
+        device: torch device.
+        quick: stream the first 300 frames only.
+        arch: architecture to build when ``checkpoint`` is None (cold start).
+        checkpoint: start model; None builds ``arch`` from scratch.
+        rate_hz: stream rate.
+
+    Returns:
+        The result's ``summary`` with the settings and the written ``files``.
+    """
+    from depth_estimator_ros.data import open_source
+    from depth_estimator_ros.models import build_model, load_checkpoint
+
+    model = build_model(arch) if checkpoint is None else load_checkpoint(checkpoint)[0]
+    frames = load_frames(open_source(str(data)), 300 if quick else None)
+    result = run_prequential(model, frames, rate_hz=rate_hz, device=device)
+    out_dir = Path(out_dir)
+    json_path = write_result(result, out_dir / "adaptation_prequential.json")
+    png_path = plot_result(result, out_dir / "adaptation_prequential.png")
+    return {
+        **result["summary"],
+        "settings": result["settings"],
+        "start": "cold" if checkpoint is None else str(checkpoint),
+        "files": {"json": str(json_path), "png": str(png_path)},
+    }

@@ -1,0 +1,50 @@
+"""End-to-end test of the adapt_eval command on a tiny synthetic stream."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from depth_estimator_ros.cli.adapt_eval import main
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run torch on one intra-op thread, restoring the setting afterwards.
+
+    Tiny tensors gain nothing from two threads, and on a busy 2-core machine two OpenMP
+    threads spin-wait for each other: rounds measured 10-20x slower than with one.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_adapt_eval_end_to_end(tmp_path, capsys) -> None:
+    out = tmp_path / "ae"
+    status = main([
+        "--data", "synthetic:seed=3,frames=30,width=64,height=48",
+        "--forget-data", "synthetic:seed=0,frames=2,width=64,height=48",
+        "--base-data", "synthetic:seed=0,frames=4,width=64,height=48", "--base-replay", "0.25",
+        "--input-size", "48x64", "--rate", "20", "--min-new", "6", "--max-new", "8", "--epochs", "1",
+        "--buffer", "16", "--window", "0.5", "--out", str(out), "--no-progress",
+    ])
+    assert status == 0
+    result = json.loads((out / "adapt_eval.json").read_text())
+    assert (out / "adapt_eval.png").read_bytes()[:4] == b"\x89PNG"
+    assert result["settings"]["start"] == "cold" and result["settings"]["frames"] == 30
+    assert result["settings"]["base_frames"] == 4 and result["settings"]["engine"]["base_replay_fraction"] == 0.25
+    assert result["summary"]["rounds_run"] >= 1
+    assert result["forgetting"]["frames"] == 2
+    assert "second-half RMSE" in capsys.readouterr().out
+
+
+def test_adapt_eval_refuses_bad_arguments(tmp_path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--cold-start", "--checkpoint", str(tmp_path / "x.safetensors")])
+    assert main(["--data", str(tmp_path / "missing"), "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["--lr", "-1", "--out", str(tmp_path), "--no-progress"]) == 2

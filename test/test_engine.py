@@ -1,0 +1,315 @@
+"""Tests of the online adaptation engine (and its config) on synthetic rooms, tiny sizes."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from depth_estimator_ros.adaptation import (
+    AdaptationConfig,
+    AdaptationEngine,
+    export_payload,
+    import_payload,
+    read_payload,
+)
+from depth_estimator_ros.data.frame import Frame
+from depth_estimator_ros.data.synthetic import SyntheticRooms
+from depth_estimator_ros.learning import compute_metrics, valid_mask
+from depth_estimator_ros.learning.predictor import Predictor
+from depth_estimator_ros.models import build_model
+
+SIZE = (48, 64)
+DEADLINE_S = 60.0
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run torch on one intra-op thread, restoring the setting afterwards.
+
+    Tiny tensors gain nothing from two threads, and on a busy 2-core machine two OpenMP
+    threads spin-wait for each other: rounds measured 10-20x slower than with one.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def room() -> list[Frame]:
+    source = SyntheticRooms(seed=5, frames=48, width=64, height=48)
+    return [source[i] for i in range(len(source))]
+
+
+def base_model(seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model("fast", input_size=SIZE).eval()
+
+
+def config(**changes) -> AdaptationConfig:
+    base = dict(
+        buffer_capacity=32, min_new_frames=6, max_new_frames=16, batch_size=4, holdout_frames=2,
+        epochs_per_round=3, lr=1e-3, duplicate_threshold=0.0, accept_tolerance=0.05,
+    )
+    base.update(changes)
+    return AdaptationConfig(**base)
+
+
+def rmse_on(predictor: Predictor, frames: list[Frame]) -> float:
+    errors = []
+    for f in frames:
+        pred = predictor.predict(f.rgb)
+        errors.append(compute_metrics(pred, f.depth, valid_mask(f.depth, 0.1, 10.0))["rmse"])
+    return float(np.mean(errors))
+
+
+def wait_until(predicate, what: str, timeout: float = DEADLINE_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def wire(engine: AdaptationEngine, predictor: Predictor) -> None:
+    engine.on_update_state = lambda version, state: predictor.load_state_dict(state, version=version)
+
+
+def test_rounds_reduce_error_on_a_room(room) -> None:
+    model = base_model()
+    predictor = Predictor(model)
+    engine = AdaptationEngine(model, config(), seed=0)
+    wire(engine, predictor)
+    test_frames = room[40:]
+    before = rmse_on(predictor, test_frames)
+    for start in range(0, 36, 6):
+        for f in room[start : start + 6]:
+            engine.offer(f)
+        engine.run_round()
+    stats = engine.stats()
+    assert stats["rounds_run"] == 6 and stats["rounds_accepted"] >= 3
+    assert predictor.version == engine.version == stats["rounds_accepted"]
+    after = rmse_on(predictor, test_frames)
+    assert after < 0.8 * before, (before, after)
+    # The caller's model was never touched.
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), base_model().state_dict().values()))
+
+
+def test_config_validation_names_field_and_range() -> None:
+    with pytest.raises(ValueError, match=r"lr must be a finite number in \(0.0"):
+        AdaptationConfig(lr=0.0)
+    with pytest.raises(ValueError, match="scope must be one of"):
+        AdaptationConfig(scope="encoder")
+    with pytest.raises(ValueError, match="min_new_frames must be > holdout_frames"):
+        AdaptationConfig(min_new_frames=2, holdout_frames=2)
+    with pytest.raises(ValueError, match="train_size"):
+        AdaptationConfig(train_size=(4, 4))
+    with pytest.raises(ValueError, match="unknown AdaptationConfig field"):
+        AdaptationConfig().replace(learning_rate=1.0)
+    cfg = AdaptationConfig(train_size=[96, 128])
+    assert cfg.train_size == (96, 128) and cfg.to_dict()["train_size"] == [96, 128]
+    assert cfg.replace(lr=5e-4).lr == 5e-4
+
+
+def poisoned_round(engine: AdaptationEngine, predictor: Predictor, frames: list[Frame], expect: set[str]) -> None:
+    """Run one round on ``frames``; assert it was rolled back and inference kept the old weights."""
+    version = engine.version
+    weights = {k: v.clone() for k, v in engine.training_model.state_dict().items()}
+    opt_state = engine._optimizer.state_dict()  # noqa: SLF001 - rollback must restore the optimizer too
+    opt_steps = {k: float(v["step"]) for k, v in opt_state["state"].items()}
+    reference = predictor.predict(frames[0].rgb)
+    for f in frames:
+        engine.offer(f)
+    result = engine.run_round()
+    assert result.outcome in expect, result
+    assert engine.version == version == predictor.version
+    now = engine.training_model.state_dict()
+    assert all(torch.equal(weights[k], now[k]) for k in weights)
+    now_steps = {k: float(v["step"]) for k, v in engine._optimizer.state_dict()["state"].items()}  # noqa: SLF001
+    assert now_steps == opt_steps
+    np.testing.assert_array_equal(predictor.predict(frames[0].rgb), reference)
+
+
+def test_poisoned_rounds_are_rolled_back(room) -> None:
+    model = base_model()
+    predictor = Predictor(model)
+    engine = AdaptationEngine(model, config(), seed=1)
+    wire(engine, predictor)
+    for f in room[:6]:
+        engine.offer(f)
+    assert engine.run_round().outcome == "accepted"
+    assert predictor.version == 1
+
+    # NaN / out-of-range sensor depth never enters the buffer.
+    nan_frames = [Frame(f.rgb, np.full_like(f.depth, np.nan), f.stamp) for f in room[6:12]]
+    assert not any(engine.offer(f) for f in nan_frames)
+    assert engine.stats()["frames_dropped_invalid"] == 6
+    assert engine.run_round().outcome == "skipped"
+
+    # A corrupted batch: NaN in the RGB tensor the training forward sees.
+    hook = engine.training_model.register_forward_pre_hook(
+        lambda module, args: (args[0] * float("nan"),) if module.training else None
+    )
+    poisoned_round(engine, predictor, room[6:12], {"rejected_nan"})
+    hook.remove()
+
+    # A learning rate that diverges.
+    engine.configure(lr=1e3, grad_clip=0.0)
+    poisoned_round(engine, predictor, room[12:18], {"rejected_nan", "rejected_worse"})
+    stats = engine.stats()
+    assert stats["rounds_rejected_nan"] + stats["rounds_rejected_worse"] == 2
+
+    # Back to a sane rate: adaptation continues from the last good version.
+    engine.configure(lr=1e-3, grad_clip=1.0)
+    for f in room[18:24]:
+        engine.offer(f)
+    assert engine.run_round().outcome == "accepted"
+    assert engine.version == predictor.version == 2
+
+
+def test_export_import_reproduces_engine_predictions(room) -> None:
+    model = base_model()
+    engine = AdaptationEngine(model, config(), seed=2)
+    payloads: list[tuple[int, bytes]] = []
+    engine.on_update = lambda version, payload: payloads.append((version, payload))
+    for f in room[:6]:
+        engine.offer(f)
+    assert engine.run_round().outcome == "accepted"
+    assert [v for v, _ in payloads] == [1]
+    receiver = base_model()
+    assert import_payload(receiver, payloads[-1][1]) == 1
+    x = torch.rand(2, 3, *SIZE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(receiver(x), engine.training_model.eval()(x))
+    version, payload = engine.export_payload()
+    assert version == 1
+    exported = read_payload(payload)[1]
+    direct = read_payload(export_payload(engine.training_model, 1, base_state=engine.base_state))[1]
+    assert exported.keys() == direct.keys() and all(torch.equal(exported[k], direct[k]) for k in exported)
+
+
+def test_inference_proceeds_while_a_round_runs(room) -> None:
+    model = base_model()
+    predictor = Predictor(model)
+    engine = AdaptationEngine(model, config(), seed=3)
+    wire(engine, predictor)
+    in_round, release = threading.Event(), threading.Event()
+
+    def hold(module, args):
+        if module.training:
+            in_round.set()
+            release.wait(DEADLINE_S)
+
+    hook = engine.training_model.register_forward_pre_hook(hold)
+    engine.start()
+    try:
+        for f in room[:6]:
+            engine.offer(f)
+        assert in_round.wait(DEADLINE_S), "no round started"
+        done = 0
+        for f in room[6:26]:  # the round cannot finish: it waits for `release`
+            assert predictor.predict(f.rgb).shape == SIZE
+            done += 1
+        assert done == 20 and engine.stats()["round_in_progress"]
+        assert predictor.version == 0
+    finally:
+        hook.remove()
+        release.set()
+    wait_until(lambda: engine.stats()["rounds_run"] == 1 and not engine.stats()["round_in_progress"], "round end")
+    assert engine.stop(DEADLINE_S) and not engine.running
+    assert predictor.version == engine.version == engine.stats()["rounds_accepted"]
+
+
+def test_reset_restores_base_predictions_exactly(room) -> None:
+    model = base_model()
+    predictor = Predictor(model)
+    engine = AdaptationEngine(model, config(), seed=4)
+    wire(engine, predictor)
+    payloads: list[bytes] = []
+    engine.on_update = lambda version, payload: payloads.append(payload)
+    base_pred = predictor.predict(room[0].rgb)
+    for f in room[:6]:
+        engine.offer(f)
+    assert engine.run_round().outcome == "accepted"
+    assert not np.array_equal(predictor.predict(room[0].rgb), base_pred)
+    receiver = base_model()
+    import_payload(receiver, payloads[-1])
+    assert engine.reset() == 2
+    assert predictor.version == 2
+    np.testing.assert_array_equal(predictor.predict(room[0].rgb), base_pred)
+    # The reset payload restores a receiver that had applied the adapted delta.
+    assert import_payload(receiver, payloads[-1]) == 2
+    assert all(torch.equal(a, b) for a, b in zip(receiver.state_dict().values(), model.state_dict().values()))
+    assert engine._optimizer.state_dict()["state"] == {}  # noqa: SLF001
+
+
+def test_enable_disable_stops_and_resumes_rounds(room) -> None:
+    model = base_model()
+    engine = AdaptationEngine(model, config(enabled=False), seed=5)
+    for f in room[:6]:
+        engine.offer(f)
+    assert engine.run_round().outcome == "skipped"
+    assert engine.stats()["frames_pending"] == 6
+    engine.start()
+    try:
+        engine.enabled = True
+        wait_until(lambda: engine.stats()["rounds_run"] >= 1 and not engine.stats()["round_in_progress"], "a round")
+        # Disabling in the middle of a round aborts it and rolls it back.
+        in_round, release = threading.Event(), threading.Event()
+
+        def hold(module, args):
+            if module.training:
+                in_round.set()
+                release.wait(DEADLINE_S)
+
+        hook = engine.training_model.register_forward_pre_hook(hold)
+        version = engine.version
+        weights = {k: v.clone() for k, v in engine.training_model.state_dict().items()}
+        for f in room[6:12]:
+            engine.offer(f)
+        assert in_round.wait(DEADLINE_S)
+        engine.enabled = False
+        release.set()
+        hook.remove()
+        wait_until(lambda: engine.stats()["rounds_aborted"] == 1, "the abort")
+        assert engine.version == version
+        now = engine.training_model.state_dict()
+        assert all(torch.equal(weights[k], now[k]) for k in weights)
+        assert not engine.config.enabled
+        engine.configure(enabled=True)
+        for f in room[12:18]:
+            engine.offer(f)
+        wait_until(lambda: engine.stats()["rounds_run"] >= 3 and not engine.stats()["round_in_progress"], "resumed")
+    finally:
+        assert engine.stop(DEADLINE_S)
+
+
+def test_stats_and_live_config(room) -> None:
+    model = base_model()
+    engine = AdaptationEngine(model, config(train_size=(32, 48), anchor_weight=1e-3), base_frames=room[40:44], seed=6)
+    engine.configure(base_replay_fraction=0.25, scope="decoder", freeze_bn=False)
+    for f in room[:6]:
+        engine.offer(f)
+    result = engine.run_round()
+    # 6 new frames: 2 held out, 4 trained on, nothing older to replay yet.
+    assert result.outcome in {"accepted", "rejected_worse"} and result.frames == 4
+    stats = engine.stats()
+    assert stats["buffer_fill"] == 6 and stats["buffer_capacity"] == 32
+    assert stats["buffer_nbytes"] == 6 * 32 * 48 * 5 and stats["buffer_capacity_nbytes"] == 32 * 32 * 48 * 5
+    assert math.isfinite(stats["last_loss"]) and math.isfinite(stats["last_holdout_rmse_before"])
+    assert stats["round_duration_s"] > 0
+    encoder_before = {k: v.clone() for k, v in engine.training_model.encoder.state_dict().items()}
+    for f in room[6:12]:
+        engine.offer(f)
+    assert engine.run_round().frames == 4 + 4  # 4 new + as many replayed (replay_ratio 1)
+    # scope="decoder" with frozen encoder BN: the encoder is bit-identical.
+    assert all(torch.equal(v, engine.training_model.encoder.state_dict()[k]) for k, v in encoder_before.items())
+    with pytest.raises(ValueError, match="cannot change while the engine runs"):
+        engine.configure(buffer_capacity=8)
+    with pytest.raises(TypeError, match="DepthModel"):
+        AdaptationEngine(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
