@@ -150,6 +150,10 @@ class RosTestContext:
         if not self.context.ok() and not self._thread.is_alive():
             return
         self.executor.shutdown(timeout_sec=timeout)
+        # rclpy 7.1.6: MultiThreadedExecutor.shutdown() leaves its worker pool alive.
+        pool = getattr(self.executor, "_executor", None)
+        if pool is not None:
+            pool.shutdown(wait=True)
         self._thread.join(timeout)
         for node in self._nodes:
             node.destroy_node()

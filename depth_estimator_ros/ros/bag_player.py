@@ -23,7 +23,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 import rclpy
 from rclpy.node import Node
 from rclpy.publisher import Publisher
@@ -64,14 +64,25 @@ def message_class(msgtype: str) -> type:
 class BagPlayer:
     """Publish raw bag messages from a node, one publisher per topic, with recorded timing."""
 
-    def __init__(self, node: Node, *, rate: float = 1.0, wait_for_subscribers: float = 0.0) -> None:
+    def __init__(
+        self,
+        node: Node,
+        *,
+        rate: float = 1.0,
+        wait_for_subscribers: float = 0.0,
+        expected_subscribers: Mapping[str, int] | None = None,
+    ) -> None:
         """Prepare playback on ``node``.
 
         Args:
             node: the node that owns the publishers (its remap rules apply to topic names).
             rate: playback speed factor, > 0 (2.0 = twice as fast).
-            wait_for_subscribers: seconds to wait, when a topic first appears, for at
-                least one subscriber to match before publishing on it (0 = do not wait).
+            wait_for_subscribers: seconds to wait, when a topic first appears, for its
+                subscribers to match before publishing on it (0 = do not wait).
+            expected_subscribers: how many subscribers to wait for per topic (as
+                recorded, before remapping); 1 for topics not listed. A topic read by
+                several nodes (an estimator and a trainer) would otherwise start as soon
+                as the first one matched, and the others would miss its first messages.
 
         Raises:
             ValueError: ``rate`` <= 0 or ``wait_for_subscribers`` < 0.
@@ -83,6 +94,7 @@ class BagPlayer:
         self.node = node
         self.rate = rate
         self.wait_for_subscribers = wait_for_subscribers
+        self.expected_subscribers = dict(expected_subscribers or {})
         self.stop_event = threading.Event()
         self.published = 0
         self.skipped = 0
@@ -103,13 +115,15 @@ class BagPlayer:
             return None
         publisher = self.node.create_publisher(cls, topic, PLAYBACK_QOS)
         self._publishers[topic] = (publisher, cls)
+        expected = self.expected_subscribers.get(topic, 1)
         deadline = time.monotonic() + self.wait_for_subscribers
-        while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
+        while publisher.get_subscription_count() < expected and time.monotonic() < deadline:
             if self.stop_event.wait(0.01):
                 break
-        if self.wait_for_subscribers and publisher.get_subscription_count() == 0:
+        if self.wait_for_subscribers and publisher.get_subscription_count() < expected:
             self.node.get_logger().warning(
-                f"no subscriber on {publisher.topic_name} after {self.wait_for_subscribers:.1f} s; playing anyway"
+                f"{publisher.get_subscription_count()} of {expected} subscriber(s) on {publisher.topic_name} "
+                f"after {self.wait_for_subscribers:.1f} s; playing anyway"
             )
         return self._publishers[topic]
 

@@ -1,0 +1,437 @@
+"""The ``depth_estimator`` node: metric depth from every RGB frame, with live weight updates.
+
+Subscribed topics
+    ``image`` (sensor_msgs/Image): rgb8, bgr8, rgba8, bgra8 or mono8 (16-bit
+    colour too), any row padding, either byte-order flag. Sensor-data QoS,
+    keep-last 1: the node always works on the newest frame; a frame replaced
+    before inference reached it is dropped and counted (``dropped_stale``).
+    ``camera_info`` (sensor_msgs/CameraInfo): intrinsics for ``depth/points``.
+    ``weights`` (std_msgs/UInt8MultiArray, reliable, transient-local): weight
+    payloads of the online trainer (``adaptation.export_payload``), applied
+    between two frames; a late or restarted estimator gets the latest at once.
+
+Published topics
+    ``depth`` (sensor_msgs/Image): 32FC1, metres, NaN invalid, the input's size
+    and header (stamp and frame_id).
+    ``depth/colored`` (sensor_msgs/Image): rgb8 colour map of ``depth`` (turbo,
+    ``colormap_min_depth`` .. ``colormap_max_depth``, black = invalid); computed
+    only while someone subscribes.
+    ``depth/points`` (sensor_msgs/PointCloud2): x, y, z float32 in the image's
+    optical frame, from the predicted depth and ``camera_info``; an *organized*
+    cloud of ``ceil(H / points_stride)`` x ``ceil(W / points_stride)`` points with
+    NaN points where depth is invalid (``is_dense`` false), published when
+    ``publish_points`` is true and camera_info has been received.
+    ``/diagnostics`` (diagnostic_msgs/DiagnosticArray), every
+    ``diagnostics_period`` s: input and output rates, latency (stamp to publish,
+    and inference alone), frames in / processed / dropped by reason, weights
+    version and rejected payloads.
+
+Parameters (defaults in ``config/live.yaml``; read-only ones are fixed at start-up)
+    ``arch`` (string, read-only), ``checkpoint`` (string, read-only),
+    ``input_size`` (int[2], read-only), ``device`` (auto | cpu | cuda, read-only),
+    ``torch_threads`` (int, read-only, applied by :func:`main`), ``max_pixels``
+    (int), ``max_future_stamp`` (s), ``time_reset_threshold`` (s),
+    ``log_throttle_sec`` (s), ``diagnostics_period`` (s, read-only),
+    ``publish_points`` (bool), ``points_stride`` (int), ``colormap_min_depth`` (m),
+    ``colormap_max_depth`` (m).
+
+Threads: the image callback only stores the newest message and wakes the
+inference callback, which runs in its own mutually exclusive callback group;
+weight payloads are validated into a staging model in a third group and swapped
+in under the predictor's lock, so inference never waits for a payload to decode.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import cv2
+import numpy as np
+import rclpy
+import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.logging import get_logger
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from std_msgs.msg import Header, UInt8MultiArray
+
+from depth_estimator_ros.adaptation.payload import PayloadError, import_payload
+from depth_estimator_ros.learning.device import resolve_device
+from depth_estimator_ros.learning.predictor import Predictor
+from depth_estimator_ros.ros import codec
+from depth_estimator_ros.ros.diagnostics import (
+    DropCounter,
+    LatencyMeter,
+    RateMeter,
+    build_array,
+    build_status,
+    image_drop_reason,
+)
+from depth_estimator_ros.ros.pairing import StampGuard
+from depth_estimator_ros.ros.params import (
+    accept,
+    declare_parameters,
+    describe,
+    load_model,
+    refuse,
+    torch_thread_count,
+)
+from depth_estimator_ros.ros.qos import DIAGNOSTICS_QOS, SENSOR_QOS, WEIGHTS_QOS
+
+__all__ = ["DepthEstimatorNode", "colorize_depth", "depth_to_points", "parameter_descriptors", "main"]
+
+NODE_NAME = "depth_estimator"
+
+
+def parameter_descriptors() -> dict[str, ParameterDescriptor]:
+    """Return the descriptors of every parameter the node declares (defaults come from live.yaml)."""
+    return {
+        "arch": describe("model architecture (models.ARCHITECTURES)", read_only=True),
+        "checkpoint": describe("model checkpoint file (.safetensors); empty = untrained weights", read_only=True),
+        "input_size": describe(
+            "[H, W] model input in pixels without a checkpoint; [0, 0] = the architecture's default",
+            read_only=True,
+        ),
+        "device": describe("inference device: auto | cpu | cuda", read_only=True, constraints="auto, cpu or cuda"),
+        "torch_threads": describe(
+            "torch intra-op threads; 0 = half the CPUs", low=0, high=256, integer=True, read_only=True
+        ),
+        "max_pixels": describe(
+            "images with more pixels are refused before decoding", low=1, high=2**31 - 1, integer=True
+        ),
+        "max_future_stamp": describe("seconds a stamp may be ahead of the clock; 0 = no check", low=0.0, high=3600.0),
+        "time_reset_threshold": describe(
+            "a stamp this many seconds back is a time reset, smaller steps are dropped", low=0.001, high=1e9
+        ),
+        "log_throttle_sec": describe("seconds between log lines of one drop reason", low=0.0, high=3600.0),
+        "diagnostics_period": describe("seconds between /diagnostics messages", low=0.05, high=60.0, read_only=True),
+        "publish_points": describe("publish depth/points when camera_info is known"),
+        "points_stride": describe("keep every Nth pixel per direction in depth/points", low=1, high=64, integer=True),
+        "colormap_min_depth": describe("metres at the first colour of depth/colored", low=0.0, high=1000.0),
+        "colormap_max_depth": describe("metres at the last colour of depth/colored", low=0.0, high=1000.0),
+    }
+
+
+def _colormap_problem(low: float, high: float) -> str:
+    """Return why a colour-map range is unusable, or ``""``."""
+    if high > low:
+        return ""
+    return f"colormap_max_depth ({high}) must be greater than colormap_min_depth ({low})"
+
+
+def colorize_depth(depth: np.ndarray, min_depth: float, max_depth: float) -> np.ndarray:
+    """Map depth to a turbo colour image.
+
+    Args:
+        depth: ``(H, W)`` float32 metres, NaN invalid.
+        min_depth: metres shown with the first colour.
+        max_depth: metres shown with the last colour (``> min_depth``).
+
+    Returns:
+        ``(H, W, 3)`` uint8 RGB; invalid pixels are black.
+    """
+    scale = 255.0 / (max_depth - min_depth)
+    with np.errstate(invalid="ignore"):
+        levels = np.clip((depth - min_depth) * scale, 0.0, 255.0)
+    invalid = np.isnan(levels)
+    levels[invalid] = 0.0
+    colored = cv2.applyColorMap(levels.astype(np.uint8), cv2.COLORMAP_TURBO)
+    rgb = cv2.cvtColor(colored, cv2.COLOR_BGR2RGB)
+    rgb[invalid] = 0
+    return rgb
+
+
+def depth_to_points(depth: np.ndarray, info: CameraInfo, header: Header, stride: int) -> PointCloud2:
+    """Back-project a depth image into an organized point cloud.
+
+    Args:
+        depth: ``(H, W)`` float32 metres, NaN invalid.
+        info: intrinsics; ``K`` is rescaled when ``info`` is for another image size.
+        header: stamp and frame_id of the cloud (the image's optical frame).
+        stride: keep every ``stride``-th pixel in each direction.
+
+    Returns:
+        ``PointCloud2`` of ``ceil(H / stride)`` rows by ``ceil(W / stride)`` columns,
+        fields x, y, z float32 metres; invalid pixels are NaN points.
+    """
+    height, width = depth.shape
+    sx = width / info.width if info.width else 1.0
+    sy = height / info.height if info.height else 1.0
+    fx, fy = info.k[0] * sx, info.k[4] * sy
+    cx, cy = (info.k[2] + 0.5) * sx - 0.5, (info.k[5] + 0.5) * sy - 0.5
+    z = depth[::stride, ::stride]
+    v, u = np.mgrid[0:height:stride, 0:width:stride].astype(np.float32)
+    xyz = np.empty(z.shape + (3,), dtype=np.float32)
+    xyz[..., 0] = (u - cx) * z / fx
+    xyz[..., 1] = (v - cy) * z / fy
+    xyz[..., 2] = z
+    cloud = PointCloud2(header=header, height=z.shape[0], width=z.shape[1], is_bigendian=False, is_dense=False)
+    cloud.fields = [
+        PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1) for i, name in enumerate("xyz")
+    ]
+    cloud.point_step = 12
+    cloud.row_step = 12 * z.shape[1]
+    cloud.data = xyz.tobytes()
+    return cloud
+
+
+class DepthEstimatorNode(Node):
+    """Predict metric depth from every RGB frame and publish it like a depth camera.
+
+    See the module docstring for topics, parameters and threading.
+
+    Args:
+        subscribe_weights: subscribe to the ``weights`` topic. The ``live`` process
+            passes ``False`` and hands weights in-process with :meth:`apply_state`.
+        kwargs: passed to ``rclpy.node.Node`` (``context``, ``cli_args``,
+            ``parameter_overrides``, ...).
+
+    Raises:
+        ValueError: a parameter that cannot be used (unknown architecture, missing
+            checkpoint, unavailable device); the message says which.
+    """
+
+    def __init__(self, *, subscribe_weights: bool = True, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        values = declare_parameters(self, parameter_descriptors())
+        problem = _colormap_problem(values["colormap_min_depth"], values["colormap_max_depth"])
+        if problem:
+            raise ValueError(problem)
+        model, _ = load_model(values["arch"], values["checkpoint"], values["input_size"])
+        model.eval()
+        self._base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        # The predictor runs a private copy; `model` stays on the CPU as the staging
+        # copy into which weight payloads are validated and applied.
+        self._predictor = Predictor(model, device=resolve_device(values["device"]))
+        self._staging = model
+        self._weights_rejected = 0
+
+        self._max_pixels = values["max_pixels"]
+        self._publish_points = values["publish_points"]
+        self._points_stride = values["points_stride"]
+        self._colormap = (values["colormap_min_depth"], values["colormap_max_depth"])
+        self._guard = StampGuard(max_future=values["max_future_stamp"], reset_after=values["time_reset_threshold"])
+        self._drops = DropCounter(values["log_throttle_sec"])
+        self._rate_in = RateMeter()
+        self._rate_out = RateMeter()
+        self._latency = LatencyMeter()
+        self._processing = LatencyMeter()
+        self._frames_in = 0
+        self._frames_processed = 0
+        self._frames_colored = 0
+        self._camera_info: CameraInfo | None = None
+        self._pending: Image | None = None
+        self._pending_lock = threading.Lock()
+
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.add_post_set_parameters_callback(self._on_parameters_set)
+        self._depth_pub = self.create_publisher(Image, "depth", DIAGNOSTICS_QOS)
+        self._colored_pub = self.create_publisher(Image, "depth/colored", DIAGNOSTICS_QOS)
+        self._points_pub = self.create_publisher(PointCloud2, "depth/points", DIAGNOSTICS_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
+
+        inference_group = MutuallyExclusiveCallbackGroup()
+        self._wake = self.create_guard_condition(self._on_wake, callback_group=inference_group)
+        self.create_subscription(
+            Image, "image", self._on_image, SENSOR_QOS, callback_group=MutuallyExclusiveCallbackGroup()
+        )
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS)
+        if subscribe_weights:
+            self.create_subscription(
+                UInt8MultiArray,
+                "weights",
+                self._on_weights,
+                WEIGHTS_QOS,
+                callback_group=MutuallyExclusiveCallbackGroup(),
+            )
+        self.create_timer(values["diagnostics_period"], self._publish_diagnostics)
+        self.get_logger().info(
+            f"{model.arch} model, input {model.input_size[1]}x{model.input_size[0]}, "
+            f"{values['checkpoint'] or 'untrained weights (no checkpoint given)'}, "
+            f"device {self._predictor.device}"
+        )
+        if not values["checkpoint"]:
+            self.get_logger().warn("no checkpoint given: predictions come from untrained weights")
+
+    @property
+    def weights_version(self) -> int:
+        """Version of the weights in force (0 = the base weights)."""
+        return self._predictor.version
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The model inference runs (read-only use; swap weights with :meth:`apply_state`)."""
+        return self._predictor.model
+
+    def stats(self) -> dict[str, object]:
+        """Return the counters reported on ``/diagnostics``."""
+        mean_latency, max_latency = self._latency.summary()
+        mean_processing, max_processing = self._processing.summary()
+        return {
+            "frames_in": self._frames_in,
+            "frames_processed": self._frames_processed,
+            "frames_colored": self._frames_colored,
+            "dropped": self._drops.counts(),
+            "input_rate_hz": self._rate_in.rate(),
+            "output_rate_hz": self._rate_out.rate(),
+            "latency_mean_s": mean_latency,
+            "latency_max_s": max_latency,
+            "processing_mean_s": mean_processing,
+            "processing_max_s": max_processing,
+            "weights_version": self._predictor.version,
+            "weights_rejected": self._weights_rejected,
+            "time_resets": self._guard.resets,
+        }
+
+    def apply_state(self, version: int, state: Mapping[str, torch.Tensor]) -> None:
+        """Swap in new weights between two frames (in-process hand-over from the trainer).
+
+        Args:
+            version: the weights version.
+            state: ``state_dict``-like tensors, a full or partial set; tensors not in
+                ``state`` return to the base weights.
+
+        Raises:
+            ValueError: unknown tensor names or wrong shapes; nothing changes then.
+        """
+        self._predictor.load_state_dict({**self._base_state, **state}, version=version)
+
+    def _on_weights(self, msg: UInt8MultiArray) -> None:
+        # Only this callback (its own mutually exclusive group) touches the staging model.
+        self._staging.load_state_dict(self._base_state)  # payloads are deltas against the base
+        try:
+            version = import_payload(self._staging, bytes(msg.data))
+        except PayloadError as exc:
+            self._weights_rejected += 1
+            self.get_logger().error(f"weights payload refused, previous weights kept: {exc}")
+            return
+        self._predictor.load_state_dict(self._staging.state_dict(), version=version)
+        self.get_logger().info(f"weights version {version} in force")
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        self._camera_info = msg
+
+    def _on_image(self, msg: Image) -> None:
+        self._frames_in += 1
+        self._rate_in.tick()
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        reason = self._guard.check(stamp, self.get_clock().now().nanoseconds * 1e-9)
+        if reason is not None:
+            self._drop(reason, f"stamp {stamp:.6f}")
+            return
+        with self._pending_lock:
+            stale, self._pending = self._pending, msg
+        if stale is not None:
+            self._drops.record("stale")
+        self._wake.trigger()
+
+    def _on_wake(self) -> None:
+        with self._pending_lock:
+            msg, self._pending = self._pending, None
+        if msg is None:
+            return
+        try:
+            rgb = codec.image_to_rgb(msg, max_pixels=self._max_pixels)
+        except codec.ImageDecodeError as exc:
+            self._drop(image_drop_reason(msg, codec.IMAGE_ENCODINGS, self._max_pixels), str(exc))
+            return
+        started = time.monotonic()
+        try:
+            depth = self._predictor.predict(rgb)
+        except (RuntimeError, ValueError) as exc:  # e.g. out of GPU memory: skip the frame, keep running
+            self._drop("inference_error", str(exc))
+            return
+        self._processing.add(time.monotonic() - started)
+        self._publish(msg.header, depth)
+
+    def _publish(self, header: Header, depth: np.ndarray) -> None:
+        self._depth_pub.publish(codec.depth_to_image(depth, header))
+        if self._colored_pub.get_subscription_count() > 0:
+            self._colored_pub.publish(codec.rgb_to_image(colorize_depth(depth, *self._colormap), header))
+            self._frames_colored += 1
+        info = self._camera_info
+        if self._publish_points and info is not None and info.k[0] > 0 and info.k[4] > 0:
+            self._points_pub.publish(depth_to_points(depth, info, header, self._points_stride))
+        self._frames_processed += 1
+        self._rate_out.tick()
+        stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+        self._latency.add((self.get_clock().now().nanoseconds - stamp_ns) * 1e-9)
+
+    def _drop(self, reason: str, detail: str) -> None:
+        if self._drops.record(reason):
+            self.get_logger().warn(
+                f"dropped an image ({reason}): {detail}; further '{reason}' drops are logged "
+                f"at most every {self._drops.throttle_sec:g} s and counted in /diagnostics"
+            )
+
+    def _publish_diagnostics(self) -> None:
+        stats = self.stats()
+        drops = stats.pop("dropped")
+        values = {**stats, **{f"dropped_{reason}": count for reason, count in sorted(drops.items())}}
+        bad = sum(count for reason, count in drops.items() if reason != "stale")
+        if stats["frames_in"] == 0:
+            level, message = DiagnosticStatus.WARN, "no images received"
+        elif bad:
+            level, message = DiagnosticStatus.WARN, f"{bad} bad images dropped"
+        else:
+            level, message = DiagnosticStatus.OK, f"{stats['output_rate_hz']:.1f} Hz"
+        name = f"{self.get_name()}: depth estimation"
+        status = build_status(name, self.get_fully_qualified_name(), level, message, values)
+        self._diag_pub.publish(build_array(self.get_clock().now().to_msg(), [status]))
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """Validate live changes (types, ranges and read-only are checked by rclpy)."""
+        changes = {p.name: p.value for p in params}
+        problem = _colormap_problem(
+            changes.get("colormap_min_depth", self._colormap[0]), changes.get("colormap_max_depth", self._colormap[1])
+        )
+        return refuse(problem) if problem else accept()
+
+    def _on_parameters_set(self, params: list[Parameter]) -> None:
+        """Apply accepted live changes."""
+        changes = {p.name: p.value for p in params}
+        self._colormap = (
+            changes.get("colormap_min_depth", self._colormap[0]),
+            changes.get("colormap_max_depth", self._colormap[1]),
+        )
+        self._max_pixels = changes.get("max_pixels", self._max_pixels)
+        self._publish_points = changes.get("publish_points", self._publish_points)
+        self._points_stride = changes.get("points_stride", self._points_stride)
+        if "max_future_stamp" in changes:
+            self._guard.max_future = changes["max_future_stamp"]
+        if "time_reset_threshold" in changes:
+            self._guard.reset_after = changes["time_reset_threshold"]
+        if "log_throttle_sec" in changes:
+            self._drops.throttle_sec = changes["log_throttle_sec"]
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the ``depth_estimator`` node until Ctrl-C or SIGTERM."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = DepthEstimatorNode()
+        torch.set_num_threads(torch_thread_count(node.get_parameter("torch_threads").value))
+        executor = MultiThreadedExecutor(num_threads=3)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ValueError as exc:  # unusable parameters: say why, no traceback
+        get_logger(NODE_NAME).fatal(str(exc))
+        raise SystemExit(1) from None
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+        # Spare the interpreter's exit a full collection over torch's object graph
+        # (seconds on a busy small CPU), so the process ends promptly after a signal.
+        gc.freeze()

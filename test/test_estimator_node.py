@@ -1,0 +1,324 @@
+"""Node tests of ``depth_estimator`` with real rclpy, isolated contexts and deadlines."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from ros_helpers import MessageCollector, NodeProcess, isolated_ros, wait_for
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header, UInt8MultiArray
+
+from depth_estimator_ros import models
+from depth_estimator_ros.adaptation.payload import export_payload
+from depth_estimator_ros.data.image_encoding import encode_rgb
+from depth_estimator_ros.learning.predictor import Predictor
+from depth_estimator_ros.ros import codec
+from depth_estimator_ros.ros.estimator_node import DepthEstimatorNode, colorize_depth, parameter_descriptors
+from depth_estimator_ros.ros.params import load_defaults
+from depth_estimator_ros.ros.qos import SENSOR_QOS, WEIGHTS_QOS
+
+INPUT_SIZE = (64, 64)
+H, W = 48, 64
+TIMEOUT = 10.0
+MT = {"multi_threaded": True}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A small ``fast`` checkpoint (64x64 input) made here, so tests are quick."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "fast64.safetensors"
+    models.save_checkpoint(path, models.build_model("fast", input_size=INPUT_SIZE))
+    return path
+
+
+def _rgb(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+
+
+def _image(rgb: np.ndarray, stamp: float, encoding: str = "rgb8", pad: int = 0, bigendian: int = 0) -> Image:
+    step, data = encode_rgb(rgb, encoding)
+    rows = np.frombuffer(data, np.uint8).reshape(rgb.shape[0], step)
+    padded = np.concatenate([rows, np.full((rgb.shape[0], pad), 7, np.uint8)], axis=1)
+    msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding=encoding, is_bigendian=bigendian, step=step + pad)
+    msg.header = _header(stamp)
+    msg.data = padded.tobytes()
+    return msg
+
+
+def _header(stamp: float, frame_id: str = "camera_rgb_optical_frame") -> Header:
+    header = Header(frame_id=frame_id)
+    header.stamp.sec = int(stamp)
+    header.stamp.nanosec = int(round((stamp - int(stamp)) * 1e9))
+    return header
+
+
+def _stamp(header: Header) -> float:
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+@contextmanager
+def running_estimator(checkpoint: Path, **params):
+    """Yield ``(ros, node, probe)``: an estimator and a probe node spun in one isolated context."""
+    overrides = [Parameter("checkpoint", value=str(checkpoint)), Parameter("device", value="cpu")]
+    overrides += [Parameter(name, value=value) for name, value in params.items()]
+    with isolated_ros(**MT) as ros:
+        node = ros.add_node(DepthEstimatorNode(context=ros.context, parameter_overrides=overrides))
+        probe = ros.create_node("probe")
+        yield ros, node, probe
+
+
+def _send_and_wait(pub, depth: MessageCollector, msg: Image) -> Image:
+    """Publish ``msg`` until the estimator has answered it; return the answer."""
+    before = len(depth)
+    wait_for(lambda: pub.get_subscription_count() > 0, TIMEOUT, what="the estimator to subscribe")
+    pub.publish(msg)
+    depth.wait_for_count(before + 1, TIMEOUT)
+    return depth.messages[before]
+
+
+def test_every_parameter_has_its_default_in_live_yaml(checkpoint):
+    with running_estimator(checkpoint) as (_, node, _probe):
+        assert set(parameter_descriptors()) == set(load_defaults("depth_estimator"))
+        assert all(node.has_parameter(name) for name in parameter_descriptors())
+        assert node.get_parameter("points_stride").value == load_defaults("depth_estimator")["points_stride"]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "pad", "bigendian"),
+    [("rgb8", 0, 0), ("bgr8", 3, 0), ("rgba8", 0, 1), ("bgra8", 5, 0), ("mono8", 2, 1)],
+)
+def test_depth_per_frame_with_input_header_encoding_and_shape(checkpoint, encoding, pad, bigendian):
+    rgb = _rgb(1)
+    if encoding == "mono8":  # grey pixels survive mono8 exactly
+        rgb = np.repeat(rgb.mean(axis=2, keepdims=True), 3, 2).astype(np.uint8)
+    with running_estimator(checkpoint) as (_, node, probe):
+        pub = probe.create_publisher(Image, "image", 10)
+        depth = MessageCollector(probe, Image, "depth")
+        for i in range(3):
+            out = _send_and_wait(pub, depth, _image(rgb, 100.0 + 0.1 * i, encoding, pad, bigendian))
+            assert out.header.frame_id == "camera_rgb_optical_frame"
+            assert _stamp(out.header) == pytest.approx(100.0 + 0.1 * i, abs=1e-9)
+            assert (out.encoding, out.height, out.width) == ("32FC1", H, W)
+            values = codec.image_to_depth(out)
+            assert np.isfinite(values).all() and (values > 0).all() and (values <= 10.0).all()
+            # the same pixels through any encoding, padding and byte-order flag give the same depth
+            np.testing.assert_allclose(values, node._predictor.predict(rgb), rtol=1e-5)
+        stats = node.stats()
+        assert stats["frames_processed"] == 3 and stats["frames_in"] == 3
+
+
+def test_best_effort_camera_publisher_is_compatible(checkpoint):
+    with running_estimator(checkpoint) as (_, node, probe):
+        best_effort = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
+        pub = probe.create_publisher(Image, "image", best_effort)
+        depth = MessageCollector(probe, Image, "depth")
+        wait_for(lambda: pub.get_subscription_count() > 0, TIMEOUT, what="QoS match")
+        # best effort may lose the first samples right after matching: resend until answered
+        wait_for(lambda: pub.publish(_image(_rgb(2), 5.0 + len(depth))) or len(depth) > 0, TIMEOUT,
+                 what="a depth image from a best-effort camera", interval=0.2)
+
+
+def test_colored_depth_is_computed_only_while_subscribed(checkpoint):
+    with running_estimator(checkpoint, colormap_max_depth=5.0) as (_, node, probe):
+        pub = probe.create_publisher(Image, "image", 10)
+        depth = MessageCollector(probe, Image, "depth")
+        _send_and_wait(pub, depth, _image(_rgb(3), 1.0))
+        assert node.stats()["frames_colored"] == 0
+        colored = MessageCollector(probe, Image, "depth/colored")
+        wait_for(lambda: node._colored_pub.get_subscription_count() > 0, TIMEOUT, what="colored subscriber")
+        out = _send_and_wait(pub, depth, _image(_rgb(3), 2.0))
+        msg = colored.wait_for_count(1, TIMEOUT)[0]
+        assert (msg.encoding, msg.height, msg.width) == ("rgb8", H, W)
+        assert msg.header == out.header
+        expected = colorize_depth(codec.image_to_depth(out), 0.0, 5.0)
+        np.testing.assert_array_equal(codec.image_to_rgb(msg), expected)
+        assert node.stats()["frames_colored"] == 1
+
+
+def test_colorize_depth_marks_invalid_black_and_spans_the_range():
+    depth = np.array([[np.nan, 0.0, 5.0, 10.0, 20.0]], np.float32)
+    rgb = colorize_depth(depth, 0.0, 10.0)
+    assert rgb.shape == (1, 5, 3) and rgb.dtype == np.uint8
+    assert (rgb[0, 0] == 0).all()
+    assert not (rgb[0, 1] == rgb[0, 3]).all()
+    assert (rgb[0, 3] == rgb[0, 4]).all()  # clipped at the maximum
+
+
+def test_point_cloud_from_predicted_depth_and_camera_info(checkpoint):
+    with running_estimator(checkpoint, publish_points=True, points_stride=2) as (_, node, probe):
+        info_pub = probe.create_publisher(CameraInfo, "camera_info", SENSOR_QOS)
+        pub = probe.create_publisher(Image, "image", 10)
+        depth = MessageCollector(probe, Image, "depth")
+        points = MessageCollector(probe, PointCloud2, "depth/points")
+        # camera_info for a 2x larger image: intrinsics must be rescaled
+        info = CameraInfo(width=2 * W, height=2 * H, k=[100.0, 0, 63.5, 0, 100.0, 47.5, 0, 0, 1])
+        wait_for(lambda: info_pub.get_subscription_count() > 0, TIMEOUT, what="camera_info subscriber")
+        wait_for(lambda: info_pub.publish(info) or node._camera_info is not None, TIMEOUT, what="camera_info")
+        out = _send_and_wait(pub, depth, _image(_rgb(4), 3.0))
+        cloud = points.wait_for_count(1, TIMEOUT)[0]
+        assert (cloud.height, cloud.width, cloud.point_step) == (H // 2, W // 2, 12)
+        assert cloud.header == out.header and not cloud.is_dense
+        xyz = np.frombuffer(bytes(cloud.data), np.float32).reshape(H // 2, W // 2, 3)
+        z = codec.image_to_depth(out)[::2, ::2]
+        np.testing.assert_allclose(xyz[..., 2], z)
+        fx, cx = 50.0, (63.5 + 0.5) / 2 - 0.5
+        np.testing.assert_allclose(xyz[0, 5, 0], (10 - cx) * z[0, 5] / fx, rtol=1e-5)
+
+
+def _payload(checkpoint: Path, version: int, seed: int) -> tuple[bytes, models.DepthModel]:
+    """A weight payload that changes the decoder of the checkpointed model."""
+    model, _ = models.load_checkpoint(checkpoint, arch="fast")
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return export_payload(model, version, base_state=base), model
+
+
+def test_weights_swapped_late_joiner_gets_latest_and_bad_payloads_refused(checkpoint):
+    payload, adapted = _payload(checkpoint, 7, seed=1)
+    rgb = _rgb(5)
+    with isolated_ros(**MT) as ros:
+        trainer = ros.create_node("fake_trainer")
+        weights_pub = trainer.create_publisher(UInt8MultiArray, "weights", WEIGHTS_QOS)
+        weights_pub.publish(UInt8MultiArray(data=payload))
+        overrides = [Parameter("checkpoint", value=str(checkpoint)), Parameter("device", value="cpu")]
+        node = ros.add_node(DepthEstimatorNode(context=ros.context, parameter_overrides=overrides))
+        # transient-local: the estimator started after the publish still gets version 7 at once
+        wait_for(lambda: node.weights_version == 7, 1.0, what="weights version 7 within 1 s")
+        pub = trainer.create_publisher(Image, "image", 10)
+        depth = MessageCollector(trainer, Image, "depth")
+        out = codec.image_to_depth(_send_and_wait(pub, depth, _image(rgb, 1.0)))
+        np.testing.assert_allclose(out, Predictor(adapted).predict(rgb), rtol=1e-5, atol=1e-6)
+        # refused payloads: random bytes, then one with NaN; version 7 stays in force
+        weights_pub.publish(UInt8MultiArray(data=np.random.default_rng(0).integers(0, 256, 500, np.uint8).tobytes()))
+        wait_for(lambda: node.stats()["weights_rejected"] == 1, TIMEOUT, what="random payload refused")
+        bad = models.load_checkpoint(checkpoint, arch="fast")[0]
+        base = {k: v.clone() for k, v in bad.state_dict().items()}
+        with torch.no_grad():
+            next(bad.decoder.parameters()).fill_(float("nan"))
+        weights_pub.publish(UInt8MultiArray(data=export_payload(bad, 8, base_state=base)))
+        wait_for(lambda: node.stats()["weights_rejected"] == 2, TIMEOUT, what="NaN payload refused")
+        assert node.weights_version == 7
+        again = codec.image_to_depth(_send_and_wait(pub, depth, _image(rgb, 2.0)))
+        np.testing.assert_array_equal(again, out)
+        # in-process hand-over (live): an empty state means the base weights
+        node.apply_state(9, {})
+        assert node.weights_version == 9
+        base_out = codec.image_to_depth(_send_and_wait(pub, depth, _image(rgb, 3.0)))
+        base_model = models.load_checkpoint(checkpoint, arch="fast")[0]
+        np.testing.assert_allclose(base_out, Predictor(base_model).predict(rgb), rtol=1e-5, atol=1e-6)
+
+
+def _bad_images() -> list[tuple[str, Image]]:
+    good = _image(_rgb(6), 50.0)
+    cases = []
+
+    def variant(reason: str, **fields) -> None:
+        msg = _image(_rgb(6), 50.0)
+        for key, value in fields.items():
+            setattr(msg, key, value)
+        cases.append((reason, msg))
+
+    variant("bad_encoding", encoding="yuv422_weird")
+    variant("bad_data_length", data=bytes(good.data)[: len(good.data) // 2])
+    variant("bad_data_length", data=bytes(good.data) + b"\0" * 10)
+    variant("zero_size", height=0, width=0, step=0, data=b"")
+    variant("bad_step", step=W * 3 - 1, data=bytes(good.data)[: H * (W * 3 - 1)])
+    huge = Image(height=10000, width=10000, encoding="rgb8", step=30000)
+    huge.header = _header(50.0)
+    huge.data = b"\0" * 16  # the size limit refuses it before looking at (or allocating) the data
+    cases.append(("too_large", huge))
+    return cases
+
+
+def test_every_bad_image_is_survived_counted_and_followed_by_a_good_answer(checkpoint):
+    with running_estimator(checkpoint, max_future_stamp=60.0) as (_, node, probe):
+        pub = probe.create_publisher(Image, "image", 10)
+        depth = MessageCollector(probe, Image, "depth")
+        diagnostics = MessageCollector(probe, DiagnosticArray, "/diagnostics")
+        wait_for(lambda: pub.get_subscription_count() > 0, TIMEOUT, what="the estimator to subscribe")
+        stamp = 100.0
+        for reason, bad in _bad_images():
+            stamp += 0.1
+            bad.header = _header(stamp)
+            before = node.stats()["dropped"].get(reason, 0)
+            pub.publish(bad)
+            wait_for(lambda: node.stats()["dropped"].get(reason, 0) == before + 1, TIMEOUT, what=f"drop {reason}")
+            stamp += 0.1
+            _send_and_wait(pub, depth, _image(_rgb(7), stamp))
+        # stamps: backwards, duplicate, far future; then a good frame
+        last = stamp
+        now = probe.get_clock().now().nanoseconds * 1e-9
+        for reason, bad_stamp in (("stamp_backwards", last - 1.0), ("stamp_duplicate", last),
+                                  ("stamp_future", now + 3600.0)):
+            pub.publish(_image(_rgb(7), bad_stamp))
+            wait_for(lambda: node.stats()["dropped"].get(reason, 0) == 1, TIMEOUT, what=f"drop {reason}")
+        answer = _send_and_wait(pub, depth, _image(_rgb(7), last + 0.1))
+        assert _stamp(answer.header) == pytest.approx(last + 0.1)
+        expected = {"bad_encoding": 1, "bad_data_length": 2, "zero_size": 1, "bad_step": 1, "too_large": 1,
+                    "stamp_backwards": 1, "stamp_duplicate": 1, "stamp_future": 1}
+        assert {k: v for k, v in node.stats()["dropped"].items() if k != "stale"} == expected
+        # the counters reach /diagnostics, by reason
+        def reported():
+            for array in diagnostics.messages:
+                values = {kv.key: kv.value for status in array.status for kv in status.values}
+                if values.get("dropped_bad_data_length") == "2" and "dropped_stamp_future" in values:
+                    return values
+            return None
+
+        values = wait_for(reported, 5.0, what="drop counters on /diagnostics")
+        assert int(values["frames_processed"]) == len(_bad_images()) + 1
+        assert "latency_mean_s" in values and "weights_version" in values
+
+
+def test_live_parameter_changes_are_validated(checkpoint):
+    with running_estimator(checkpoint) as (_, node, _probe):
+        refused = node.set_parameters([Parameter("checkpoint", value="/elsewhere.safetensors")])[0]
+        assert not refused.successful and "read-only" in refused.reason
+        refused = node.set_parameters([Parameter("points_stride", value=0)])[0]
+        assert not refused.successful
+        refused = node.set_parameters([Parameter("colormap_max_depth", value=-1.0)])[0]
+        assert not refused.successful
+        refused = node.set_parameters([Parameter("colormap_min_depth", value=20.0)])[0]
+        assert not refused.successful and "colormap_max_depth" in refused.reason
+        refused = node.set_parameters([Parameter("publish_points", value="yes")])[0]
+        assert not refused.successful
+        assert node.get_parameter("colormap_min_depth").value == 0.0
+        ok = node.set_parameters([Parameter("colormap_max_depth", value=4.0), Parameter("max_pixels", value=100)])
+        assert all(r.successful for r in ok)
+        assert node._colormap == (0.0, 4.0) and node._max_pixels == 100
+
+
+def test_unusable_start_parameters_raise_with_the_reason(tmp_path):
+    with isolated_ros() as ros:
+        for params, match in (
+            ([Parameter("arch", value="resnet9000")], "arch must be one of"),
+            ([Parameter("checkpoint", value=str(tmp_path))], "does not exist or is not a file"),
+            ([Parameter("device", value="tpu")], "device must be one of"),
+        ):
+            with pytest.raises(ValueError, match=match):
+                DepthEstimatorNode(context=ros.context, parameter_overrides=params)
+
+
+# SIGINT is covered by test_trainer_node and both signals by test_live (the same main() shape)
+@pytest.mark.parametrize("sig", [signal.SIGTERM])
+def test_main_exits_cleanly_on_signal_within_2_s(checkpoint, sig):
+    code = "from depth_estimator_ros.ros.estimator_node import main; main()"
+    argv = [sys.executable, "-c", code, "--ros-args", "-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu"]
+    with NodeProcess(argv, env={"RCUTILS_LOGGING_USE_STDOUT": "1"}) as child:
+        child.wait_for_output("fast model, input", timeout=60.0)
+        assert child.stop(timeout=2.0, sig=sig) == 0
+        assert "Traceback" not in child.stderr + child.stdout

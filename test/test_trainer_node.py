@@ -1,0 +1,324 @@
+"""Node tests of ``online_trainer`` with real rclpy, isolated contexts and deadlines."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+from ros_helpers import MessageCollector, NodeProcess, isolated_ros, wait_for
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32, Header, UInt8MultiArray, UInt32
+from std_srvs.srv import Trigger
+
+from depth_estimator_ros import models
+from depth_estimator_ros.adaptation import AdaptationConfig, import_payload
+from depth_estimator_ros.data.image_encoding import encode_depth, encode_rgb
+from depth_estimator_ros.ros.params import load_defaults
+from depth_estimator_ros.ros.qos import WEIGHTS_QOS
+from depth_estimator_ros.ros.trainer_node import OnlineTrainerNode, parameter_descriptors
+
+H, W = 48, 64
+TIMEOUT = 20.0
+MT = {"multi_threaded": True}
+# small, fast rounds that accept every finite result: these tests are about the node
+FAST_ROUNDS = {
+    "min_new_frames": 3, "max_new_frames": 4, "holdout_frames": 1, "batch_size": 2, "epochs_per_round": 1,
+    "buffer_capacity": 16, "accept_tolerance": 100.0, "duplicate_threshold": 0.0, "train_size": [32, 32],
+}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A small ``fast`` checkpoint (64x64 input) made here, so tests are quick."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "fast64.safetensors"
+    models.save_checkpoint(path, models.build_model("fast", input_size=(64, 64)))
+    return path
+
+
+def _header(stamp: float) -> Header:
+    header = Header(frame_id="camera_rgb_optical_frame")
+    header.stamp.sec = int(stamp)
+    header.stamp.nanosec = int(round((stamp - int(stamp)) * 1e9))
+    return header
+
+
+def _pair(index: int, stamp: float, depth_encoding: str = "16UC1") -> tuple[Image, Image]:
+    """An RGB image and its depth (1-4 m, a function of the red channel), 4 ms apart."""
+    rng = np.random.default_rng(index)
+    rgb = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    depth = (1.0 + 3.0 * rgb[..., 0] / 255.0).astype(np.float32)
+    depth[:4] = np.nan  # some invalid pixels, as a real sensor has
+    step, data = encode_rgb(rgb)
+    rgb_msg = Image(header=_header(stamp), height=H, width=W, encoding="rgb8", step=step, data=data)
+    dstep, ddata = encode_depth(depth, depth_encoding)
+    depth_msg = Image(header=_header(stamp + 0.004), height=H, width=W, encoding=depth_encoding, step=dstep,
+                      data=ddata)
+    return rgb_msg, depth_msg
+
+
+class Feeder:
+    """Publish RGB/depth pairs with increasing stamps from a probe node."""
+
+    def __init__(self, probe, node: OnlineTrainerNode) -> None:
+        self.node = node
+        self.rgb = probe.create_publisher(Image, "image", 10)
+        self.depth = probe.create_publisher(Image, "depth", 10)
+        self.stamp = 1000.0
+        self.index = 0
+        wait_for(lambda: self.rgb.get_subscription_count() and self.depth.get_subscription_count(), TIMEOUT,
+                 what="the trainer to subscribe")
+
+    def send(self, count: int = 1, depth_encoding: str = "16UC1") -> None:
+        """Publish ``count`` pairs, each once the previous one was paired."""
+        for _ in range(count):
+            pairs = self.node.stats()["pairs"]
+            self.stamp += 0.05
+            self.index += 1
+            rgb, depth = _pair(self.index, self.stamp, depth_encoding)
+            self.rgb.publish(rgb)
+            self.depth.publish(depth)
+            wait_for(lambda: self.node.stats()["pairs"] > pairs, TIMEOUT, what="the pair to be paired")
+
+
+@contextmanager
+def running_trainer(checkpoint: Path, **params):
+    """Yield ``(ros, node, probe)`` with a trainer and a probe node in one isolated context."""
+    values = {"checkpoint": str(checkpoint), "device": "cpu", **FAST_ROUNDS, **params}
+    overrides = [Parameter(name, value=value) for name, value in values.items()]
+    with isolated_ros(**MT) as ros:
+        node = ros.add_node(OnlineTrainerNode(context=ros.context, parameter_overrides=overrides))
+        probe = ros.create_node("probe")
+        yield ros, node, probe
+
+
+def _call(probe, service: str, timeout: float = TIMEOUT) -> Trigger.Response:
+    client = probe.create_client(Trigger, service)
+    assert client.wait_for_service(timeout_sec=timeout), f"{service} not available"
+    future = client.call_async(Trigger.Request())
+    wait_for(future.done, timeout, what=f"{service} to answer")
+    return future.result()
+
+
+def _set_remote(probe, params: list[Parameter]):
+    """Set parameters through the parameter services, as ``ros2 param set`` does."""
+    client = AsyncParameterClient(probe, "online_trainer")
+    assert client.wait_for_services(timeout_sec=TIMEOUT)
+    future = client.set_parameters(params)
+    wait_for(future.done, TIMEOUT, what="set_parameters to answer")
+    return future.result().results
+
+
+def test_every_parameter_has_its_default_in_live_yaml(checkpoint):
+    assert set(parameter_descriptors()) == set(load_defaults("online_trainer"))
+    with running_trainer(checkpoint) as (_, node, _probe):
+        config = node.engine.config
+        assert config.batch_size == FAST_ROUNDS["batch_size"] and config.train_size == (32, 32)
+        assert config.lr == load_defaults("online_trainer")["lr"]
+        assert node.engine.enabled is load_defaults("online_trainer")["adaptation_enabled"]
+
+
+def test_adaptation_toggled_by_parameter_stops_and_resumes_weight_updates(checkpoint):
+    with running_trainer(checkpoint) as (_, node, probe):
+        weights = MessageCollector(probe, UInt8MultiArray, "weights", WEIGHTS_QOS)
+        versions = MessageCollector(probe, UInt32, "online_trainer/weights_version")
+        loss = MessageCollector(probe, Float32, "online_trainer/loss")
+        fill = MessageCollector(probe, Float32, "online_trainer/buffer_fill")
+        feeder = Feeder(probe, node)
+        feeder.send(8)
+        wait_for(lambda: node.engine.version >= 1, TIMEOUT, what="a first accepted round")
+        weights.wait_for_count(1, TIMEOUT)
+        wait_for(lambda: any(m.data >= 1 for m in versions.messages), TIMEOUT, what="~/weights_version >= 1")
+        wait_for(lambda: any(np.isfinite(m.data) for m in loss.messages), TIMEOUT, what="a finite ~/loss")
+        assert max(m.data for m in fill.messages) > 0
+
+        assert all(r.successful for r in _set_remote(probe, [Parameter("adaptation_enabled", value=False)]))
+        assert node.engine.enabled is False
+        wait_for(lambda: not node.stats()["round_in_progress"], TIMEOUT, what="the running round to end")
+        stopped_at, offered = node.engine.version, node.stats()["frames_offered"]
+        feeder.send(9)
+        assert node.stats()["frames_offered"] >= offered + 9  # frames are still buffered
+        assert node.engine.version == stopped_at
+        published = len(weights)
+
+        assert all(r.successful for r in _set_remote(probe, [Parameter("adaptation_enabled", value=True)]))
+        feeder.send(4)
+        wait_for(lambda: node.engine.version > stopped_at, TIMEOUT, what="weights to update again")
+        weights.wait_for_count(published + 1, TIMEOUT)
+        # the latest payload is a valid update for the base model
+        model, _ = models.load_checkpoint(checkpoint, arch="fast")
+        assert import_payload(model, bytes(weights.messages[-1].data)) > stopped_at
+
+
+def test_reset_restores_the_base_weights_and_save_writes_a_loadable_checkpoint(checkpoint, tmp_path):
+    with running_trainer(checkpoint, checkpoint_dir=str(tmp_path / "saved")) as (_, node, probe):
+        weights = MessageCollector(probe, UInt8MultiArray, "weights", WEIGHTS_QOS)
+        Feeder(probe, node).send(8)
+        wait_for(lambda: node.engine.version >= 1, TIMEOUT, what="an accepted round")
+        node.set_parameters([Parameter("adaptation_enabled", value=False)])
+        wait_for(lambda: not node.stats()["round_in_progress"], TIMEOUT, what="the running round to end")
+
+        saved = _call(probe, "online_trainer/save")
+        assert saved.success, saved.message
+        path = Path(saved.message)
+        assert path.parent == tmp_path / "saved" and path.suffix == ".safetensors"
+        loaded, metadata = models.load_checkpoint(path, arch="fast")
+        version, state = node.engine.state_dict()
+        for name, tensor in loaded.state_dict().items():
+            torch.testing.assert_close(tensor, state[name])
+        assert f"_v{version}_" in path.name and "weights_version" in str(metadata)
+        base, _ = models.load_checkpoint(checkpoint, arch="fast")
+        assert any(not torch.equal(t, base.state_dict()[n]) for n, t in state.items())
+
+        before = len(weights)
+        answer = _call(probe, "online_trainer/reset")
+        assert answer.success and "base weights" in answer.message
+        weights.wait_for_count(before + 1, TIMEOUT)
+        # an estimator holding any earlier version gets the base weights back exactly
+        receiver, _ = models.load_checkpoint(path, arch="fast")
+        assert import_payload(receiver, bytes(weights.messages[-1].data)) == node.engine.version
+        for name, tensor in receiver.state_dict().items():
+            torch.testing.assert_close(tensor, base.state_dict()[name])
+
+
+def test_save_fails_cleanly_when_the_directory_cannot_be_written(checkpoint, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory")
+    with running_trainer(checkpoint, checkpoint_dir=str(blocker / "sub")) as (_, node, probe):
+        answer = _call(probe, "online_trainer/save")
+        assert not answer.success and "checkpoint not saved" in answer.message
+        # a read-only file system refuses even root
+        assert node.set_parameters([Parameter("checkpoint_dir", value="/proc/depth_ckpt")])[0].successful
+        answer = _call(probe, "online_trainer/save")
+        assert not answer.success and "/proc/depth_ckpt" in answer.message
+        assert not list(tmp_path.rglob("*.safetensors"))
+        # the node keeps working
+        node.set_parameters([Parameter("checkpoint_dir", value=str(tmp_path / "ok"))])
+        assert _call(probe, "online_trainer/save").success
+
+
+def test_live_parameter_changes_are_validated_with_a_reason(checkpoint):
+    with running_trainer(checkpoint) as (_, node, probe):
+        before = node.engine.config
+        results = _set_remote(probe, [Parameter("min_new_frames", value=1)])  # holdout_frames is 1
+        assert not results[0].successful and "min_new_frames" in results[0].reason
+        refused = node.set_parameters_atomically(
+            [Parameter("min_new_frames", value=3), Parameter("holdout_frames", value=3)]
+        )
+        assert not refused.successful and "min_new_frames must be > holdout_frames" in refused.reason
+        refused = node.set_parameters([Parameter("scope", value="everything")])[0]
+        assert not refused.successful and "decoder" in refused.reason
+        refused = node.set_parameters([Parameter("buffer_capacity", value=64)])[0]
+        assert not refused.successful and "read-only" in refused.reason
+        refused = node.set_parameters([Parameter("lr", value="fast")])[0]
+        assert not refused.successful
+        refused = node.set_parameters([Parameter("sync_tolerance", value=-1.0)])[0]
+        assert not refused.successful
+        refused = node.set_parameters([Parameter("checkpoint_dir", value=__file__)])[0]
+        assert not refused.successful and "not a directory" in refused.reason
+        assert node.engine.config == before
+        ok = node.set_parameters_atomically(
+            [
+                Parameter("lr", value=5e-4),
+                Parameter("epochs_per_round", value=2),
+                Parameter("sync_tolerance", value=0.01),
+            ]
+        )
+        assert ok.successful
+        assert node.engine.config.lr == 5e-4 and node.engine.config.epochs_per_round == 2
+        assert node._pairer.tolerance == 0.01
+
+
+def _bad_inputs() -> list[tuple[str, str, Image]]:
+    """(expected drop key, topic, message) for every bad input kind."""
+    rgb, depth = _pair(0, 0.0)
+    cases = []
+
+    def variant(key: str, topic: str, **fields) -> None:
+        msg = _pair(0, 0.0)[0 if topic == "image" else 1]
+        for name, value in fields.items():
+            setattr(msg, name, value)
+        cases.append((key, topic, msg))
+
+    variant("image_bad_encoding", "image", encoding="8UC3_weird")
+    variant("depth_bad_encoding", "depth", encoding="rgb8")
+    variant("image_bad_data_length", "image", data=bytes(rgb.data)[:100])
+    variant("depth_bad_data_length", "depth", data=bytes(depth.data) + b"\0\0")
+    variant("image_zero_size", "image", height=0, step=0, data=b"")
+    variant("depth_bad_step", "depth", step=W, data=bytes(depth.data)[: H * W])
+    variant("image_too_large", "image", height=10000, width=10000, step=30000, data=b"\0" * 8)
+    variant("size_mismatch", "depth", height=H // 2, data=bytes(depth.data)[: H // 2 * depth.step])
+    zeros = np.zeros((H, W), np.uint16).tobytes()
+    variant("depth_all_invalid", "depth", data=zeros)
+    saturated = np.full((H, W), 65535, np.uint16).tobytes()  # absurd depths: all invalid
+    variant("depth_all_invalid", "depth", data=saturated)
+    nan = np.full((H, W), np.nan, np.float32).tobytes()
+    variant("depth_all_invalid", "depth", encoding="32FC1", step=4 * W, data=nan)
+    return cases
+
+
+def test_every_bad_input_is_survived_counted_and_followed_by_a_good_pair(checkpoint):
+    with running_trainer(checkpoint, adaptation_enabled=False, max_future_stamp=60.0) as (_, node, probe):
+        feeder = Feeder(probe, node)
+        expected: dict[str, int] = {}
+        for key, topic, bad in _bad_inputs():
+            feeder.stamp += 0.05
+            good_rgb, good_depth = _pair(99, feeder.stamp)
+            bad.header = (good_rgb if topic == "image" else good_depth).header
+            (feeder.rgb if topic == "image" else feeder.depth).publish(bad)
+            (feeder.depth if topic == "image" else feeder.rgb).publish(good_depth if topic == "image" else good_rgb)
+            expected[key] = expected.get(key, 0) + 1
+            wait_for(lambda: node.stats()["dropped"].get(key, 0) == expected[key], TIMEOUT, what=f"drop {key}")
+            feeder.send(1)
+        # stamps going backwards, repeated and from the far future, on each topic
+        now = probe.get_clock().now().nanoseconds * 1e-9
+        for key, stamp in (("stamp_backwards", feeder.stamp - 1.0), ("stamp_duplicate", feeder.stamp),
+                           ("stamp_future", now + 3600.0)):
+            rgb, depth = _pair(5, stamp)  # depth is 4 ms later, as in every good pair
+            feeder.rgb.publish(rgb)
+            feeder.depth.publish(depth)
+            for topic in ("image", "depth"):
+                wait_for(lambda: node.stats()["dropped"].get(f"{topic}_{key}", 0) == 1, TIMEOUT,
+                         what=f"drop {topic}_{key}")
+                expected[f"{topic}_{key}"] = 1
+        feeder.send(2, depth_encoding="32FC1")
+        assert node.stats()["dropped"] == expected
+        assert node.stats()["frames_offered"] == len(_bad_inputs()) + 2  # every good pair reached the engine
+
+
+# SIGTERM is covered by test_estimator_node and both signals by test_live (the same main() shape)
+@pytest.mark.parametrize("sig", [signal.SIGINT])
+def test_main_exits_cleanly_on_signal_within_2_s(checkpoint, sig):
+    code = "from depth_estimator_ros.ros.trainer_node import main; main()"
+    argv = [sys.executable, "-c", code, "--ros-args", "-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu"]
+    with NodeProcess(argv, env={"RCUTILS_LOGGING_USE_STDOUT": "1"}) as child:
+        child.wait_for_output("adapting fast", timeout=60.0)
+        assert child.stop(timeout=2.0, sig=sig) == 0
+        assert "Traceback" not in child.stderr + child.stdout
+
+
+def test_main_refuses_unusable_parameters_without_a_traceback():
+    code = "from depth_estimator_ros.ros.trainer_node import main; main()"
+    argv = [sys.executable, "-c", code, "--ros-args", "-p", "arch:=resnet9000"]
+    with NodeProcess(argv) as child:
+        assert child.popen.wait(60.0) == 1
+        assert "arch must be one of" in child.stderr + child.stdout
+        assert "Traceback" not in child.stderr
+
+
+def test_live_yaml_engine_settings_equal_the_adaptation_defaults():
+    """config/live.yaml and AdaptationConfig must not drift apart (both are documented defaults)."""
+    from depth_estimator_ros.ros.trainer_node import _ENGINE_FIELDS, _engine_value  # noqa: PLC0415
+
+    defaults = load_defaults("online_trainer")
+    config = AdaptationConfig()
+    assert defaults["adaptation_enabled"] == config.enabled
+    for name in _ENGINE_FIELDS:
+        assert _engine_value(name, defaults[name]) == getattr(config, name), name
