@@ -1,0 +1,233 @@
+"""``bench``: measure speed, latency, adaptation and memory; write JSON + PNG and a summary.
+
+Usage::
+
+    bench --out out/bench                       # every section, full budget (make bench)
+    bench --out out/bench --quick --only model  # seconds-long smoke run of one section
+    bench --only memory --minutes 10 --device cpu
+    bench --only soak --minutes 10 --device cpu   # 60 Hz VGA soak (issue 7), never in the default set
+
+Every section writes ``<section>.json`` and ``<section>.png`` (each JSON holds the machine
+description); at the end a summary table is printed and written to ``summary.json`` and
+``summary.md``. Benchmarks report numbers next to their targets and never fail on a
+number; the exit status is 1 only when a section could not run at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from depth_estimator_ros.benchmarks import SECTIONS
+from depth_estimator_ros.benchmarks.common import DEVICE_CHOICES, write_json
+
+__all__ = ["OPTIONAL_SECTIONS", "build_parser", "main", "format_table"]
+
+#: Sections run only when named with ``--only`` (too long for ``make bench``).
+OPTIONAL_SECTIONS: tuple[str, ...] = ("soak",)
+_ALL_SECTIONS = SECTIONS + OPTIONAL_SECTIONS
+
+
+def _csv(allowed: Sequence[str] | None) -> Any:
+    def parse(text: str) -> tuple[str, ...]:
+        items = tuple(part.strip() for part in text.split(",") if part.strip())
+        if not items:
+            raise argparse.ArgumentTypeError("expected a comma-separated list")
+        if allowed is not None:
+            bad = [item for item in items if item not in allowed]
+            if bad:
+                raise argparse.ArgumentTypeError(f"unknown {bad}; allowed: {', '.join(allowed)}")
+        return items
+
+    return parse
+
+
+def _thread_counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected positive integers such as 2,1, got {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers such as 2,1, got {text!r}")
+    return counts
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of the ``bench`` command."""
+    parser = argparse.ArgumentParser(
+        prog="bench",
+        description="Measure model speed, the ROS pipeline, adaptation and memory; write JSON + PNG per "
+        "section and a summary table. Reports numbers next to their targets, never fails on one.",
+    )
+    parser.add_argument("--out", type=Path, default=Path("out/bench"), help="output folder (default out/bench)")
+    parser.add_argument(
+        "--only",
+        type=_csv(_ALL_SECTIONS),
+        default=SECTIONS,
+        help=f"comma-separated sections to run (default: {','.join(SECTIONS)}; "
+        f"{','.join(OPTIONAL_SECTIONS)} only when named)",
+    )
+    parser.add_argument("--quick", action="store_true", help="seconds-long smoke settings, not for reporting")
+    parser.add_argument(
+        "--device", choices=DEVICE_CHOICES, default="auto", help="auto = CPU, plus CUDA where present (default)"
+    )
+    parser.add_argument(
+        "--minutes", type=_positive_float, default=10.0,
+        help="length of the memory and soak runs in minutes (default 10)",
+    )
+    parser.add_argument(
+        "--archs", type=_csv(None), default=None, help="architectures of the model section (default all registered)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=_thread_counts,
+        default=None,
+        help="CPU torch thread counts of the model section, e.g. 2,1 (default: all cores and half of them)",
+    )
+    parser.add_argument(
+        "--pipeline-arch", default="fast", help="architecture the ROS sections run (default fast)"
+    )
+    parser.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help="start model of the adaptation section (.safetensors); default: a seeded random "
+        "initialisation of --pipeline-arch (cold start)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="7-Scenes kitchen folder for the adaptation and memory sections "
+        "(default ../shared/data/7scenes_kitchen beside the project)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    return parser
+
+
+def _default_data() -> Path:
+    """Return ``../shared/data/7scenes_kitchen`` beside the project checkout."""
+    return Path(__file__).resolve().parents[3] / "shared" / "data" / "7scenes_kitchen"
+
+
+def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run one section; return its result and its summary rows."""
+    progress = not args.no_progress
+    data = args.data or _default_data()
+    if name == "model":
+        from depth_estimator_ros.benchmarks import model_speed
+
+        result = model_speed.run(
+            args.out, device=args.device, quick=args.quick, archs=args.archs, threads=args.threads, progress=progress
+        )
+        return result, model_speed.summary_rows(result)
+    if name == "pipeline":
+        from depth_estimator_ros.ros.bench import pipeline
+
+        result = pipeline.run(
+            args.out, device=args.device, quick=args.quick, arch=args.pipeline_arch, progress=progress
+        )
+        return result, pipeline.summary_rows(result)
+    if name == "adaptation":
+        from depth_estimator_ros.ros.bench import adaptation
+
+        result = adaptation.run(
+            args.out,
+            device=args.device,
+            quick=args.quick,
+            arch=args.pipeline_arch,
+            checkpoint=args.checkpoint,
+            data=data,
+            progress=progress,
+        )
+        return result, adaptation.summary_rows(result)
+    if name == "memory":
+        from depth_estimator_ros.ros.bench import memory
+
+        result = memory.run(
+            args.out,
+            device=args.device,
+            quick=args.quick,
+            minutes=args.minutes,
+            arch=args.pipeline_arch,
+            data=data,
+            progress=progress,
+        )
+        return result, memory.summary_rows(result)
+    if name == "soak":
+        from depth_estimator_ros.ros.bench import soak
+
+        result = soak.run(
+            args.out,
+            minutes=args.minutes,
+            quick=args.quick,
+            device=args.device,
+            arch=args.pipeline_arch,
+            data=data,
+            progress=progress,
+        )
+        return result, soak.summary_rows(result)
+    raise ValueError(f"unknown section {name!r}; allowed: {_ALL_SECTIONS}")
+
+
+def format_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Return ``rows`` (section, what, value, target) as a Markdown table."""
+    header = ("section", "what", "value", "target")
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(str(row.get(key, "")).replace("|", "/") for key in header) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the selected sections, print the summary table and write summary.json/.md."""
+    args = build_parser().parse_args(argv)
+    from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    machine = describe_machine()
+    rows: list[dict[str, Any]] = []
+    sections: dict[str, Any] = {}
+    failed = []
+    for name in _ALL_SECTIONS:
+        if name not in args.only:
+            continue
+        started = time.time()
+        print(f"[bench] {name} ...", file=sys.stderr, flush=True)
+        try:
+            result, section_rows = _run_section(name, args)
+        except Exception as exc:  # a section that cannot run is reported; the others still run
+            traceback.print_exc()
+            failed.append(name)
+            sections[name] = {"error": f"{type(exc).__name__}: {exc}"}
+            rows.append({"section": name, "what": "FAILED", "value": f"{type(exc).__name__}: {exc}", "target": ""})
+            continue
+        sections[name] = {"files": result.get("files", {}), "elapsed_s": round(time.time() - started, 1)}
+        if result.get("skipped"):
+            sections[name]["skipped"] = result["skipped"]
+        rows.extend(section_rows)
+    title = f"Benchmarks {machine['date']} -- {machine_label(machine)}"
+    if args.quick:
+        title += " (--quick: not for reporting)"
+    table = format_table(rows)
+    summary = {"machine": machine, "quick": args.quick, "device": args.device, "sections": sections, "rows": rows}
+    write_json(args.out / "summary.json", summary)
+    (args.out / "summary.md").write_text(f"## {title}\n\n{table}\n")
+    print(f"\n{title}\n{table}\n\nwritten to {args.out}/")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,358 @@
+"""Pipeline section: 640x480 rgb8 frames at 30 Hz through the estimator node over DDS.
+
+The ``depth_estimator`` node runs as its own process (its console entry point, real
+DDS on localhost, a private ROS domain); this process publishes camera frames at a
+fixed rate from a thread, stamping each header with the time of publishing, and
+subscribes to ``depth`` and ``/diagnostics``. Reported:
+
+- received depth rate and dropped frames (sent minus received in the measurement window;
+  the node keeps only the newest frame, so a slow model shows up as drops);
+- end-to-end latency, header stamp at publish -> depth message received here;
+- the share of time outside the model: the node's own ``processing_mean_s`` (the
+  Predictor call: resize, forward, mask) against the end-to-end mean, plus the image
+  codec pieces (decode the rgb8 message, encode the 32FC1 answer) timed in-process.
+
+Targets (issue 6): >= 30 Hz with ``fast`` on a 2-core CPU, p95 < 60 ms, overhead < 15 %
+of the model's own time. Reported next to the numbers, never asserted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from depth_estimator_ros.benchmarks.common import (
+    fmt_ms,
+    latency_stats,
+    pyplot,
+    resolve_devices,
+    save_figure,
+    timed_loop,
+    write_json,
+)
+from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
+
+__all__ = ["TARGETS", "ESTIMATOR_MODULE", "codec_timings", "measure_stream", "run", "summary_rows"]
+
+#: Targets of issue 6, reported next to the measurements.
+TARGETS: dict[str, float] = {"rate_hz": 30.0, "p95_ms": 60.0, "overhead_fraction": 0.15}
+ESTIMATOR_MODULE = "depth_estimator_ros.ros.estimator_node"
+CAMERA_SIZE: tuple[int, int] = (480, 640)
+
+
+def codec_timings(camera: tuple[int, int] = CAMERA_SIZE, *, iterations: int = 50) -> dict[str, Any]:
+    """Time the node's message conversions for one camera frame, in this process.
+
+    Args:
+        camera: image size (height, width).
+        iterations: timed repetitions of each conversion.
+
+    Returns:
+        Latency stats of ``decode_rgb8`` (Image -> (H,W,3) uint8), ``encode_depth_32fc1``
+        ((H,W) float32 -> Image) and ``encode_rgb8`` (the input side of a camera driver).
+    """
+    from std_msgs.msg import Header
+
+    from depth_estimator_ros.ros import codec
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, size=(*camera, 3), dtype=np.uint8)
+    depth = rng.uniform(0.5, 8.0, size=camera).astype(np.float32)
+    header = Header(frame_id="camera")
+    msg = codec.rgb_to_image(rgb, header)
+    budget = dict(warmup=2, iterations=iterations, max_seconds=5.0)
+    return {
+        "decode_rgb8": latency_stats(timed_loop(lambda: codec.image_to_rgb(msg), **budget)),
+        "encode_depth_32fc1": latency_stats(timed_loop(lambda: codec.depth_to_image(depth, header), **budget)),
+        "encode_rgb8": latency_stats(timed_loop(lambda: codec.rgb_to_image(rgb, header), **budget)),
+        "backend": codec.BACKEND,
+    }
+
+
+def measure_stream(
+    client: Any,
+    processes: Sequence[Any],
+    *,
+    image_messages: Sequence[Any],
+    rate_hz: float,
+    warmup_s: float,
+    measure_s: float,
+    start_timeout_s: float,
+    image_topic: str = "image",
+    depth_topic: str = "depth",
+    extra_publish: Any = None,
+    keep: Any = None,
+    progress: bool = True,
+    desc: str = "pipeline",
+) -> dict[str, Any]:
+    """Publish ``image_messages`` in a loop at ``rate_hz`` and record the depth answers.
+
+    Args:
+        client: a :class:`RosClient`.
+        processes: node processes that must stay alive (checked while waiting).
+        image_messages: pre-built ``sensor_msgs/Image`` messages, published in turn with
+            a fresh header stamp.
+        rate_hz: publishing rate.
+        warmup_s: seconds of publishing after the first answer before measuring.
+        measure_s: length of the measurement window.
+        start_timeout_s: longest wait for the node's ``depth`` publisher and first answer.
+        image_topic: topic the frames go to.
+        depth_topic: topic the answers come from.
+        extra_publish: optional ``f(index, stamp)`` called after each image (e.g. the
+            matching sensor depth for a trainer).
+        keep: optional function of each depth message kept with its arrival.
+        progress: show a tqdm bar over the window.
+        desc: the bar's label.
+
+    Returns:
+        ``window_start_unix_s``, ``window_s``, ``sent``, ``received``, ``dropped``, ``drop_fraction``,
+        ``received_rate_hz``, ``sent_rate_hz``, ``publisher_late_ticks``, ``latency``
+        (stats in ms), and the raw ``samples`` ([seconds since window start, latency s])
+        and ``kept`` values (with their receipt times) for plots and further analysis.
+    """
+    from sensor_msgs.msg import Image
+    from tqdm import tqdm
+
+    from depth_estimator_ros.ros.bench.roshelpers import PacedPublisher, StampRecorder, wait_until
+    from depth_estimator_ros.ros.qos import SENSOR_QOS
+
+    node = client.node
+    image_pub = node.create_publisher(Image, image_topic, SENSOR_QOS)
+    recorder = StampRecorder(keep=keep)
+    qos = client.publisher_qos(depth_topic, start_timeout_s, processes=processes)
+    node.create_subscription(Image, depth_topic, recorder, qos)
+
+    def publish(index: int, stamp: Any) -> None:
+        msg = image_messages[index % len(image_messages)]
+        msg.header.stamp = stamp
+        image_pub.publish(msg)
+        if extra_publish is not None:
+            extra_publish(index, stamp)
+
+    publisher = PacedPublisher(rate_hz, publish).start()
+    try:
+
+        def answered() -> bool:
+            for process in processes:
+                process.check_alive()
+            if publisher.error is not None:
+                raise RuntimeError(f"publisher thread failed: {publisher.error!r}")
+            return recorder.count() > 0
+
+        if not wait_until(answered, start_timeout_s, interval=0.05):
+            raise RuntimeError(f"no message on {depth_topic!r} within {start_timeout_s:g} s of publishing images")
+        time.sleep(warmup_s)
+        window_start = time.time_ns()
+        with tqdm(total=int(measure_s), desc=desc, unit="s", disable=not progress) as bar:
+            end = time.monotonic() + measure_s
+            while (left := end - time.monotonic()) > 0:
+                time.sleep(min(1.0, left))
+                bar.update(1)
+                for process in processes:
+                    process.check_alive()
+        window_end = time.time_ns()
+    finally:
+        publisher.stop()
+    # Frames sent at the end of the window may still be in flight: give them time to land.
+    time.sleep(min(1.0, max(0.3, 3.0 / rate_hz)))
+    arrivals, kept = recorder.snapshot()
+    node.destroy_publisher(image_pub)
+    sent = [s for s in publisher.sent_stamps() if window_start <= s < window_end]
+    sent_set = set(sent)
+    got = [(stamp, receipt) for stamp, receipt in arrivals if stamp in sent_set]
+    window_s = (window_end - window_start) * 1e-9
+    latencies = [(receipt - stamp) * 1e-9 for stamp, receipt in got]
+    result = {
+        "window_start_unix_s": round(window_start * 1e-9, 3),
+        "window_s": round(window_s, 3),
+        "sent": len(sent),
+        "received": len(got),
+        "dropped": len(sent) - len(got),
+        "drop_fraction": round((len(sent) - len(got)) / len(sent), 4) if sent else None,
+        "sent_rate_hz": round(len(sent) / window_s, 3),
+        "received_rate_hz": round(len(got) / window_s, 3),
+        "publisher_late_ticks": publisher.late,
+        "latency": latency_stats(latencies),
+        "samples": [
+            [round((stamp - window_start) * 1e-9, 4), round(latency, 5)] for (stamp, _), latency in zip(got, latencies)
+        ],
+    }
+    if keep is not None:
+        result["kept"] = [(receipt, value) for (_, receipt), value in zip(arrivals, kept)]
+    return result
+
+
+def _overhead(stream: dict[str, Any], diagnostics: dict[str, Any], codec: dict[str, Any]) -> dict[str, Any]:
+    """Split the end-to-end time into the model call and everything else."""
+    model_s = diagnostics.get("processing_mean_s")
+    node_latency_s = diagnostics.get("latency_mean_s")
+    e2e_ms = stream["latency"]["mean_ms"]
+    out: dict[str, Any] = {
+        "model_mean_ms": None,
+        "node_latency_mean_ms": None,
+        "e2e_mean_ms": e2e_ms,
+        "outside_model_ms": None,
+        "overhead_fraction_of_model": None,
+        "codec_decode_ms": codec["decode_rgb8"]["median_ms"],
+        "codec_encode_ms": codec["encode_depth_32fc1"]["median_ms"],
+        "source": "estimator /diagnostics processing_mean_s (Predictor call) vs end-to-end mean measured here",
+    }
+    if isinstance(model_s, float) and model_s > 0 and e2e_ms is not None:
+        out["model_mean_ms"] = round(model_s * 1e3, 3)
+        out["outside_model_ms"] = round(e2e_ms - model_s * 1e3, 3)
+        out["overhead_fraction_of_model"] = round((e2e_ms - model_s * 1e3) / (model_s * 1e3), 4)
+    if isinstance(node_latency_s, float):
+        out["node_latency_mean_ms"] = round(node_latency_s * 1e3, 3)
+    return out
+
+
+def _estimator_status(diagnostics: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    for name, values in diagnostics.items():
+        if "depth estimation" in name:
+            return values
+    return {}
+
+
+def _plot(result: dict[str, Any], path: Path) -> Path:
+    plt = pyplot()
+    fig, (ax_time, ax_hist) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for run in result["runs"]:
+        samples = np.asarray(run["stream"]["samples"], dtype=np.float64).reshape(-1, 2)
+        label = f"{run['arch']} {run['device']}: {run['stream']['received_rate_hz']:.1f} Hz"
+        ax_time.plot(samples[:, 0], samples[:, 1] * 1e3, ".", markersize=3, label=label)
+        if len(samples):
+            ax_hist.hist(samples[:, 1] * 1e3, bins=40, alpha=0.6, label=label)
+    for ax in (ax_time,):
+        ax.axhline(TARGETS["p95_ms"], color="r", linestyle="--", linewidth=0.8, label="p95 target 60 ms")
+    ax_hist.axvline(TARGETS["p95_ms"], color="r", linestyle="--", linewidth=0.8)
+    ax_time.set_xlabel("time in window (s)")
+    ax_time.set_ylabel("publish -> depth received (ms)")
+    ax_time.legend(fontsize=7)
+    ax_time.set_title("End-to-end latency, 640x480 rgb8 at 30 Hz")
+    ax_hist.set_xlabel("latency (ms)")
+    ax_hist.set_ylabel("frames")
+    ax_hist.legend(fontsize=7)
+    fig.suptitle(f"Estimator node over DDS -- {machine_label(result['machine'])}", fontsize=9)
+    return save_figure(fig, path)
+
+
+def run(
+    out_dir: Path,
+    *,
+    device: str = "auto",
+    quick: bool = False,
+    arch: str = "fast",
+    rate_hz: float = 30.0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the estimator node under a 30 Hz camera stream; write ``pipeline.json`` / ``.png``.
+
+    Args:
+        out_dir: output folder (node logs and the base checkpoint go there too).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (one run per available device).
+        quick: a few seconds per run instead of 30.
+        arch: architecture the node runs.
+        rate_hz: camera rate.
+        progress: show tqdm bars.
+
+    Returns:
+        ``section``, ``machine``, ``settings``, ``targets``, ``codec`` (in-process
+        conversion timings) and ``runs``: per device the ``stream`` measurements, the
+        node's last ``diagnostics`` values and the ``overhead`` split.
+    """
+    from diagnostic_msgs.msg import DiagnosticArray
+    from std_msgs.msg import Header
+
+    from depth_estimator_ros.ros.bench.roshelpers import (
+        DiagnosticsRecorder,
+        NodeProcess,
+        RosClient,
+        base_checkpoint,
+        set_bench_domain,
+    )
+    from depth_estimator_ros.ros import codec
+    from depth_estimator_ros.ros.qos import DIAGNOSTICS_QOS
+
+    out_dir = Path(out_dir)
+    domain = set_bench_domain()
+    devices = resolve_devices(device)
+    warmup_s, measure_s = (1.0, 4.0) if quick else (5.0, 30.0)
+    checkpoint = base_checkpoint(out_dir, arch)
+    codec_stats = codec_timings(iterations=10 if quick else 100)
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, size=(*CAMERA_SIZE, 3), dtype=np.uint8) for _ in range(4)]
+    messages = [codec.rgb_to_image(frame, Header(frame_id="camera_rgb_optical_frame")) for frame in frames]
+    runs = []
+    for dev in devices:
+        params = {"arch": arch, "checkpoint": str(checkpoint), "device": dev}
+        with NodeProcess(ESTIMATOR_MODULE, params, out_dir / f"pipeline_estimator_{dev}.log") as node, RosClient(
+            "bench_pipeline"
+        ) as client:
+            diagnostics = DiagnosticsRecorder(["depth_estimator"])
+            client.node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics, DIAGNOSTICS_QOS)
+            stream = measure_stream(
+                client,
+                [node],
+                image_messages=messages,
+                rate_hz=rate_hz,
+                warmup_s=warmup_s,
+                measure_s=measure_s,
+                start_timeout_s=180.0,
+                progress=progress,
+                desc=f"pipeline {arch} {dev}",
+            )
+            status = _estimator_status(diagnostics.latest())
+        runs.append(
+            {
+                "arch": arch,
+                "device": dev,
+                "stream": stream,
+                "diagnostics": status,
+                "overhead": _overhead(stream, status, codec_stats),
+                "log": str(out_dir / f"pipeline_estimator_{dev}.log"),
+            }
+        )
+    result: dict[str, Any] = {
+        "section": "pipeline",
+        "machine": describe_machine(),
+        "settings": {
+            "quick": quick,
+            "rate_hz": rate_hz,
+            "camera_size": list(CAMERA_SIZE),
+            "encoding": "rgb8",
+            "warmup_s": warmup_s,
+            "measure_s": measure_s,
+            "ros_domain_id": domain,
+            "transport": "DDS (rmw default), separate processes, localhost",
+        },
+        "targets": TARGETS,
+        "codec": codec_stats,
+        "runs": runs,
+    }
+    png = _plot(result, out_dir / "pipeline.png")
+    result["files"] = {"json": str(out_dir / "pipeline.json"), "png": str(png)}
+    write_json(out_dir / "pipeline.json", result)
+    return result
+
+
+def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return the lines of the final summary table for this section."""
+    rows = []
+    for run in result["runs"]:
+        stream, overhead = run["stream"], run["overhead"]
+        share = overhead["overhead_fraction_of_model"]
+        rows.append(
+            {
+                "section": "pipeline",
+                "what": f"{run['arch']} {run['device']} 640x480 rgb8 @ {result['settings']['rate_hz']:g} Hz",
+                "value": f"{stream['received_rate_hz']:.1f} Hz, e2e median {fmt_ms(stream['latency']['median_ms'])} "
+                f"p95 {fmt_ms(stream['latency']['p95_ms'])}, dropped {stream['dropped']}/{stream['sent']}, "
+                f"outside model {'n/a' if share is None else f'{100 * share:.0f} %'}",
+                "target": ">= 30 Hz, p95 < 60 ms, overhead < 15 %",
+            }
+        )
+    return rows

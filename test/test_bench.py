@@ -1,0 +1,53 @@
+"""Smoke test of the ``bench`` command: it runs and writes well-formed results (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from depth_estimator_ros.cli import bench
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.timeout(300)
+def test_quick_model_section_writes_json_png_and_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--out", str(tmp_path), "--quick", "--only", "model", "--archs", "fast", "--device", "cpu"]
+    status = bench.main([*args, "--threads", "1", "--no-progress"])
+
+    assert status == 0
+    result = json.loads((tmp_path / "model.json").read_text())
+    assert result["section"] == "model"
+    machine_keys = {"cpu_model", "usable_cores", "memory_gib", "torch", "torchvision", "cuda", "gpu", "date"}
+    assert machine_keys | {"torch_threads"} <= set(result["machine"])
+    assert result["matmul_peak"]["cpu/fp32/1t"]["gflops"] > 0
+    (row,) = result["models"]
+    assert (row["arch"], row["device"], row["precision"], row["threads"]) == ("fast", "cpu", "fp32", 1)
+    assert row["setup"] == "cpu/fp32/1t"
+    assert row["camera_size"] == [480, 640]
+    assert row["gflops_per_frame"] > 0
+    for mode in ("predictor", "forward"):
+        stats = row[mode]
+        assert stats["n"] >= 3
+        assert 0 < stats["median_ms"] <= stats["p95_ms"] <= stats["max_ms"]
+        assert stats["per_second"] > 0
+    assert row["forward"]["achieved_gflops"] > 0
+    assert 0 < row["forward"]["fraction_of_matmul_peak"]
+    assert (tmp_path / "model.png").read_bytes()[:8] == PNG_MAGIC
+
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["quick"] is True
+    assert summary["sections"]["model"]["files"]["png"] == str(tmp_path / "model.png")
+    assert [r["section"] for r in summary["rows"]] == ["model"]
+    table = (tmp_path / "summary.md").read_text()
+    assert "| section | what | value | target |" in table
+    assert "fast cpu/fp32/1t" in table
+    assert "fast cpu/fp32/1t" in capsys.readouterr().out
+
+
+def test_unknown_section_is_refused_with_the_allowed_names(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        bench.main(["--only", "model,speed"])
+    assert "model, pipeline, adaptation, memory" in capsys.readouterr().err
