@@ -290,7 +290,9 @@ def test_every_bad_input_is_survived_counted_and_followed_by_a_good_pair(checkpo
                 expected[f"{topic}_{key}"] = 1
         feeder.send(2, depth_encoding="32FC1")
         assert node.stats()["dropped"] == expected
-        assert node.stats()["frames_offered"] == len(_bad_inputs()) + 2  # every good pair reached the engine
+        # every good pair reaches the engine (`pairs` counts a pair before it is decoded and offered)
+        wait_for(lambda: node.stats()["frames_offered"] == len(_bad_inputs()) + 2, TIMEOUT,
+                 what="every good pair offered to the engine")
 
 
 # SIGTERM is covered by test_estimator_node and both signals by test_live (the same main() shape)
