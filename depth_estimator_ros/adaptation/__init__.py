@@ -7,10 +7,17 @@ the data layer and plotting, which the live engine does not need).
 
 from depth_estimator_ros.adaptation.buffer import DROP_REASONS, BufferedFrame, ReplayBuffer
 from depth_estimator_ros.adaptation.config import SCOPES, AdaptationConfig
-from depth_estimator_ros.adaptation.engine import LIVE_FIELDS, ROUND_OUTCOMES, AdaptationEngine, RoundResult
+from depth_estimator_ros.adaptation.engine import (
+    LIVE_FIELDS,
+    ROUND_OUTCOMES,
+    SHARED_PROCESS_SWITCH_INTERVAL_S,
+    AdaptationEngine,
+    RoundResult,
+)
 from depth_estimator_ros.adaptation.payload import PayloadError, export_payload, import_payload, read_payload
 
 __all__ = [
+    "SHARED_PROCESS_SWITCH_INTERVAL_S",
     "DROP_REASONS",
     "LIVE_FIELDS",
     "ROUND_OUTCOMES",

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from depth_estimator_ros.adaptation.config import AdaptationConfig
-from depth_estimator_ros.adaptation.engine import AdaptationEngine
+from depth_estimator_ros.adaptation.engine import SHARED_PROCESS_SWITCH_INTERVAL_S, AdaptationEngine
 from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.learning.losses import valid_mask
 from depth_estimator_ros.learning.metrics import compute_metrics
@@ -298,7 +299,13 @@ def run_prequential(
     frozen = stream(Predictor(model, device), frames, rate_hz=rate_hz, progress=progress, label="frozen")
     predictor = Predictor(model, device)
     engine = AdaptationEngine(model, config, base_frames=base_frames, device=device, seed=seed)
-    adapted = stream(predictor, frames, rate_hz=rate_hz, engine=engine, progress=progress, label="adapting")
+    # Inference and training share this interpreter now, exactly as in `live`.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(SHARED_PROCESS_SWITCH_INTERVAL_S)
+    try:
+        adapted = stream(predictor, frames, rate_hz=rate_hz, engine=engine, progress=progress, label="adapting")
+    finally:
+        sys.setswitchinterval(switch_interval)
     forgetting: dict[str, Any] | None = None
     if forgetting_frames:
         before = evaluate_frames(Predictor(model, device), forgetting_frames)

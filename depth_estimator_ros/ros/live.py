@@ -35,6 +35,7 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
 
+from depth_estimator_ros.adaptation import SHARED_PROCESS_SWITCH_INTERVAL_S
 from depth_estimator_ros.ros.estimator_node import DepthEstimatorNode
 from depth_estimator_ros.ros.params import torch_thread_count
 from depth_estimator_ros.ros.trainer_node import OnlineTrainerNode
@@ -49,13 +50,6 @@ KINECT_REMAPS: dict[str, str] = {
     "camera_info": "/camera/rgb/camera_info",
 }
 
-# GIL switch interval of the live process. Training and inference run in threads of one
-# interpreter and both issue many small torch ops; with Python's default 5 ms, each op of
-# the inference thread can wait that long for the GIL while a round runs, and frames
-# pile up. Measured on the kitchen bag (240 frames at 8 Hz, 2 cores): 176-219 frames
-# reached the estimator with the default, 239-240 with 0.5 ms.
-LIVE_SWITCH_INTERVAL_S = 0.0005
-
 # Parameters that define the base model: both nodes must agree, since the trainer's
 # weights are handed to the estimator's model tensor by tensor.
 _MODEL_PARAMETERS = ("arch", "checkpoint", "input_size")
@@ -64,7 +58,8 @@ _MODEL_PARAMETERS = ("arch", "checkpoint", "input_size")
 def build_live_nodes(**node_kwargs: Any) -> tuple[DepthEstimatorNode, OnlineTrainerNode]:
     """Create both nodes and connect the trainer's accepted weights to the estimator in-process.
 
-    Also sets this process's GIL switch interval to :data:`LIVE_SWITCH_INTERVAL_S`.
+    Also sets this process's GIL switch interval to
+    :data:`~depth_estimator_ros.adaptation.SHARED_PROCESS_SWITCH_INTERVAL_S`.
 
     Args:
         node_kwargs: passed to both nodes (``context``, ``cli_args``, ``parameter_overrides``...).
@@ -76,7 +71,7 @@ def build_live_nodes(**node_kwargs: Any) -> tuple[DepthEstimatorNode, OnlineTrai
         ValueError: unusable parameters, or the two nodes configured with different
             base models (``arch``, ``checkpoint``, ``input_size``).
     """
-    sys.setswitchinterval(LIVE_SWITCH_INTERVAL_S)
+    sys.setswitchinterval(SHARED_PROCESS_SWITCH_INTERVAL_S)
     estimator = DepthEstimatorNode(subscribe_weights=False, **node_kwargs)
     try:
         trainer = OnlineTrainerNode(**node_kwargs)
