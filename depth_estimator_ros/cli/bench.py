@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU torch thread counts of the model section, e.g. 2,1 (default: all cores and half of them)",
     )
     parser.add_argument(
+        "--image-reliability", choices=("best_effort", "reliable"), default="best_effort",
+        help="QoS reliability of the pipeline's camera stream and the node's subscription (default best_effort)",
+    )
+    parser.add_argument(
         "--pipeline-arch", default="fast", help="architecture the ROS sections run (default fast)"
     )
     parser.add_argument(
@@ -137,7 +141,8 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
         from depth_estimator_ros.ros.bench import pipeline
 
         result = pipeline.run(
-            args.out, device=args.device, quick=args.quick, arch=args.pipeline_arch, progress=progress
+            args.out, device=args.device, quick=args.quick, arch=args.pipeline_arch, progress=progress,
+            image_reliability=args.image_reliability,
         )
         return result, pipeline.summary_rows(result)
     if name == "adaptation":

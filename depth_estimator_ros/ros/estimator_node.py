@@ -84,7 +84,7 @@ from depth_estimator_ros.ros.params import (
     refuse,
     torch_thread_count,
 )
-from depth_estimator_ros.ros.qos import DIAGNOSTICS_QOS, SENSOR_QOS, WEIGHTS_QOS
+from depth_estimator_ros.ros.qos import DIAGNOSTICS_QOS, SENSOR_QOS, WEIGHTS_QOS, image_qos
 
 __all__ = ["DepthEstimatorNode", "colorize_depth", "depth_to_points", "parameter_descriptors", "main"]
 
@@ -103,6 +103,12 @@ def parameter_descriptors() -> dict[str, ParameterDescriptor]:
         "device": describe("inference device: auto | cpu | cuda", read_only=True, constraints="auto, cpu or cuda"),
         "torch_threads": describe(
             "torch intra-op threads; 0 = half the CPUs", low=0, high=256, integer=True, read_only=True
+        ),
+        "image_reliability": describe(
+            "QoS reliability of the camera subscriptions: best_effort (matches any camera) or reliable "
+            "(reliable cameras only; far fewer lost large images)",
+            read_only=True,
+            constraints="best_effort or reliable",
         ),
         "max_pixels": describe(
             "images with more pixels are refused before decoding", low=1, high=2**31 - 1, integer=True
@@ -214,6 +220,7 @@ class DepthEstimatorNode(Node):
         self._staging = model
         self._weights_rejected = 0
 
+        self._image_qos = image_qos(values["image_reliability"])  # ValueError names the allowed values
         self._max_pixels = values["max_pixels"]
         self._publish_points = values["publish_points"]
         self._points_stride = values["points_stride"]
@@ -241,7 +248,7 @@ class DepthEstimatorNode(Node):
         inference_group = MutuallyExclusiveCallbackGroup()
         self._wake = self.create_guard_condition(self._on_wake, callback_group=inference_group)
         self.create_subscription(
-            Image, "image", self._on_image, SENSOR_QOS, callback_group=MutuallyExclusiveCallbackGroup()
+            Image, "image", self._on_image, self._image_qos, callback_group=MutuallyExclusiveCallbackGroup()
         )
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS)
         if subscribe_weights:

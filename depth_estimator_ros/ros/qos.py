@@ -20,15 +20,35 @@ from __future__ import annotations
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-__all__ = ["SENSOR_QOS", "WEIGHTS_QOS", "DIAGNOSTICS_QOS", "PLAYBACK_QOS"]
+__all__ = ["IMAGE_RELIABILITY", "SENSOR_QOS", "WEIGHTS_QOS", "DIAGNOSTICS_QOS", "PLAYBACK_QOS", "image_qos"]
+
+#: Values of the nodes' ``image_reliability`` parameter.
+IMAGE_RELIABILITY: tuple[str, ...] = ("best_effort", "reliable")
+
+
+def image_qos(reliability: str = "best_effort") -> QoSProfile:
+    """Return the keep-last-1, volatile QoS of camera image subscriptions.
+
+    ``best_effort`` matches every camera publisher; ``reliable`` matches only reliable
+    ones but, with Fast DDS, loses far fewer large images: 640x480 rgb8 at 30 Hz between
+    two pip-mode processes on one machine arrived 24/300 best effort, 280/300 reliable.
+    Keep-last 1 keeps the newest-frame semantics either way.
+
+    Raises:
+        ValueError: ``reliability`` not in :data:`IMAGE_RELIABILITY`.
+    """
+    if reliability not in IMAGE_RELIABILITY:
+        raise ValueError(f"image_reliability must be one of {', '.join(IMAGE_RELIABILITY)}, got {reliability!r}")
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=1,
+        reliability=ReliabilityPolicy.BEST_EFFORT if reliability == "best_effort" else ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
 
 #: Camera images and camera_info: best effort, keep-last 1, volatile.
-SENSOR_QOS = QoSProfile(
-    history=HistoryPolicy.KEEP_LAST,
-    depth=1,
-    reliability=ReliabilityPolicy.BEST_EFFORT,
-    durability=DurabilityPolicy.VOLATILE,
-)
+SENSOR_QOS = image_qos("best_effort")
 
 #: Weight payloads: reliable, transient-local, keep-last 1.
 WEIGHTS_QOS = QoSProfile(

@@ -81,7 +81,7 @@ from depth_estimator_ros.ros.params import (
     refuse,
     torch_thread_count,
 )
-from depth_estimator_ros.ros.qos import DIAGNOSTICS_QOS, SENSOR_QOS, WEIGHTS_QOS
+from depth_estimator_ros.ros.qos import DIAGNOSTICS_QOS, SENSOR_QOS, WEIGHTS_QOS, image_qos
 
 __all__ = ["OnlineTrainerNode", "parameter_descriptors", "DEFAULT_CHECKPOINT_DIR", "main"]
 
@@ -113,6 +113,12 @@ def parameter_descriptors() -> dict[str, ParameterDescriptor]:
         "device": describe("training device: auto | cpu | cuda", read_only=True, constraints="auto, cpu or cuda"),
         "torch_threads": describe("torch intra-op threads; 0 = half the CPUs", low=0, high=256, integer=True,
                                   read_only=True),
+        "image_reliability": describe(
+            "QoS reliability of the camera subscriptions: best_effort (matches any camera) or reliable "
+            "(reliable cameras only; far fewer lost large images)",
+            read_only=True,
+            constraints="best_effort or reliable",
+        ),
         "max_pixels": describe("images with more pixels are refused before decoding", low=1, high=2**31 - 1,
                                integer=True),
         "max_future_stamp": describe("seconds a stamp may be ahead of the clock; 0 = no check", low=0.0, high=3600.0),
@@ -237,8 +243,9 @@ class OnlineTrainerNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
 
         inputs = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(Image, "image", self._on_image, SENSOR_QOS, callback_group=inputs)
-        self.create_subscription(Image, "depth", self._on_depth, SENSOR_QOS, callback_group=inputs)
+        image_qos_profile = image_qos(values["image_reliability"])
+        self.create_subscription(Image, "image", self._on_image, image_qos_profile, callback_group=inputs)
+        self.create_subscription(Image, "depth", self._on_depth, image_qos_profile, callback_group=inputs)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS, callback_group=inputs)
         services = MutuallyExclusiveCallbackGroup()
         self.create_service(Trigger, "~/reset", self._on_reset, callback_group=services)

@@ -88,6 +88,7 @@ def measure_stream(
     keep: Any = None,
     progress: bool = True,
     desc: str = "pipeline",
+    image_reliability: str = "best_effort",
 ) -> dict[str, Any]:
     """Publish ``image_messages`` in a loop at ``rate_hz`` and record the depth answers.
 
@@ -107,6 +108,7 @@ def measure_stream(
         keep: optional function of each depth message kept with its arrival.
         progress: show a tqdm bar over the window.
         desc: the bar's label.
+        image_reliability: QoS reliability of the image publisher (see ``ros.qos.image_qos``).
 
     Returns:
         ``window_start_unix_s``, ``window_s``, ``sent``, ``received``, ``dropped``, ``drop_fraction``,
@@ -118,10 +120,10 @@ def measure_stream(
     from tqdm import tqdm
 
     from depth_estimator_ros.ros.bench.roshelpers import PacedPublisher, StampRecorder, wait_until
-    from depth_estimator_ros.ros.qos import SENSOR_QOS
+    from depth_estimator_ros.ros.qos import image_qos
 
     node = client.node
-    image_pub = node.create_publisher(Image, image_topic, SENSOR_QOS)
+    image_pub = node.create_publisher(Image, image_topic, image_qos(image_reliability))
     recorder = StampRecorder(keep=keep)
     qos = client.publisher_qos(depth_topic, start_timeout_s, processes=processes)
     node.create_subscription(Image, depth_topic, recorder, qos)
@@ -248,6 +250,7 @@ def run(
     arch: str = "fast",
     rate_hz: float = 30.0,
     progress: bool = True,
+    image_reliability: str = "best_effort",
 ) -> dict[str, Any]:
     """Run the estimator node under a 30 Hz camera stream; write ``pipeline.json`` / ``.png``.
 
@@ -258,6 +261,7 @@ def run(
         arch: architecture the node runs.
         rate_hz: camera rate.
         progress: show tqdm bars.
+        image_reliability: QoS reliability of camera publisher and node subscription.
 
     Returns:
         ``section``, ``machine``, ``settings``, ``targets``, ``codec`` (in-process
@@ -288,7 +292,7 @@ def run(
     messages = [codec.rgb_to_image(frame, Header(frame_id="camera_rgb_optical_frame")) for frame in frames]
     runs = []
     for dev in devices:
-        params = {"arch": arch, "checkpoint": str(checkpoint), "device": dev}
+        params = {"arch": arch, "checkpoint": str(checkpoint), "device": dev, "image_reliability": image_reliability}
         with NodeProcess(ESTIMATOR_MODULE, params, out_dir / f"pipeline_estimator_{dev}.log") as node, RosClient(
             "bench_pipeline"
         ) as client:
@@ -304,6 +308,7 @@ def run(
                 start_timeout_s=180.0,
                 progress=progress,
                 desc=f"pipeline {arch} {dev}",
+                image_reliability=image_reliability,
             )
             status = _estimator_status(diagnostics.latest())
         runs.append(
@@ -322,6 +327,7 @@ def run(
         "settings": {
             "quick": quick,
             "rate_hz": rate_hz,
+            "image_reliability": image_reliability,
             "camera_size": list(CAMERA_SIZE),
             "encoding": "rgb8",
             "warmup_s": warmup_s,
