@@ -122,6 +122,8 @@ class DemoRun:
     metrics: list[dict[str, float]] = field(default_factory=list)
     samples: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # frame index -> arrays
     frames_played: int = 0
+    predictions_received: int = 0  # depth images the estimator published that reached us
+    sensor_received: int = 0  # sensor depth images of the bag that reached us
     weights_versions: list[tuple[float, int]] = field(default_factory=list)  # (s, version)
     wall_s: float = 0.0
 
@@ -153,6 +155,8 @@ class DemoRun:
         return {
             "adaptation": self.adapt,
             "frames_played": self.frames_played,
+            "depth_images_received": self.predictions_received,
+            "sensor_depth_received": self.sensor_received,
             "depth_images_scored": len(self.metrics),
             "depth_rate_hz": len(self.metrics) / self.wall_s if self.wall_s else None,
             "weights_versions": self.weights_versions[-1][1] if self.weights_versions else 0,
@@ -180,9 +184,11 @@ class _Scorer:
         self.lock = threading.Lock()
 
     def on_prediction(self, msg: Any) -> None:
+        self.run.predictions_received += 1
         self._add(stamp_ns(msg.header.stamp), msg, is_prediction=True)
 
     def on_sensor(self, msg: Any) -> None:
+        self.run.sensor_received += 1
         self._add(stamp_ns(msg.header.stamp), msg, is_prediction=False)
 
     def on_rgb(self, msg: Any) -> None:
@@ -218,7 +224,6 @@ class _Scorer:
 
 def play_through_live(bag: Path, checkpoint: Path, *, adapt: bool, log_path: Path, timeout: float = 600.0) -> DemoRun:
     """Start ``live``, play ``bag`` into it at its recorded rate, and score every depth image it publishes."""
-    from rclpy.qos import qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from std_msgs.msg import UInt32
 
@@ -236,12 +241,15 @@ def play_through_live(bag: Path, checkpoint: Path, *, adapt: bool, log_path: Pat
         "device": "cpu",
         "adaptation_enabled": adapt,
         "max_future_stamp": 0.0,  # recorded stamps, whatever today's clock says
+        # The bag player publishes reliably; a reliable subscription then loses no
+        # image in transport (best effort loses many large ones, see README).
+        "image_reliability": "reliable",
     }
     with NodeProcess(LIVE_MODULE, parameters, log_path) as live, RosClient("demo_player") as client:
         node = client.node
         node.create_subscription(Image, "/depth", scorer.on_prediction, 10)
-        node.create_subscription(Image, SENSOR_DEPTH_TOPIC, scorer.on_sensor, qos_profile_sensor_data)
-        node.create_subscription(Image, RGB_TOPIC, scorer.on_rgb, qos_profile_sensor_data)
+        node.create_subscription(Image, SENSOR_DEPTH_TOPIC, scorer.on_sensor, 30)
+        node.create_subscription(Image, RGB_TOPIC, scorer.on_rgb, 30)
         start = time.monotonic()
         node.create_subscription(
             UInt32, "/online_trainer/weights_version",
