@@ -43,7 +43,6 @@ in under the predictor's lock, so inference never waits for a payload to decode.
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 from collections.abc import Mapping
@@ -51,13 +50,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
@@ -82,9 +78,14 @@ from depth_estimator_ros.ros.params import (
     describe,
     load_model,
     refuse,
-    torch_thread_count,
+    spin_nodes,
 )
-from depth_estimator_ros.ros.qos import DIAGNOSTICS_QOS, SENSOR_QOS, WEIGHTS_QOS, image_qos
+from depth_estimator_ros.ros.qos import (
+    DIAGNOSTICS_QOS,
+    SENSOR_QOS,
+    WEIGHTS_QOS,
+    image_qos,
+)
 
 __all__ = ["DepthEstimatorNode", "colorize_depth", "depth_to_points", "parameter_descriptors", "main"]
 
@@ -422,23 +423,4 @@ class DepthEstimatorNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Run the ``depth_estimator`` node until Ctrl-C or SIGTERM."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = DepthEstimatorNode()
-        torch.set_num_threads(torch_thread_count(node.get_parameter("torch_threads").value))
-        executor = MultiThreadedExecutor(num_threads=3)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as exc:  # unusable parameters: say why, no traceback
-        get_logger(NODE_NAME).fatal(str(exc))
-        raise SystemExit(1) from None
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-        # Spare the interpreter's exit a full collection over torch's object graph
-        # (seconds on a busy small CPU), so the process ends promptly after a signal.
-        gc.freeze()
+    spin_nodes(lambda: [DepthEstimatorNode()], NODE_NAME, args, threads=3)

@@ -24,20 +24,15 @@ Usage::
 
 from __future__ import annotations
 
-import gc
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-import rclpy
-import torch
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.logging import get_logger
 from rclpy.node import Node
 
 from depth_estimator_ros.adaptation import SHARED_PROCESS_SWITCH_INTERVAL_S
 from depth_estimator_ros.ros.estimator_node import DepthEstimatorNode
-from depth_estimator_ros.ros.params import torch_thread_count
+from depth_estimator_ros.ros.params import spin_nodes
 from depth_estimator_ros.ros.trainer_node import OnlineTrainerNode
 
 __all__ = ["KINECT_REMAPS", "build_live_nodes", "with_default_remaps", "main"]
@@ -120,24 +115,4 @@ def with_default_remaps(args: Sequence[str]) -> list[str]:
 
 def main(args: list[str] | None = None) -> None:
     """Run both nodes in one process until Ctrl-C or SIGTERM."""
-    rclpy.init(args=with_default_remaps(sys.argv if args is None else args))
-    nodes: tuple[DepthEstimatorNode, OnlineTrainerNode] | tuple[()] = ()
-    try:
-        nodes = build_live_nodes()
-        torch.set_num_threads(torch_thread_count(nodes[0].get_parameter("torch_threads").value))
-        executor = MultiThreadedExecutor(num_threads=4)
-        for node in nodes:
-            executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as exc:  # unusable parameters: say why, no traceback
-        get_logger("live").fatal(str(exc))
-        raise SystemExit(1) from None
-    finally:
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown()
-        # Spare the interpreter's exit a full collection over torch's object graph
-        # (seconds on a busy small CPU), so the process ends promptly after a signal.
-        gc.freeze()
+    spin_nodes(build_live_nodes, "live", with_default_remaps(sys.argv if args is None else args), threads=4)

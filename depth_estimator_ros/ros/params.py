@@ -10,15 +10,25 @@ fallback.
 
 from __future__ import annotations
 
+import gc
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import rclpy
+import torch
 import yaml
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.logging import get_logger
 from rclpy.node import Node
 
 from depth_estimator_ros import models
@@ -50,7 +60,10 @@ def live_config_path() -> Path:
     if source.is_file():
         return source
     try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+        from ament_index_python.packages import (
+            PackageNotFoundError,
+            get_package_share_directory,
+        )
 
         installed = Path(get_package_share_directory(PACKAGE)) / _CONFIG
     except (ImportError, PackageNotFoundError, ValueError) as exc:
@@ -226,3 +239,39 @@ def load_model(arch: str, checkpoint: str, input_size: Sequence[int]) -> tuple[D
         raise ValueError(f"arch must be one of {models.ARCHITECTURES}, got {arch!r}")
     kwargs = {} if size == (0, 0) else {"input_size": size}
     return models.build_model(arch, **kwargs), {}
+
+
+def spin_nodes(build: Callable[[], Sequence[Node]], name: str, args: Sequence[str] | None, *, threads: int) -> None:
+    """Run the nodes ``build()`` makes in a multi-threaded executor until Ctrl-C or SIGTERM.
+
+    The shared ``main()`` of the package's executables: torch gets the first node's
+    ``torch_threads``; unusable parameters (``ValueError``) end the process with
+    status 1 and the reason, no traceback; shutdown is clean and prompt.
+
+    Args:
+        build: creates the nodes, after ``rclpy.init``.
+        name: logger name for a refusal.
+        args: command line for ``rclpy.init`` (None = ``sys.argv``).
+        threads: executor threads.
+    """
+    rclpy.init(args=args)
+    nodes: Sequence[Node] = ()
+    try:
+        nodes = build()
+        torch.set_num_threads(torch_thread_count(nodes[0].get_parameter("torch_threads").value))
+        executor = MultiThreadedExecutor(num_threads=threads)
+        for node in nodes:
+            executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except ValueError as exc:  # unusable parameters: say why, no traceback
+        get_logger(name).fatal(str(exc))
+        raise SystemExit(1) from None
+    finally:
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+        # Spare the interpreter's exit a full collection over torch's object graph
+        # (seconds on a busy small CPU), so the process ends promptly after a signal.
+        gc.freeze()

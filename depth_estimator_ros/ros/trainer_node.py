@@ -46,20 +46,16 @@ timer have their own callback groups.
 from __future__ import annotations
 
 import array
-import gc
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rclpy
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
-from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
@@ -67,11 +63,22 @@ from std_msgs.msg import Float32, UInt8MultiArray, UInt32
 from std_srvs.srv import Trigger
 
 from depth_estimator_ros import models
-from depth_estimator_ros.adaptation import LIVE_FIELDS, SCOPES, AdaptationConfig, AdaptationEngine
+from depth_estimator_ros.adaptation import (
+    LIVE_FIELDS,
+    SCOPES,
+    AdaptationConfig,
+    AdaptationEngine,
+)
 from depth_estimator_ros.data.frame import Frame, Intrinsics
 from depth_estimator_ros.learning.device import resolve_device
 from depth_estimator_ros.ros import codec
-from depth_estimator_ros.ros.diagnostics import DropCounter, RateMeter, build_array, build_status, image_drop_reason
+from depth_estimator_ros.ros.diagnostics import (
+    DropCounter,
+    RateMeter,
+    build_array,
+    build_status,
+    image_drop_reason,
+)
 from depth_estimator_ros.ros.pairing import Pair, StampGuard, StampPairer
 from depth_estimator_ros.ros.params import (
     accept,
@@ -79,9 +86,14 @@ from depth_estimator_ros.ros.params import (
     describe,
     load_model,
     refuse,
-    torch_thread_count,
+    spin_nodes,
 )
-from depth_estimator_ros.ros.qos import DIAGNOSTICS_QOS, SENSOR_QOS, WEIGHTS_QOS, image_qos
+from depth_estimator_ros.ros.qos import (
+    DIAGNOSTICS_QOS,
+    SENSOR_QOS,
+    WEIGHTS_QOS,
+    image_qos,
+)
 
 __all__ = ["OnlineTrainerNode", "parameter_descriptors", "DEFAULT_CHECKPOINT_DIR", "main"]
 
@@ -462,23 +474,4 @@ class OnlineTrainerNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Run the ``online_trainer`` node until Ctrl-C or SIGTERM."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = OnlineTrainerNode()
-        torch.set_num_threads(torch_thread_count(node.get_parameter("torch_threads").value))
-        executor = MultiThreadedExecutor(num_threads=3)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except ValueError as exc:  # unusable parameters: say why, no traceback
-        get_logger(NODE_NAME).fatal(str(exc))
-        raise SystemExit(1) from None
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-        # Spare the interpreter's exit a full collection over torch's object graph
-        # (seconds on a busy small CPU), so the process ends promptly after a signal.
-        gc.freeze()
+    spin_nodes(lambda: [OnlineTrainerNode()], NODE_NAME, args, threads=3)
