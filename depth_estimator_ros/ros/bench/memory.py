@@ -13,15 +13,22 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from depth_estimator_ros.benchmarks.common import preferred_device, pyplot, save_figure, write_json
+from depth_estimator_ros.benchmarks.common import (
+    preferred_device,
+    pyplot,
+    save_figure,
+    write_json,
+)
 from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
 
-__all__ = ["GROWTH_TARGET", "LIVE_MODULE", "RssSampler", "rss_summary", "load_stream_messages", "run", "summary_rows"]
+__all__ = ["GROWTH_TARGET", "LIVE_MODULE", "LiveStream", "RssSampler", "rss_summary", "load_stream_messages", "run", "stream_through_live",
+           "summary_rows"]
 
 #: Largest acceptable RSS growth over the last half of the run (issue 6).
 GROWTH_TARGET = 0.05
@@ -156,6 +163,113 @@ def _plot(result: dict[str, Any], path: Path) -> Path:
     return save_figure(fig, path)
 
 
+
+@dataclass
+class LiveStream:
+    """What one RGB-D stream into the ``live`` process produced (see :func:`stream_through_live`)."""
+
+    stream: dict[str, Any]  # pipeline.measure_stream's result (rate, drops, latency, samples)
+    diagnostics: Any  # the DiagnosticsRecorder of /diagnostics
+    started: float  # wall time the process was started, s
+    window_start_s: float  # start of the measured window, s after `started`
+    rss_series: np.ndarray  # (N, 3): s after `started`, RSS MiB, peak MiB
+    rss: dict[str, Any]  # rss_summary over the measured window, plus peak_mib
+    domain: int
+    device: str
+    description: str
+    frames_looped: int
+    log: Path
+
+
+def stream_through_live(
+    out_dir: Path,
+    *,
+    device: str,
+    arch: str,
+    data: Path | None,
+    rate_hz: float,
+    duration_s: float,
+    frames: int,
+    log_name: str,
+    desc: str,
+    sample_interval: float = 1.0,
+    progress: bool = True,
+) -> LiveStream:
+    """Start ``live`` adapting, stream RGB + sensor depth into it and sample its RSS.
+
+    Args:
+        out_dir: output folder (the process log and base checkpoint go there).
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        arch: architecture the pipeline runs.
+        data: RGB-D folder streamed in a loop (synthetic room when missing).
+        rate_hz: camera rate (RGB and depth each).
+        duration_s: length of the measured window.
+        frames: distinct frames looped.
+        log_name: file name of the process log.
+        desc: progress bar label.
+        sample_interval: seconds between RSS samples.
+        progress: show a tqdm bar.
+    """
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import Image
+
+    from depth_estimator_ros.ros.bench.pipeline import measure_stream
+    from depth_estimator_ros.ros.bench.roshelpers import (
+        DiagnosticsRecorder,
+        NodeProcess,
+        RosClient,
+        base_checkpoint,
+        set_bench_domain,
+    )
+    from depth_estimator_ros.ros.qos import DIAGNOSTICS_QOS, SENSOR_QOS
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    domain = set_bench_domain()
+    dev = preferred_device(device)
+    rgb_msgs, depth_msgs, description = load_stream_messages(data, frames)
+    checkpoint = base_checkpoint(out_dir, arch)
+    params = {"arch": arch, "checkpoint": str(checkpoint), "device": dev, "adaptation_enabled": True}
+    log = out_dir / log_name
+    with NodeProcess(LIVE_MODULE, params, log, remappings=_LIVE_REMAP) as live, RosClient("bench_live_stream") as client:
+        started = time.time()
+        sampler = RssSampler(live.pid, interval=sample_interval).start()
+        diagnostics = DiagnosticsRecorder(["online_trainer", "depth_estimator"])
+        client.node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics, DIAGNOSTICS_QOS)
+        depth_pub = client.node.create_publisher(Image, _SENSOR_DEPTH_TOPIC, SENSOR_QOS)
+
+        def publish_depth(index: int, stamp: Any) -> None:
+            msg = depth_msgs[index % len(depth_msgs)]
+            msg.header.stamp = stamp
+            depth_pub.publish(msg)
+
+        try:
+            stream = measure_stream(
+                client,
+                [live],
+                image_messages=rgb_msgs,
+                rate_hz=rate_hz,
+                warmup_s=0.0,
+                measure_s=duration_s,
+                start_timeout_s=180.0,
+                image_topic=_LIVE_REMAP["image"],
+                depth_topic=_OUTPUT_TOPIC,
+                extra_publish=publish_depth,
+                progress=progress,
+                desc=desc,
+            )
+        finally:
+            samples = sampler.stop()
+    series = np.asarray([(t - started, rss / 2**20, peak / 2**20) for t, rss, peak in samples]).reshape(-1, 3)
+    # The growth figure is about the adapting steady state: only samples from the measured
+    # window count (start-up, model load and the first answer come before it).
+    window_start_s = stream["window_start_unix_s"] - started
+    in_window = series[series[:, 0] >= window_start_s]
+    rss = rss_summary(in_window[:, 0], in_window[:, 1] * 2**20, in_window[:, 2] * 2**20)
+    rss["peak_mib"] = round(float(series[:, 2].max()), 1)
+    return LiveStream(stream, diagnostics, started, window_start_s, series, rss, domain, dev, description,
+                      len(rgb_msgs), log)
+
 def run(
     out_dir: Path,
     *,
@@ -184,64 +298,13 @@ def run(
         ``stream`` (depth rate and latency while adapting), ``trainer`` (its last
         diagnostics) and ``series`` ([seconds, RSS MiB, peak MiB] per sample).
     """
-    from diagnostic_msgs.msg import DiagnosticArray
-    from sensor_msgs.msg import Image
-
-    from depth_estimator_ros.ros.bench.pipeline import measure_stream
-    from depth_estimator_ros.ros.bench.roshelpers import (
-        DiagnosticsRecorder,
-        NodeProcess,
-        RosClient,
-        base_checkpoint,
-        set_bench_domain,
-    )
-    from depth_estimator_ros.ros.qos import DIAGNOSTICS_QOS, SENSOR_QOS
-
-    out_dir = Path(out_dir)
-    domain = set_bench_domain()
-    dev = preferred_device(device)
     duration_s = min(20.0, minutes * 60.0) if quick else minutes * 60.0
-    rgb_msgs, depth_msgs, description = load_stream_messages(data, 30 if quick else 150)
-    checkpoint = base_checkpoint(out_dir, arch)
-    params = {"arch": arch, "checkpoint": str(checkpoint), "device": dev, "adaptation_enabled": True}
-    log = out_dir / "memory_live.log"
-    with NodeProcess(LIVE_MODULE, params, log, remappings=_LIVE_REMAP) as live, RosClient("bench_memory") as client:
-        started = time.time()
-        sampler = RssSampler(live.pid, interval=0.5 if quick else 1.0).start()
-        diagnostics = DiagnosticsRecorder(["online_trainer", "depth_estimator"])
-        client.node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics, DIAGNOSTICS_QOS)
-        depth_pub = client.node.create_publisher(Image, _SENSOR_DEPTH_TOPIC, SENSOR_QOS)
-
-        def publish_depth(index: int, stamp: Any) -> None:
-            msg = depth_msgs[index % len(depth_msgs)]
-            msg.header.stamp = stamp
-            depth_pub.publish(msg)
-
-        try:
-            stream = measure_stream(
-                client,
-                [live],
-                image_messages=rgb_msgs,
-                rate_hz=rate_hz,
-                warmup_s=0.0,
-                measure_s=duration_s,
-                start_timeout_s=180.0,
-                image_topic=_LIVE_REMAP["image"],
-                depth_topic=_OUTPUT_TOPIC,
-                extra_publish=publish_depth,
-                progress=progress,
-                desc=f"memory soak {duration_s / 60:.1f} min",
-            )
-        finally:
-            samples = sampler.stop()
-        statuses = diagnostics.latest()
-    series = np.asarray([(t - started, rss / 2**20, peak / 2**20) for t, rss, peak in samples]).reshape(-1, 3)
-    # The growth figure is about the adapting steady state: only samples from the measured
-    # window count (start-up, model load and the first answer come before it).
-    window_start_s = stream["window_start_unix_s"] - started
-    in_window = series[series[:, 0] >= window_start_s]
-    rss = rss_summary(in_window[:, 0], in_window[:, 1] * 2**20, in_window[:, 2] * 2**20)
-    rss["peak_mib"] = round(float(series[:, 2].max()), 1)
+    live = stream_through_live(
+        out_dir, device=device, arch=arch, data=data, rate_hz=rate_hz, duration_s=duration_s,
+        frames=30 if quick else 150, log_name="memory_live.log", desc=f"memory soak {duration_s / 60:.1f} min",
+        sample_interval=0.5 if quick else 1.0, progress=progress,
+    )
+    stream, series, rss = live.stream, live.rss_series, live.rss
     stream.pop("samples")
     result: dict[str, Any] = {
         "section": "memory",
@@ -250,21 +313,21 @@ def run(
             "quick": quick,
             "duration_s": duration_s,
             "arch": arch,
-            "device": dev,
+            "device": live.device,
             "rate_hz": rate_hz,
             "adaptation_enabled": True,
-            "stream": description,
-            "frames_looped": len(rgb_msgs),
-            "ros_domain_id": domain,
+            "stream": live.description,
+            "frames_looped": live.frames_looped,
+            "ros_domain_id": live.domain,
             "rss_source": "psutil" if _has_psutil() else "/proc/<pid>/status VmRSS, VmHWM",
         },
         "target_growth_last_half": GROWTH_TARGET,
-        "window_start_s": round(float(window_start_s), 2),
+        "window_start_s": round(float(live.window_start_s), 2),
         "rss": rss,
         "stream": stream,
-        "diagnostics": statuses,
+        "diagnostics": live.diagnostics.latest(),
         "series": [[round(t, 2), round(r, 2), round(p, 2)] for t, r, p in series],
-        "log": str(log),
+        "log": str(live.log),
     }
     png = _plot(result, out_dir / "memory.png")
     result["files"] = {"json": str(out_dir / "memory.json"), "png": str(png)}

@@ -18,21 +18,19 @@ Only ``bench --only soak`` runs it (it is not in the default set of ``make bench
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from depth_estimator_ros.benchmarks.common import latency_stats, preferred_device, pyplot, save_figure, write_json
-from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
-from depth_estimator_ros.ros.bench.memory import (
-    GROWTH_TARGET,
-    LIVE_MODULE,
-    RssSampler,
-    load_stream_messages,
-    rss_summary,
+from depth_estimator_ros.benchmarks.common import (
+    latency_stats,
+    pyplot,
+    save_figure,
+    write_json,
 )
+from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
+from depth_estimator_ros.ros.bench.memory import GROWTH_TARGET, stream_through_live
 
 __all__ = ["SOAK_TARGETS", "latency_drift", "run", "summary_rows"]
 
@@ -41,9 +39,6 @@ __all__ = ["SOAK_TARGETS", "latency_drift", "run", "summary_rows"]
 SOAK_TARGETS: dict[str, float] = {"latency_drift_max": 1.5, "rss_growth_max": GROWTH_TARGET}
 # Camera topics of the live process here (the trainer's sensor depth remapped with its
 # node prefix, as ros/live.py documents) and the estimator's output.
-_REMAP = {"image": "camera/rgb/image_color", "online_trainer:depth": "camera/depth_registered/image_raw"}
-_SENSOR_DEPTH_TOPIC = "camera/depth_registered/image_raw"
-_OUTPUT_TOPIC = "depth"
 
 
 def latency_drift(samples: np.ndarray) -> dict[str, Any]:
@@ -133,69 +128,20 @@ def run(
         series behind the plot: ``latency_series``, ``rss_series``, ``buffer_series``,
         ``version_series``.
     """
-    from diagnostic_msgs.msg import DiagnosticArray
-    from sensor_msgs.msg import Image
-
-    from depth_estimator_ros.ros.bench.pipeline import measure_stream
-    from depth_estimator_ros.ros.bench.roshelpers import (
-        DiagnosticsRecorder,
-        NodeProcess,
-        RosClient,
-        base_checkpoint,
-        set_bench_domain,
-    )
-    from depth_estimator_ros.ros.qos import DIAGNOSTICS_QOS, SENSOR_QOS
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    domain = set_bench_domain()
-    dev = preferred_device(device)
     duration_s = 30.0 if quick else minutes * 60.0
-    rgb_msgs, depth_msgs, description = load_stream_messages(data, 30 if quick else 150)
-    checkpoint = base_checkpoint(out_dir, arch)
-    params = {"arch": arch, "checkpoint": str(checkpoint), "device": dev, "adaptation_enabled": True}
-    log = out_dir / "soak_live.log"
-    with NodeProcess(LIVE_MODULE, params, log, remappings=_REMAP) as live, RosClient("bench_soak") as client:
-        started = time.time()
-        sampler = RssSampler(live.pid, interval=1.0).start()
-        diagnostics = DiagnosticsRecorder(["online_trainer", "depth_estimator"])
-        client.node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics, DIAGNOSTICS_QOS)
-        depth_pub = client.node.create_publisher(Image, _SENSOR_DEPTH_TOPIC, SENSOR_QOS)
-
-        def publish_depth(index: int, stamp: Any) -> None:
-            msg = depth_msgs[index % len(depth_msgs)]
-            msg.header.stamp = stamp
-            depth_pub.publish(msg)
-
-        try:
-            stream = measure_stream(
-                client,
-                [live],
-                image_messages=rgb_msgs,
-                rate_hz=rate_hz,
-                warmup_s=0.0,
-                measure_s=duration_s,
-                start_timeout_s=180.0,
-                image_topic=_REMAP["image"],
-                depth_topic=_OUTPUT_TOPIC,
-                extra_publish=publish_depth,
-                progress=progress,
-                desc=f"soak {duration_s / 60:.1f} min @ {rate_hz:g} Hz",
-            )
-        finally:
-            samples = sampler.stop()
-        statuses = diagnostics.latest()
-        fill = diagnostics.series("buffer_fill")
-        capacity = diagnostics.series("buffer_capacity")
-        trainer_version = diagnostics.series("version")
-        estimator_version = diagnostics.series("weights_version")
-        stale = diagnostics.series("dropped_stale")
-
-    window_start_s = stream["window_start_unix_s"] - started
-    rss_series = np.asarray([(t - started, rss / 2**20, peak / 2**20) for t, rss, peak in samples]).reshape(-1, 3)
-    in_window = rss_series[rss_series[:, 0] >= window_start_s]
-    rss = rss_summary(in_window[:, 0], in_window[:, 1] * 2**20, in_window[:, 2] * 2**20)
-    rss["peak_mib"] = round(float(rss_series[:, 2].max()), 1)
+    live = stream_through_live(
+        out_dir, device=device, arch=arch, data=data, rate_hz=rate_hz, duration_s=duration_s,
+        frames=30 if quick else 150, log_name="soak_live.log",
+        desc=f"soak {duration_s / 60:.1f} min @ {rate_hz:g} Hz", progress=progress,
+    )
+    stream, rss, rss_series, started = live.stream, live.rss, live.rss_series, live.started
+    diagnostics = live.diagnostics
+    statuses = diagnostics.latest()
+    fill = diagnostics.series("buffer_fill")
+    capacity = diagnostics.series("buffer_capacity")
+    trainer_version = diagnostics.series("version")
+    estimator_version = diagnostics.series("weights_version")
+    stale = diagnostics.series("dropped_stale")
     latency_series = stream.pop("samples")
     capacity_now = capacity[-1][1] if capacity else float("nan")
     buffer_series = [[round(t - started, 2), value, capacity_now] for t, value in fill]
@@ -207,16 +153,16 @@ def run(
             "quick": quick,
             "duration_s": duration_s,
             "arch": arch,
-            "device": dev,
+            "device": live.device,
             "rate_hz": rate_hz,
             "camera_size": [480, 640],
             "adaptation_enabled": True,
-            "stream": description,
-            "frames_looped": len(rgb_msgs),
-            "ros_domain_id": domain,
+            "stream": live.description,
+            "frames_looped": live.frames_looped,
+            "ros_domain_id": live.domain,
         },
         "targets": SOAK_TARGETS,
-        "window_start_s": round(float(window_start_s), 2),
+        "window_start_s": round(float(live.window_start_s), 2),
         "stream": stream,
         "latency_drift": latency_drift(np.asarray(latency_series)),
         "rss": rss,
@@ -239,7 +185,7 @@ def run(
             "trainer": [[round(t - started, 2), v] for t, v in trainer_version],
             "estimator": [[round(t - started, 2), v] for t, v in estimator_version],
         },
-        "log": str(log),
+        "log": str(live.log),
     }
     png = _plot(result, out_dir / "soak.png")
     result["files"] = {"json": str(out_dir / "soak.json"), "png": str(png)}
