@@ -17,18 +17,21 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 
 
-def _torch_threads() -> None:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a hard dependency
-        return
-    # One intra-op thread: the suite's tensors are tiny, and on a loaded 2-core machine
-    # (CI, or nodes spun in the same process) a second OpenMP thread spin-waits and
-    # makes torch 10-50x slower.
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run every test on one torch intra-op thread and restore the setting afterwards.
+
+    The suite's tensors are tiny, and on a loaded 2-core machine (CI, or nodes spun in
+    the same process) a second OpenMP thread spin-waits: rounds and forward passes
+    measured 10-50x slower than with one. Tests that change it (CLIs' ``--threads``)
+    do not leak their setting into the next test.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
     torch.set_num_threads(1)
-
-
-_torch_threads()
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")
@@ -45,4 +48,17 @@ def kitchen_dir(shared_data: Path) -> Path:
     path = shared_data / "7scenes_kitchen"
     if not path.is_dir():
         pytest.skip(f"7-Scenes kitchen stream missing at {path}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A small untrained ``fast`` checkpoint (64x64 input) made here, so node tests are quick."""
+    import torch
+
+    from depth_estimator_ros import models
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "fast64.safetensors"
+    models.save_checkpoint(path, models.build_model("fast", input_size=(64, 64)))
     return path

@@ -383,3 +383,21 @@ def write_synthetic_bag(
         **kwargs,
     )
     return Path(path)
+
+
+#: Trainer parameters for small, fast rounds that accept every finite result: node tests
+#: are about the node, not about what a round learns.
+FAST_ROUNDS: dict[str, object] = {
+    "min_new_frames": 3, "max_new_frames": 4, "holdout_frames": 1, "batch_size": 2, "epochs_per_round": 1,
+    "buffer_capacity": 16, "accept_tolerance": 100.0, "duplicate_threshold": 0.0, "train_size": [32, 32],
+}
+
+
+def stamped_header(stamp: float, frame_id: str = "camera_rgb_optical_frame"):
+    """Return a std_msgs/Header stamped ``stamp`` seconds."""
+    from std_msgs.msg import Header
+
+    header = Header(frame_id=frame_id)
+    header.stamp.sec = int(stamp)
+    header.stamp.nanosec = int(round((stamp - int(stamp)) * 1e9))
+    return header

@@ -5,22 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
 from depth_estimator_ros.cli.adapt_eval import main
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Run torch on one intra-op thread, restoring the setting afterwards.
-
-    Tiny tensors gain nothing from two threads, and on a busy 2-core machine two OpenMP
-    threads spin-wait for each other: rounds measured 10-20x slower than with one.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_adapt_eval_end_to_end(tmp_path, capsys) -> None:

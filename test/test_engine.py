@@ -27,19 +27,6 @@ SIZE = (48, 64)
 DEADLINE_S = 60.0
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Run torch on one intra-op thread, restoring the setting afterwards.
-
-    Tiny tensors gain nothing from two threads, and on a busy 2-core machine two OpenMP
-    threads spin-wait for each other: rounds measured 10-20x slower than with one.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def room() -> list[Frame]:
     source = SyntheticRooms(seed=5, frames=48, width=64, height=48)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from rclpy.parameter import Parameter
 from ros_helpers import MessageCollector, NodeProcess, isolated_ros, wait_for
 from sensor_msgs.msg import Image
@@ -27,15 +26,6 @@ H, W = 48, 64
 TIMEOUT = 20.0
 START_TIMEOUT = 90.0  # a node process importing torch on a busy 2-core machine
 MT = {"multi_threaded": True}
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """A small ``fast`` checkpoint (64x64 input) made here, so tests are quick."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "fast64.safetensors"
-    models.save_checkpoint(path, models.build_model("fast", input_size=(64, 64)))
-    return path
 
 
 def _image(seed: int, stamp: float) -> Image:

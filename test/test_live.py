@@ -12,9 +12,16 @@ import numpy as np
 import pytest
 import torch
 from rclpy.parameter import Parameter
-from ros_helpers import MessageCollector, NodeProcess, isolated_ros, wait_for
+from ros_helpers import (
+    FAST_ROUNDS,
+    MessageCollector,
+    NodeProcess,
+    isolated_ros,
+    wait_for,
+)
+from ros_helpers import stamped_header as _header
 from sensor_msgs.msg import Image
-from std_msgs.msg import Header, UInt8MultiArray
+from std_msgs.msg import UInt8MultiArray
 from std_srvs.srv import Trigger
 
 from depth_estimator_ros import models
@@ -22,7 +29,11 @@ from depth_estimator_ros.data.image_encoding import encode_depth, encode_rgb
 from depth_estimator_ros.learning.predictor import Predictor
 from depth_estimator_ros.ros import codec
 from depth_estimator_ros.ros.estimator_node import DepthEstimatorNode
-from depth_estimator_ros.ros.live import KINECT_REMAPS, build_live_nodes, with_default_remaps
+from depth_estimator_ros.ros.live import (
+    KINECT_REMAPS,
+    build_live_nodes,
+    with_default_remaps,
+)
 from depth_estimator_ros.ros.qos import WEIGHTS_QOS
 from depth_estimator_ros.ros.trainer_node import OnlineTrainerNode
 
@@ -31,31 +42,11 @@ TIMEOUT = 20.0
 # the estimator publishes `depth`; the trainer reads the sensor's depth elsewhere
 SENSOR_REMAP = ["--ros-args", "-r", "online_trainer:depth:=depth/sensor"]
 MT = {"multi_threaded": True}
-FAST_ROUNDS = {
-    "min_new_frames": 3, "max_new_frames": 4, "holdout_frames": 1, "batch_size": 2, "epochs_per_round": 1,
-    "buffer_capacity": 16, "accept_tolerance": 100.0, "duplicate_threshold": 0.0, "train_size": [32, 32],
-}
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """A small ``fast`` checkpoint (64x64 input) made here, so tests are quick."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "fast64.safetensors"
-    models.save_checkpoint(path, models.build_model("fast", input_size=(64, 64)))
-    return path
 
 
 def _overrides(checkpoint: Path, **params) -> list[Parameter]:
     values = {"checkpoint": str(checkpoint), "device": "cpu", **FAST_ROUNDS, **params}
     return [Parameter(name, value=value) for name, value in values.items()]
-
-
-def _header(stamp: float) -> Header:
-    header = Header(frame_id="camera_rgb_optical_frame")
-    header.stamp.sec = int(stamp)
-    header.stamp.nanosec = int(round((stamp - int(stamp)) * 1e9))
-    return header
 
 
 class Camera:

@@ -9,23 +9,15 @@ import pytest
 import torch
 from safetensors.torch import save as st_save
 
-from depth_estimator_ros.adaptation.payload import PayloadError, export_payload, import_payload, read_payload
+from depth_estimator_ros.adaptation.payload import (
+    PayloadError,
+    export_payload,
+    import_payload,
+    read_payload,
+)
 from depth_estimator_ros.models import build_model
 
 SIZE = (32, 48)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Run torch on one intra-op thread, restoring the setting afterwards.
-
-    Tiny tensors gain nothing from two threads, and on a busy 2-core machine two OpenMP
-    threads spin-wait for each other: rounds measured 10-20x slower than with one.
-    """
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def small_model(seed: int = 0, **kwargs):

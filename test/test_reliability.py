@@ -23,14 +23,20 @@ import numpy as np
 import pytest
 import torch
 from rclpy.parameter import Parameter
-from ros_helpers import MessageCollector, isolated_ros, wait_for
+from ros_helpers import FAST_ROUNDS, MessageCollector, isolated_ros, wait_for
+from ros_helpers import stamped_header as _header
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_save
 from sensor_msgs.msg import Image
-from std_msgs.msg import Header, UInt8MultiArray
+from std_msgs.msg import UInt8MultiArray
 
 from depth_estimator_ros import models
-from depth_estimator_ros.adaptation.payload import PayloadError, export_payload, import_payload, read_payload
+from depth_estimator_ros.adaptation.payload import (
+    PayloadError,
+    export_payload,
+    import_payload,
+    read_payload,
+)
 from depth_estimator_ros.cli import evaluate as evaluate_cli
 from depth_estimator_ros.cli import make_bag as make_bag_cli
 from depth_estimator_ros.cli import train as train_cli
@@ -45,27 +51,6 @@ from depth_estimator_ros.ros.trainer_node import OnlineTrainerNode
 H, W = 48, 64
 TIMEOUT = 20.0
 MT = {"multi_threaded": True}
-# small rounds, never triggered in these tests unless said so
-FAST_ROUNDS = {
-    "min_new_frames": 3, "max_new_frames": 4, "holdout_frames": 1, "batch_size": 2, "epochs_per_round": 1,
-    "buffer_capacity": 16, "accept_tolerance": 100.0, "duplicate_threshold": 0.0, "train_size": [32, 32],
-}
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """A small ``fast`` checkpoint (64x64 input) made here, so tests are quick."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "fast64.safetensors"
-    models.save_checkpoint(path, models.build_model("fast", input_size=(64, 64)))
-    return path
-
-
-def _header(stamp: float) -> Header:
-    header = Header(frame_id="camera_rgb_optical_frame")
-    header.stamp.sec = int(stamp)
-    header.stamp.nanosec = int(round((stamp - int(stamp)) * 1e9))
-    return header
 
 
 def _rgb(seed: int, height: int = H, width: int = W) -> np.ndarray:

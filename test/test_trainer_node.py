@@ -12,9 +12,16 @@ import pytest
 import torch
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
-from ros_helpers import MessageCollector, NodeProcess, isolated_ros, wait_for
+from ros_helpers import (
+    FAST_ROUNDS,
+    MessageCollector,
+    NodeProcess,
+    isolated_ros,
+    wait_for,
+)
+from ros_helpers import stamped_header as _header
 from sensor_msgs.msg import Image
-from std_msgs.msg import Float32, Header, UInt8MultiArray, UInt32
+from std_msgs.msg import Float32, UInt8MultiArray, UInt32
 from std_srvs.srv import Trigger
 
 from depth_estimator_ros import models
@@ -22,32 +29,14 @@ from depth_estimator_ros.adaptation import AdaptationConfig, import_payload
 from depth_estimator_ros.data.image_encoding import encode_depth, encode_rgb
 from depth_estimator_ros.ros.params import load_defaults
 from depth_estimator_ros.ros.qos import WEIGHTS_QOS
-from depth_estimator_ros.ros.trainer_node import OnlineTrainerNode, parameter_descriptors
+from depth_estimator_ros.ros.trainer_node import (
+    OnlineTrainerNode,
+    parameter_descriptors,
+)
 
 H, W = 48, 64
 TIMEOUT = 20.0
 MT = {"multi_threaded": True}
-# small, fast rounds that accept every finite result: these tests are about the node
-FAST_ROUNDS = {
-    "min_new_frames": 3, "max_new_frames": 4, "holdout_frames": 1, "batch_size": 2, "epochs_per_round": 1,
-    "buffer_capacity": 16, "accept_tolerance": 100.0, "duplicate_threshold": 0.0, "train_size": [32, 32],
-}
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """A small ``fast`` checkpoint (64x64 input) made here, so tests are quick."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "fast64.safetensors"
-    models.save_checkpoint(path, models.build_model("fast", input_size=(64, 64)))
-    return path
-
-
-def _header(stamp: float) -> Header:
-    header = Header(frame_id="camera_rgb_optical_frame")
-    header.stamp.sec = int(stamp)
-    header.stamp.nanosec = int(round((stamp - int(stamp)) * 1e9))
-    return header
 
 
 def _pair(index: int, stamp: float, depth_encoding: str = "16UC1") -> tuple[Image, Image]:
