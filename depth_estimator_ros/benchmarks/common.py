@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -151,10 +152,23 @@ def _json_safe(value: Any) -> Any:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> Path:
-    """Write ``data`` as indented JSON (NaN/inf become null) and return the path."""
+    """Write ``data`` as indented JSON (NaN/inf become null), atomically; return the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n")
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n")
+    os.replace(temporary, path)
     return path
+
+
+def write_section(
+    out_dir: Path, name: str, result: dict[str, Any], plot: Callable[[dict[str, Any], Path], Path]
+) -> dict[str, Any]:
+    """Plot ``result`` to ``<name>.png``, record both files in it, write ``<name>.json``; return it."""
+    out_dir = Path(out_dir)
+    png = plot(result, out_dir / f"{name}.png")
+    result["files"] = {"json": str(out_dir / f"{name}.json"), "png": str(png)}
+    write_json(out_dir / f"{name}.json", result)
+    return result
 
 
 def pyplot() -> Any:

@@ -33,7 +33,7 @@ from depth_estimator_ros.benchmarks.common import (
     resolve_devices,
     save_figure,
     timed_loop,
-    write_json,
+    write_section,
 )
 from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
 
@@ -360,11 +360,7 @@ def run(
         "speed_ratios": _speed_ratios(rows),
         "elapsed_s": round(time.time() - started, 1),
     }
-    out_dir = Path(out_dir)
-    png = _plot(result, out_dir / "model.png")
-    result["files"] = {"json": str(out_dir / "model.json"), "png": str(png)}
-    write_json(out_dir / "model.json", result)
-    return result
+    return write_section(out_dir, "model", result, _plot)
 
 
 def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:

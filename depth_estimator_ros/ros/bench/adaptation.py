@@ -38,7 +38,7 @@ from depth_estimator_ros.benchmarks.common import (
     preferred_device,
     pyplot,
     save_figure,
-    write_json,
+    write_section,
 )
 from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
 
@@ -339,10 +339,7 @@ def run(
         "prequential": prequential,
         "handover": handover,
     }
-    png = _plot(result, out_dir / "adaptation.png")
-    result["files"] = {"json": str(out_dir / "adaptation.json"), "png": str(png)}
-    write_json(out_dir / "adaptation.json", result)
-    return result
+    return write_section(out_dir, "adaptation", result, _plot)
 
 
 def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:

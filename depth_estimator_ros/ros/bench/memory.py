@@ -23,7 +23,7 @@ from depth_estimator_ros.benchmarks.common import (
     preferred_device,
     pyplot,
     save_figure,
-    write_json,
+    write_section,
 )
 from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
 
@@ -329,10 +329,7 @@ def run(
         "series": [[round(t, 2), round(r, 2), round(p, 2)] for t, r, p in series],
         "log": str(live.log),
     }
-    png = _plot(result, out_dir / "memory.png")
-    result["files"] = {"json": str(out_dir / "memory.json"), "png": str(png)}
-    write_json(out_dir / "memory.json", result)
-    return result
+    return write_section(out_dir, "memory", result, _plot)
 
 
 def _has_psutil() -> bool:

@@ -32,7 +32,7 @@ from depth_estimator_ros.benchmarks.common import (
     resolve_devices,
     save_figure,
     timed_loop,
-    write_json,
+    write_section,
 )
 from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
 
@@ -119,7 +119,11 @@ def measure_stream(
     from sensor_msgs.msg import Image
     from tqdm import tqdm
 
-    from depth_estimator_ros.ros.bench.roshelpers import PacedPublisher, StampRecorder, wait_until
+    from depth_estimator_ros.ros.bench.roshelpers import (
+        PacedPublisher,
+        StampRecorder,
+        wait_until,
+    )
     from depth_estimator_ros.ros.qos import image_qos
 
     node = client.node
@@ -271,6 +275,7 @@ def run(
     from diagnostic_msgs.msg import DiagnosticArray
     from std_msgs.msg import Header
 
+    from depth_estimator_ros.ros import codec
     from depth_estimator_ros.ros.bench.roshelpers import (
         DiagnosticsRecorder,
         NodeProcess,
@@ -278,7 +283,6 @@ def run(
         base_checkpoint,
         set_bench_domain,
     )
-    from depth_estimator_ros.ros import codec
     from depth_estimator_ros.ros.qos import DIAGNOSTICS_QOS
 
     out_dir = Path(out_dir)
@@ -339,10 +343,7 @@ def run(
         "codec": codec_stats,
         "runs": runs,
     }
-    png = _plot(result, out_dir / "pipeline.png")
-    result["files"] = {"json": str(out_dir / "pipeline.json"), "png": str(png)}
-    write_json(out_dir / "pipeline.json", result)
-    return result
+    return write_section(out_dir, "pipeline", result, _plot)
 
 
 def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:

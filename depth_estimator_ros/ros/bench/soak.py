@@ -27,7 +27,7 @@ from depth_estimator_ros.benchmarks.common import (
     latency_stats,
     pyplot,
     save_figure,
-    write_json,
+    write_section,
 )
 from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
 from depth_estimator_ros.ros.bench.memory import GROWTH_TARGET, stream_through_live
@@ -187,10 +187,7 @@ def run(
         },
         "log": str(live.log),
     }
-    png = _plot(result, out_dir / "soak.png")
-    result["files"] = {"json": str(out_dir / "soak.json"), "png": str(png)}
-    write_json(out_dir / "soak.json", result)
-    return result
+    return write_section(out_dir, "soak", result, _plot)
 
 
 def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
