@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import rclpy
 from rclpy.context import Context
-from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.signals import SignalHandlerOptions
@@ -100,21 +100,12 @@ class RosTestContext:
     destroys the nodes and shuts the context down; it is idempotent.
     """
 
-    def __init__(self, *, multi_threaded: bool = False, num_threads: int = 2) -> None:
-        """Create the context and start spinning.
-
-        Args:
-            multi_threaded: use a ``MultiThreadedExecutor`` (for nodes with callback groups).
-            num_threads: worker threads of the multi-threaded executor.
-        """
+    def __init__(self) -> None:
+        """Create the context and start spinning (single-threaded, as the nodes' executables do)."""
         self.context = Context()
         # No signal handlers: Ctrl-C must keep reaching pytest, not rclpy.
         rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
-        self.executor: Executor = (
-            MultiThreadedExecutor(num_threads=num_threads, context=self.context)
-            if multi_threaded
-            else SingleThreadedExecutor(context=self.context)
-        )
+        self.executor: Executor = SingleThreadedExecutor(context=self.context)
         self._nodes: list[Node] = []
         self._thread = threading.Thread(target=self._spin, name="ros-test-executor", daemon=True)
         self._thread.start()
@@ -150,10 +141,6 @@ class RosTestContext:
         if not self.context.ok() and not self._thread.is_alive():
             return
         self.executor.shutdown(timeout_sec=timeout)
-        # rclpy 7.1.6: MultiThreadedExecutor.shutdown() leaves its worker pool alive.
-        pool = getattr(self.executor, "_executor", None)
-        if pool is not None:
-            pool.shutdown(wait=True)
         self._thread.join(timeout)
         for node in self._nodes:
             node.destroy_node()
@@ -164,16 +151,15 @@ class RosTestContext:
 
 
 @contextmanager
-def isolated_ros(*, multi_threaded: bool = False, check_threads: bool = True) -> Iterator[RosTestContext]:
+def isolated_ros(*, check_threads: bool = True) -> Iterator[RosTestContext]:
     """Yield a :class:`RosTestContext`; shut it down on exit and check no thread leaked.
 
     Args:
-        multi_threaded: use a ``MultiThreadedExecutor``.
         check_threads: after shutdown, require ``threading.enumerate()`` to be back to
             what it was on entry (within 2 s, for threads that are finishing).
     """
     baseline = set(threading.enumerate())
-    ros = RosTestContext(multi_threaded=multi_threaded)
+    ros = RosTestContext()
     try:
         yield ros
     finally:

@@ -37,7 +37,6 @@ from depth_estimator_ros.ros.live import build_live_nodes, with_default_remaps
 
 pytestmark = pytest.mark.slow
 
-MT = {"multi_threaded": True}
 START = 1_700_000_000.0  # bag stamps, seconds since the epoch
 # Images travel best-effort (sensor-data QoS, like a camera driver's): a subscriber may
 # still be matching the player's publisher when the first frame goes out.
@@ -84,7 +83,7 @@ def play(bag: Path, frames: list[Frame], checkpoint: Path, *, adapt: bool, rate_
         Parameter("adaptation_enabled", value=adapt),
         Parameter("max_future_stamp", value=0.0),  # recorded stamps, whatever the clock says
     ]
-    with isolated_ros(**MT) as ros:
+    with isolated_ros() as ros:
         estimator, trainer = build_live_nodes(
             context=ros.context, parameter_overrides=overrides, cli_args=with_default_remaps([])
         )

@@ -212,6 +212,39 @@ def test_inference_proceeds_while_a_round_runs(room) -> None:
     assert predictor.version == engine.version == engine.stats()["rounds_accepted"]
 
 
+def test_state_dict_serves_the_weights_in_force_during_a_round(room) -> None:
+    """A checkpoint save (state_dict) answers at once with the accepted weights, mid-round."""
+    engine = AdaptationEngine(base_model(), config(), seed=3)
+    for f in room[:6]:
+        engine.offer(f)
+    assert engine.run_round().outcome == "accepted"
+    version, accepted = engine.state_dict()
+    assert version == 1
+    in_round, release = threading.Event(), threading.Event()
+
+    def hold(module, args):
+        if module.training:
+            in_round.set()
+            release.wait(DEADLINE_S)
+
+    hook = engine.training_model.register_forward_pre_hook(hold)
+    engine.start()
+    try:
+        for f in room[6:12]:
+            engine.offer(f)
+        assert in_round.wait(DEADLINE_S), "no round started"
+        version, state = engine.state_dict()  # the round holds until `release`: must not wait for it
+        assert engine.stats()["round_in_progress"]
+        assert version == 1
+        assert state.keys() == accepted.keys()
+        assert all(torch.equal(state[k], accepted[k]) for k in accepted)
+    finally:
+        hook.remove()
+        release.set()
+    assert engine.stop(DEADLINE_S)
+    assert engine.state_dict()[0] == engine.version
+
+
 def test_reset_restores_base_predictions_exactly(room) -> None:
     model = base_model()
     predictor = Predictor(model)

@@ -29,7 +29,6 @@ from depth_estimator_ros.ros.qos import SENSOR_QOS, WEIGHTS_QOS
 INPUT_SIZE = (64, 64)
 H, W = 48, 64
 TIMEOUT = 10.0
-MT = {"multi_threaded": True}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +71,7 @@ def running_estimator(checkpoint: Path, **params):
     """Yield ``(ros, node, probe)``: an estimator and a probe node spun in one isolated context."""
     overrides = [Parameter("checkpoint", value=str(checkpoint)), Parameter("device", value="cpu")]
     overrides += [Parameter(name, value=value) for name, value in params.items()]
-    with isolated_ros(**MT) as ros:
+    with isolated_ros() as ros:
         node = ros.add_node(DepthEstimatorNode(context=ros.context, parameter_overrides=overrides))
         probe = ros.create_node("probe")
         yield ros, node, probe
@@ -190,7 +189,7 @@ def _payload(checkpoint: Path, version: int, seed: int) -> tuple[bytes, models.D
 def test_weights_swapped_late_joiner_gets_latest_and_bad_payloads_refused(checkpoint):
     payload, adapted = _payload(checkpoint, 7, seed=1)
     rgb = _rgb(5)
-    with isolated_ros(**MT) as ros:
+    with isolated_ros() as ros:
         trainer = ros.create_node("fake_trainer")
         weights_pub = trainer.create_publisher(UInt8MultiArray, "weights", WEIGHTS_QOS)
         weights_pub.publish(UInt8MultiArray(data=payload))

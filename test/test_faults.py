@@ -25,7 +25,6 @@ from depth_estimator_ros.ros.trainer_node import OnlineTrainerNode
 H, W = 48, 64
 TIMEOUT = 20.0
 START_TIMEOUT = 90.0  # a node process importing torch on a busy 2-core machine
-MT = {"multi_threaded": True}
 
 
 def _image(seed: int, stamp: float) -> Image:
@@ -113,7 +112,7 @@ def _trainer_argv(checkpoint: Path, checkpoint_dir: Path, *extra: str) -> list[s
 
 def test_trainer_sigkilled_while_saving_estimator_keeps_publishing_and_saved_checkpoints_load(checkpoint, tmp_path):
     saved_dir = tmp_path / "saved"
-    with isolated_ros(**MT) as ros:
+    with isolated_ros() as ros:
         overrides = [Parameter("checkpoint", value=str(checkpoint)), Parameter("device", value="cpu")]
         estimator = ros.add_node(DepthEstimatorNode(context=ros.context, parameter_overrides=overrides))
         probe = ros.create_node("probe")
@@ -145,7 +144,7 @@ def test_trainer_sigkilled_while_saving_estimator_keeps_publishing_and_saved_che
 def test_disk_full_on_save_answers_failure_with_the_reason_and_the_trainer_keeps_working(checkpoint, tmp_path):
     overrides = [Parameter(k, value=v) for k, v in
                  {"checkpoint": str(checkpoint), "device": "cpu", "checkpoint_dir": str(tmp_path)}.items()]
-    with isolated_ros(**MT) as ros:
+    with isolated_ros() as ros:
         trainer = ros.add_node(OnlineTrainerNode(context=ros.context, parameter_overrides=overrides))
         probe = ros.create_node("probe")
         soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
@@ -194,7 +193,7 @@ def test_signal_ends_the_process_within_2_s_without_traceback_or_orphans(checkpo
 
 def test_two_estimators_and_a_trainer_in_one_domain_do_not_cross_talk(checkpoint):
     common = [Parameter("checkpoint", value=str(checkpoint)), Parameter("device", value="cpu")]
-    with isolated_ros(**MT) as ros:
+    with isolated_ros() as ros:
         def estimator(namespace: str, *remaps: str) -> DepthEstimatorNode:
             cli = ["--ros-args", *(item for rule in remaps for item in ("-r", rule))] if remaps else None
             return ros.add_node(DepthEstimatorNode(context=ros.context, namespace=namespace,

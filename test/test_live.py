@@ -41,7 +41,6 @@ H, W = 48, 64
 TIMEOUT = 20.0
 # the estimator publishes `depth`; the trainer reads the sensor's depth elsewhere
 SENSOR_REMAP = ["--ros-args", "-r", "online_trainer:depth:=depth/sensor"]
-MT = {"multi_threaded": True}
 
 
 def _overrides(checkpoint: Path, **params) -> list[Parameter]:
@@ -82,7 +81,7 @@ class Camera:
 @contextmanager
 def live_pipeline(checkpoint: Path, **params):
     """Yield ``(estimator, trainer, camera, probe)`` running in one isolated multi-threaded executor."""
-    with isolated_ros(**MT) as ros:
+    with isolated_ros() as ros:
         estimator, trainer = build_live_nodes(
             context=ros.context,
             parameter_overrides=_overrides(checkpoint, **params),
@@ -156,7 +155,7 @@ def test_training_never_blocks_inference(checkpoint):
 
 
 def test_separate_processes_mode_restarted_estimator_gets_latest_weights_within_1_s(checkpoint):
-    with isolated_ros(**MT) as ros:
+    with isolated_ros() as ros:
         trainer = ros.add_node(OnlineTrainerNode(
             context=ros.context, parameter_overrides=_overrides(checkpoint),
             cli_args=SENSOR_REMAP,

@@ -50,7 +50,6 @@ from depth_estimator_ros.ros.trainer_node import OnlineTrainerNode
 
 H, W = 48, 64
 TIMEOUT = 20.0
-MT = {"multi_threaded": True}
 
 
 def _rgb(seed: int, height: int = H, width: int = W) -> np.ndarray:
@@ -73,7 +72,7 @@ def _depth_image(depth: np.ndarray, stamp: float, encoding: str = "32FC1") -> Im
 def _estimator(checkpoint: Path, **params) -> Iterator[tuple[DepthEstimatorNode, object]]:
     """Yield ``(estimator, probe)`` spun in one isolated multi-threaded context."""
     values = {"checkpoint": str(checkpoint), "device": "cpu", **params}
-    with isolated_ros(**MT) as ros:
+    with isolated_ros() as ros:
         node = ros.add_node(DepthEstimatorNode(
             context=ros.context, parameter_overrides=[Parameter(k, value=v) for k, v in values.items()]
         ))
@@ -137,7 +136,7 @@ def test_odd_big_endian_flags_mean_big_endian_and_do_not_matter_for_8_bit(checkp
 @contextlib.contextmanager
 def _trainer(checkpoint: Path, **params) -> Iterator[tuple[OnlineTrainerNode, object]]:
     values = {"checkpoint": str(checkpoint), "device": "cpu", **FAST_ROUNDS, **params}
-    with isolated_ros(**MT) as ros:
+    with isolated_ros() as ros:
         node = ros.add_node(OnlineTrainerNode(
             context=ros.context, parameter_overrides=[Parameter(k, value=v) for k, v in values.items()]
         ))

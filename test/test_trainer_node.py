@@ -36,7 +36,6 @@ from depth_estimator_ros.ros.trainer_node import (
 
 H, W = 48, 64
 TIMEOUT = 20.0
-MT = {"multi_threaded": True}
 
 
 def _pair(index: int, stamp: float, depth_encoding: str = "16UC1") -> tuple[Image, Image]:
@@ -82,7 +81,7 @@ def running_trainer(checkpoint: Path, **params):
     """Yield ``(ros, node, probe)`` with a trainer and a probe node in one isolated context."""
     values = {"checkpoint": str(checkpoint), "device": "cpu", **FAST_ROUNDS, **params}
     overrides = [Parameter(name, value=value) for name, value in values.items()]
-    with isolated_ros(**MT) as ros:
+    with isolated_ros() as ros:
         node = ros.add_node(OnlineTrainerNode(context=ros.context, parameter_overrides=overrides))
         probe = ros.create_node("probe")
         yield ros, node, probe

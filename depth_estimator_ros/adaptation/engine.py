@@ -154,6 +154,9 @@ class AdaptationEngine:
         self._model: DepthModel = copy.deepcopy(model).to(self._device)
         self._model.eval()
         self._base_state = {k: v.detach().clone() for k, v in self._model.state_dict().items()}
+        # (version, CPU copy) of the weights in force, replaced whole on every update:
+        # readers (state_dict, a checkpoint save) never wait for a round in progress.
+        self._in_force: tuple[int, dict[str, Tensor]] = (0, _cpu_copy(self._model))
         self._size = tuple(config.train_size) if config.train_size is not None else tuple(model.input_size)
         self._range = (float(model.min_depth), float(model.max_depth))
         self._buffer = ReplayBuffer(
@@ -404,16 +407,18 @@ class AdaptationEngine:
                 self._optimizer.load_state_dict(opt_snapshot)
             self._model.eval()
             duration = time.monotonic() - start
+            state = _cpu_copy(self._model) if outcome == "accepted" else {}
             with self._lock:
                 if outcome == "accepted":
                     self._version += 1
+                    self._in_force = (self._version, state)
                     self._last_update = time.monotonic()
                 self._counts[outcome] += 1
                 self._round_started = None
                 result = RoundResult(outcome, self._version, loss, before, after, duration, len(train))
                 self._last = result
             if outcome == "accepted":
-                self._publish(result.version, full=False)
+                self._publish(result.version, state, full=False)
             return result
 
     def _train(self, frames: list[BufferedFrame], cfg: AdaptationConfig) -> float:
@@ -465,12 +470,12 @@ class AdaptationEngine:
             bool(torch.isfinite(t).all()) for t in self._model.state_dict().values() if t.is_floating_point()
         )
 
-    def _publish(self, version: int, *, full: bool) -> None:
-        """Hand the training copy's weights to the callbacks (outside the shared-state lock)."""
+    def _publish(self, version: int, state: dict[str, Tensor], *, full: bool) -> None:
+        """Hand the new weights in force (``state``, a CPU copy) to the callbacks, outside the lock."""
         with self._lock:
             on_update, on_state = self.on_update, self.on_update_state
         if on_state is not None:
-            on_state(version, {k: v.detach().to("cpu").clone() for k, v in self._model.state_dict().items()})
+            on_state(version, dict(state))
         if on_update is not None:
             on_update(version, export_payload(self._model, version, base_state=None if full else self._base_state))
 
@@ -496,11 +501,13 @@ class AdaptationEngine:
             self._apply_config()
             if clear_buffer:
                 self._buffer.clear()
+            state = _cpu_copy(self._model)
             with self._lock:
                 self._version += 1
+                self._in_force = (self._version, state)
                 self._last_update = time.monotonic()
                 version = self._version
-            self._publish(version, full=True)
+            self._publish(version, state, full=True)
             self._abort.clear()
         return version
 
@@ -511,9 +518,14 @@ class AdaptationEngine:
             return version, export_payload(self._model, version, base_state=self._base_state)
 
     def state_dict(self) -> tuple[int, dict[str, Tensor]]:
-        """Return ``(version, CPU copy of the state dict)`` of the weights in force."""
-        with self._round_lock:
-            return self.version, {k: v.detach().to("cpu").clone() for k, v in self._model.state_dict().items()}
+        """Return ``(version, CPU copy of the state dict)`` of the weights in force.
+
+        Never waits for a round in progress: the weights in force are the last ones
+        handed to the callbacks (the training copy is mid-update during a round).
+        """
+        with self._lock:
+            version, state = self._in_force
+        return version, {k: v.clone() for k, v in state.items()}
 
     # ----------------------------------------------------------------- diagnostics
     def stats(self) -> dict[str, Any]:
@@ -562,3 +574,8 @@ class AdaptationEngine:
         )
         out.update({f"frames_{k}": v for k, v in counters.items() if k.startswith("dropped_")})
         return out
+
+
+def _cpu_copy(model: nn.Module) -> dict[str, Tensor]:
+    """Return a detached CPU copy of ``model``'s state dict."""
+    return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}

@@ -30,6 +30,7 @@ from rclpy.publisher import Publisher
 from rclpy.serialization import deserialize_message
 from rclpy.signals import SignalHandlerOptions
 
+from depth_estimator_ros.ros.large_messages import configure_large_messages
 from depth_estimator_ros.ros.qos import PLAYBACK_QOS
 
 __all__ = ["BagPlayer", "message_class", "parse_args", "main"]
@@ -250,6 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for rule in args.remap:
         ros += ["-r", rule]
 
+    configure_large_messages()  # a player republishes camera-sized images
     context = rclpy.Context()
     rclpy.init(args=["play_bag", "--ros-args", *ros], context=context, signal_handler_options=SignalHandlerOptions.NO)
     node = Node(NODE_NAME, context=context)

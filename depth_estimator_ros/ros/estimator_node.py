@@ -35,16 +35,20 @@ Parameters (defaults in ``config/live.yaml``; read-only ones are fixed at start-
     ``publish_points`` (bool), ``points_stride`` (int), ``colormap_min_depth`` (m),
     ``colormap_max_depth`` (m).
 
-Threads: the image callback only stores the newest message and wakes the
-inference callback, which runs in its own mutually exclusive callback group;
-weight payloads are validated into a staging model in a third group and swapped
-in under the predictor's lock, so inference never waits for a payload to decode.
+Threads: the image callback only hands the newest message to the inference
+thread (:class:`~depth_estimator_ros.ros.latest.LatestWorker`, outside the rclpy
+executor), which decodes, predicts and publishes; a frame replaced before the
+thread reached it is a ``stale`` drop. Weight payloads are validated into a
+staging model in the executor's thread and swapped in under the predictor's
+lock, so inference never waits for a payload to decode. An unexpected error in
+the inference thread is logged and counted (``dropped_internal_error``) and the
+next frame is processed as usual.
 """
 
 from __future__ import annotations
 
-import threading
 import time
+import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,7 +57,6 @@ import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
@@ -71,6 +74,7 @@ from depth_estimator_ros.ros.diagnostics import (
     build_status,
     image_drop_reason,
 )
+from depth_estimator_ros.ros.latest import LatestWorker
 from depth_estimator_ros.ros.pairing import StampGuard
 from depth_estimator_ros.ros.params import (
     accept,
@@ -236,8 +240,6 @@ class DepthEstimatorNode(Node):
         self._frames_processed = 0
         self._frames_colored = 0
         self._camera_info: CameraInfo | None = None
-        self._pending: Image | None = None
-        self._pending_lock = threading.Lock()
 
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._on_parameters_set)
@@ -246,11 +248,8 @@ class DepthEstimatorNode(Node):
         self._points_pub = self.create_publisher(PointCloud2, "depth/points", DIAGNOSTICS_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
 
-        inference_group = MutuallyExclusiveCallbackGroup()
-        self._wake = self.create_guard_condition(self._on_wake, callback_group=inference_group)
-        self.create_subscription(
-            Image, "image", self._on_image, self._image_qos, callback_group=MutuallyExclusiveCallbackGroup()
-        )
+        self._inference = LatestWorker(self._infer, on_error=self._on_inference_error, name="depth inference")
+        self.create_subscription(Image, "image", self._on_image, self._image_qos)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS)
         if subscribe_weights:
             self.create_subscription(
@@ -258,7 +257,6 @@ class DepthEstimatorNode(Node):
                 "weights",
                 self._on_weights,
                 WEIGHTS_QOS,
-                callback_group=MutuallyExclusiveCallbackGroup(),
             )
         self.create_timer(values["diagnostics_period"], self._publish_diagnostics)
         self.get_logger().info(
@@ -335,17 +333,19 @@ class DepthEstimatorNode(Node):
         if reason is not None:
             self._drop(reason, f"stamp {stamp:.6f}")
             return
-        with self._pending_lock:
-            stale, self._pending = self._pending, msg
-        if stale is not None:
+        if self._inference.offer(msg):
             self._drops.record("stale")
-        self._wake.trigger()
 
-    def _on_wake(self) -> None:
-        with self._pending_lock:
-            msg, self._pending = self._pending, None
-        if msg is None:
-            return
+    def destroy_node(self) -> None:
+        """Stop the inference thread (after the frame in progress), then destroy the node."""
+        self._inference.close()
+        super().destroy_node()
+
+    def _on_inference_error(self, exc: BaseException) -> None:
+        detail = "".join(traceback.format_exception(exc)).rstrip()
+        self._drop("internal_error", f"unexpected error in the inference thread, next frame goes on:\n{detail}")
+
+    def _infer(self, msg: Image) -> None:
         try:
             rgb = codec.image_to_rgb(msg, max_pixels=self._max_pixels)
         except codec.ImageDecodeError as exc:
@@ -423,4 +423,4 @@ class DepthEstimatorNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Run the ``depth_estimator`` node until Ctrl-C or SIGTERM."""
-    spin_nodes(lambda: [DepthEstimatorNode()], NODE_NAME, args, threads=3)
+    spin_nodes(lambda: [DepthEstimatorNode()], NODE_NAME, args)

@@ -1,11 +1,11 @@
 """The ``live`` process: ``depth_estimator`` and ``online_trainer`` in one process.
 
-Both nodes spin in one ``MultiThreadedExecutor``. Accepted weights go from the
+Both nodes spin in one single-threaded executor (see ``params.spin_nodes``). Accepted weights go from the
 trainer's adaptation engine straight into the estimator's predictor
 (``on_update_state``: a state dict copy, no serialisation, no topic round trip);
 the trainer still publishes ``weights`` for estimators in other processes, and
 the in-process estimator does not subscribe to it. Training runs in the engine's
-worker thread and inference in the estimator's own callback group, so a round
+worker thread and inference in the estimator's inference thread, so a round
 never holds up a frame for longer than one weight copy.
 
 Topics keep the nodes' relative names; unless the command line remaps them, the
@@ -115,4 +115,4 @@ def with_default_remaps(args: Sequence[str]) -> list[str]:
 
 def main(args: list[str] | None = None) -> None:
     """Run both nodes in one process until Ctrl-C or SIGTERM."""
-    spin_nodes(build_live_nodes, "live", with_default_remaps(sys.argv if args is None else args), threads=4)
+    spin_nodes(build_live_nodes, "live", with_default_remaps(sys.argv if args is None else args))

@@ -38,9 +38,10 @@ Parameters (defaults in ``config/live.yaml``)
     read-only otherwise. Every live change is validated as a whole
     configuration; a refusal names the reason and leaves everything unchanged.
 
-Threads: image and depth callbacks decode, pair and offer frames (non-blocking);
-training runs in the engine's own worker thread; services and the diagnostics
-timer have their own callback groups.
+Threads: callbacks run in the executor's one thread and never wait for training:
+image and depth callbacks decode, pair and offer frames; training runs in the
+engine's own worker thread; ``~/save`` writes the last accepted weights, which the
+engine keeps ready, so a save does not wait for a round in progress.
 """
 
 from __future__ import annotations
@@ -55,7 +56,6 @@ import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image
@@ -254,17 +254,13 @@ class OnlineTrainerNode(Node):
         self._fill_pub = self.create_publisher(Float32, "~/buffer_fill", DIAGNOSTICS_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
 
-        inputs = MutuallyExclusiveCallbackGroup()
         image_qos_profile = image_qos(values["image_reliability"])
-        self.create_subscription(Image, "image", self._on_image, image_qos_profile, callback_group=inputs)
-        self.create_subscription(Image, "depth", self._on_depth, image_qos_profile, callback_group=inputs)
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS, callback_group=inputs)
-        services = MutuallyExclusiveCallbackGroup()
-        self.create_service(Trigger, "~/reset", self._on_reset, callback_group=services)
-        self.create_service(Trigger, "~/save", self._on_save, callback_group=services)
-        self.create_timer(
-            values["diagnostics_period"], self._publish_status, callback_group=MutuallyExclusiveCallbackGroup()
-        )
+        self.create_subscription(Image, "image", self._on_image, image_qos_profile)
+        self.create_subscription(Image, "depth", self._on_depth, image_qos_profile)
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_service(Trigger, "~/save", self._on_save)
+        self.create_timer(values["diagnostics_period"], self._publish_status)
         self._engine.start()
         self.get_logger().info(
             f"adapting {self._model.arch} ({values['checkpoint'] or 'untrained weights'}) on "
@@ -474,4 +470,4 @@ class OnlineTrainerNode(Node):
 
 def main(args: list[str] | None = None) -> None:
     """Run the ``online_trainer`` node until Ctrl-C or SIGTERM."""
-    spin_nodes(lambda: [OnlineTrainerNode()], NODE_NAME, args, threads=3)
+    spin_nodes(lambda: [OnlineTrainerNode()], NODE_NAME, args)

@@ -38,11 +38,16 @@ def set_bench_domain() -> int:
     """Put this process and its children on a ROS domain of their own, on localhost only.
 
     Keeps ``ROS_DOMAIN_ID`` when the caller set it; otherwise picks one at random in
-    1..100 so a benchmark never hears (or disturbs) other nodes on the machine.
+    1..100 so a benchmark never hears (or disturbs) other nodes on the machine. Also
+    applies the nodes' large-message settings (Fast DDS profile, malloc thresholds) to
+    this process, as a camera driver set up like ``live.launch.py`` would have them.
 
     Returns:
         The domain id in use.
     """
+    from depth_estimator_ros.ros.large_messages import configure_large_messages
+
+    configure_large_messages()
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     if "ROS_DOMAIN_ID" not in os.environ:
         os.environ["ROS_DOMAIN_ID"] = str(random.SystemRandom().randint(1, 100))
@@ -208,7 +213,10 @@ def stamp_ns(stamp: Any) -> int:
 
 
 class RosClient:
-    """An rclpy context, one node and a multi-threaded executor spinning in a thread.
+    """An rclpy context, one node and a single-threaded executor spinning in a thread.
+
+    Single-threaded like the nodes (see ``params.spin_nodes``): rclpy 7.1.6's
+    ``MultiThreadedExecutor`` busy-loops and would take the CPU the measured nodes need.
 
     Args:
         name: node name.
@@ -216,13 +224,13 @@ class RosClient:
 
     def __init__(self, name: str) -> None:
         import rclpy
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
 
         self._rclpy = rclpy
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node(name, context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self.executor.spin, name=f"{name}-spin", daemon=True)
         self._thread.start()
