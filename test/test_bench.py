@@ -51,3 +51,25 @@ def test_unknown_section_is_refused_with_the_allowed_names(capsys: pytest.Captur
     with pytest.raises(SystemExit):
         bench.main(["--only", "model,speed"])
     assert "model, pipeline, adaptation, memory" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(300)
+def test_quick_accuracy_section_trains_each_model_on_the_same_data_and_scores_it(tmp_path: Path) -> None:
+    args = ["--out", str(tmp_path), "--quick", "--only", "accuracy", "--archs", "fast,vgg16_coarse", "--device", "cpu"]
+    assert bench.main([*args, "--no-progress"]) == 0
+
+    result = json.loads((tmp_path / "accuracy.json").read_text())
+    assert [run["arch"] for run in result["runs"]] == ["fast", "vgg16_coarse"]
+    budget = result["settings"]["minutes_per_arch"] * 60
+    for run in result["runs"]:
+        assert run["train_seconds"] <= budget + 60  # the budget holds (plus the final validation)
+        assert Path(run["checkpoint"]).is_file()
+        assert run["test"]["rmse"] > 0 and 0 <= run["test"]["delta1"] <= 1
+        assert run["trainable_parameters"] > 0
+    baseline = result["mean_depth_baseline"]
+    assert 0.5 <= baseline["depth_m"] <= 10.0 and baseline["test"]["rmse"] > 0
+    # Each trainer's own mean (at its input size) is the same depth up to resizing.
+    assert all(abs(run["train_mean_depth"] - baseline["depth_m"]) < 0.1 for run in result["runs"])
+    assert (tmp_path / "accuracy.png").read_bytes()[:8] == PNG_MAGIC
+    rows = json.loads((tmp_path / "summary.json").read_text())["rows"]
+    assert [r["section"] for r in rows] == ["accuracy", "accuracy"]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -180,11 +182,12 @@ def test_export_import_reproduces_engine_predictions(room) -> None:
     assert exported.keys() == direct.keys() and all(torch.equal(exported[k], direct[k]) for k in exported)
 
 
-def test_inference_proceeds_while_a_round_runs(room) -> None:
-    model = base_model()
-    predictor = Predictor(model)
-    engine = AdaptationEngine(model, config(), seed=3)
-    wire(engine, predictor)
+@contextmanager
+def round_held(engine: AdaptationEngine) -> Iterator[threading.Event]:
+    """Hold the engine's next round at its first training step until the block ends.
+
+    Yields the event set once the round is held (wait on it before relying on it).
+    """
     in_round, release = threading.Event(), threading.Event()
 
     def hold(module, args):
@@ -193,20 +196,29 @@ def test_inference_proceeds_while_a_round_runs(room) -> None:
             release.wait(DEADLINE_S)
 
     hook = engine.training_model.register_forward_pre_hook(hold)
-    engine.start()
     try:
+        yield in_round
+    finally:
+        hook.remove()
+        release.set()
+
+
+def test_inference_proceeds_while_a_round_runs(room) -> None:
+    model = base_model()
+    predictor = Predictor(model)
+    engine = AdaptationEngine(model, config(), seed=3)
+    wire(engine, predictor)
+    with round_held(engine) as in_round:
+        engine.start()
         for f in room[:6]:
             engine.offer(f)
         assert in_round.wait(DEADLINE_S), "no round started"
         done = 0
-        for f in room[6:26]:  # the round cannot finish: it waits for `release`
+        for f in room[6:26]:  # the round cannot finish while held
             assert predictor.predict(f.rgb).shape == SIZE
             done += 1
         assert done == 20 and engine.stats()["round_in_progress"]
         assert predictor.version == 0
-    finally:
-        hook.remove()
-        release.set()
     wait_until(lambda: engine.stats()["rounds_run"] == 1 and not engine.stats()["round_in_progress"], "round end")
     assert engine.stop(DEADLINE_S) and not engine.running
     assert predictor.version == engine.version == engine.stats()["rounds_accepted"]
@@ -220,27 +232,16 @@ def test_state_dict_serves_the_weights_in_force_during_a_round(room) -> None:
     assert engine.run_round().outcome == "accepted"
     version, accepted = engine.state_dict()
     assert version == 1
-    in_round, release = threading.Event(), threading.Event()
-
-    def hold(module, args):
-        if module.training:
-            in_round.set()
-            release.wait(DEADLINE_S)
-
-    hook = engine.training_model.register_forward_pre_hook(hold)
-    engine.start()
-    try:
+    with round_held(engine) as in_round:
+        engine.start()
         for f in room[6:12]:
             engine.offer(f)
         assert in_round.wait(DEADLINE_S), "no round started"
-        version, state = engine.state_dict()  # the round holds until `release`: must not wait for it
+        version, state = engine.state_dict()  # the round is held: this must not wait for it
         assert engine.stats()["round_in_progress"]
         assert version == 1
         assert state.keys() == accepted.keys()
         assert all(torch.equal(state[k], accepted[k]) for k in accepted)
-    finally:
-        hook.remove()
-        release.set()
     assert engine.stop(DEADLINE_S)
     assert engine.state_dict()[0] == engine.version
 
@@ -280,22 +281,13 @@ def test_enable_disable_stops_and_resumes_rounds(room) -> None:
         engine.enabled = True
         wait_until(lambda: engine.stats()["rounds_run"] >= 1 and not engine.stats()["round_in_progress"], "a round")
         # Disabling in the middle of a round aborts it and rolls it back.
-        in_round, release = threading.Event(), threading.Event()
-
-        def hold(module, args):
-            if module.training:
-                in_round.set()
-                release.wait(DEADLINE_S)
-
-        hook = engine.training_model.register_forward_pre_hook(hold)
-        version = engine.version
-        weights = {k: v.clone() for k, v in engine.training_model.state_dict().items()}
-        for f in room[6:12]:
-            engine.offer(f)
-        assert in_round.wait(DEADLINE_S)
-        engine.enabled = False
-        release.set()
-        hook.remove()
+        with round_held(engine) as in_round:
+            version = engine.version
+            weights = {k: v.clone() for k, v in engine.training_model.state_dict().items()}
+            for f in room[6:12]:
+                engine.offer(f)
+            assert in_round.wait(DEADLINE_S)
+            engine.enabled = False
         wait_until(lambda: engine.stats()["rounds_aborted"] == 1, "the abort")
         assert engine.version == version
         now = engine.training_model.state_dict()

@@ -6,6 +6,7 @@ Usage::
     bench --out out/bench --quick --only model  # seconds-long smoke run of one section
     bench --only memory --minutes 10 --device cpu
     bench --only soak --minutes 10 --device cpu   # 60 Hz VGA soak (issue 7), never in the default set
+    bench --only accuracy --train-minutes 4       # every model trained 4 min, scored on unseen rooms (issue 3)
 
 Every section writes ``<section>.json`` and ``<section>.png`` (each JSON holds the machine
 description); at the end a summary table is printed and written to ``summary.json`` and
@@ -29,7 +30,7 @@ from depth_estimator_ros.benchmarks.common import DEVICE_CHOICES, write_json
 __all__ = ["OPTIONAL_SECTIONS", "build_parser", "main", "format_table"]
 
 #: Sections run only when named with ``--only`` (too long for ``make bench``).
-OPTIONAL_SECTIONS: tuple[str, ...] = ("soak",)
+OPTIONAL_SECTIONS: tuple[str, ...] = ("soak", "accuracy")
 _ALL_SECTIONS = SECTIONS + OPTIONAL_SECTIONS
 
 
@@ -88,7 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="length of the memory and soak runs in minutes (default 10)",
     )
     parser.add_argument(
-        "--archs", type=_csv(None), default=None, help="architectures of the model section (default all registered)"
+        "--train-minutes", type=_positive_float, default=4.0,
+        help="training budget per architecture of the accuracy section, in minutes (default 4)",
+    )
+    parser.add_argument(
+        "--archs", type=_csv(None), default=None,
+        help="architectures of the model and accuracy sections (default all registered / compared)",
     )
     parser.add_argument(
         "--threads",
@@ -171,6 +177,14 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
             progress=progress,
         )
         return result, memory.summary_rows(result)
+    if name == "accuracy":
+        from depth_estimator_ros.benchmarks import accuracy
+
+        result = accuracy.run(
+            args.out, device=args.device, quick=args.quick, minutes=args.train_minutes, archs=args.archs,
+            progress=progress,
+        )
+        return result, accuracy.summary_rows(result)
     if name == "soak":
         from depth_estimator_ros.ros.bench import soak
 
