@@ -31,7 +31,9 @@ DEADLINE_S = 60.0
 
 @pytest.fixture(scope="module")
 def room() -> list[Frame]:
-    source = SyntheticRooms(seed=5, frames=48, width=64, height=48)
+    # A room whose untrained error is typical (~0.5 m on its last frames); with the
+    # per-room camera walks, room 0 of seed 5 starts out at 0.26 m and leaves little to learn.
+    source = SyntheticRooms(seed=8, frames=48, width=64, height=48)
     return [source[i] for i in range(len(source))]
 
 

@@ -88,6 +88,19 @@ def test_rooms_split_frames_into_walks() -> None:
     assert source[9].name == "synthetic-seed2/room2/frame1"
 
 
+def test_first_room_selects_later_rooms_of_the_same_seed_frame_for_frame() -> None:
+    whole = SyntheticRooms(seed=2, frames=12, width=32, height=24, rooms=4)
+    later = SyntheticRooms.from_spec("seed=2,frames=6,width=32,height=24,rooms=2,first_room=2")
+    assert later.frames_per_room == whole.frames_per_room == 3
+    for i in range(len(later)):
+        a, b = later[i], whole[6 + i]
+        assert a.name == b.name and a.name.startswith(f"synthetic-seed2/room{2 + i // 3}/")
+        np.testing.assert_array_equal(a.rgb, b.rgb)
+        np.testing.assert_array_equal(a.depth, b.depth)
+    with pytest.raises(DataError, match="first_room must be >= 0"):
+        SyntheticRooms.from_spec("first_room=-1")
+
+
 def test_spec_parsing_and_refusals() -> None:
     source = SyntheticRooms.from_spec("seed=3, frames=12,width=40,height=30", frames=5)
     assert (len(source), source.intrinsics.width, source.seed) == (5, 40, 3)

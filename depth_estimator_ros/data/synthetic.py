@@ -60,6 +60,7 @@ class Room:
         path_center: ``(3,)`` centre of the camera path, metres.
         path_radius: ``(3,)`` half-extent of the camera path along x, y, z, metres.
         seed: the seed the room was built from.
+        index: the room's index under that seed.
     """
 
     size: np.ndarray
@@ -73,6 +74,7 @@ class Room:
     path_center: np.ndarray
     path_radius: np.ndarray
     seed: int
+    index: int = 0
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
@@ -199,6 +201,7 @@ def make_room(seed: int, room: int = 0) -> Room:
         path_center=center,
         path_radius=half,
         seed=int(seed),
+        index=int(room),
     )
 
 
@@ -212,7 +215,9 @@ def camera_pose(room: Room, t: float) -> tuple[np.ndarray, np.ndarray]:
         ``(position (3,), rotation (3, 3))``; rotation columns are the camera's
         x (right), y (down) and z (forward) axes in world coordinates.
     """
-    rng = np.random.default_rng([room.seed, 2])
+    # Per room: frequencies, start point and heading differ between the rooms of a seed
+    # (seeded by the seed alone, every room's walk started looking the same way).
+    rng = np.random.default_rng([room.seed, room.index, 2])
     w = rng.uniform(0.08, 0.16, 3) * 2 * math.pi / 2
     phase = rng.uniform(0, 2 * math.pi, 6)
     position = room.path_center + room.path_radius * np.sin(w * t + phase[:3]).astype(np.float32)
@@ -390,13 +395,16 @@ def render_view(
     return rgb, depth
 
 
-_SPEC_KEYS = {"seed": int, "frames": int, "width": int, "height": int, "rooms": int, "rate_hz": float, "noise": int}
+_SPEC_KEYS = {
+    "seed": int, "frames": int, "width": int, "height": int, "rooms": int, "first_room": int, "rate_hz": float,
+    "noise": int,
+}  # fmt: skip
 
 
 class SyntheticRooms(FrameSource):
     """Frames from ``rooms`` synthetic rooms, ``frames`` in all, each room a continuous camera walk.
 
-    Frame ``i`` belongs to room ``i // ceil(frames / rooms)``; its stamp is
+    Frame ``i`` belongs to room ``first_room + i // ceil(frames / rooms)``; its stamp is
     ``i / rate_hz``. Intrinsics are a Kinect's (fx = fy = 525 at 640x480) scaled
     to ``width`` x ``height``.
     """
@@ -409,6 +417,7 @@ class SyntheticRooms(FrameSource):
         width: int = 320,
         height: int = 240,
         rooms: int = 1,
+        first_room: int = 0,
         rate_hz: float = 30.0,
         noise: bool = True,
     ) -> None:
@@ -420,6 +429,10 @@ class SyntheticRooms(FrameSource):
             width: image width in pixels (``>= 8``).
             height: image height in pixels (``>= 8``).
             rooms: number of different rooms (``1 <= rooms <= frames``).
+            first_room: index of the first room. Rooms depend only on ``(seed, index)``,
+                so ``first_room=5`` gives rooms 5, 6, ... of the same seed: a set of rooms
+                disjoint from ``first_room=0, rooms=5`` (e.g. replay frames of a
+                pretraining set that exclude the rooms forgetting is measured on).
             rate_hz: camera rate; the path speed is in metres per second.
             noise: add Kinect-like depth noise, holes and image noise.
 
@@ -432,9 +445,11 @@ class SyntheticRooms(FrameSource):
             raise ValueError(f"width and height must be >= 8 pixels, got {width}x{height}")
         if not 1 <= rooms <= frames:
             raise ValueError(f"rooms must be in [1, frames={frames}], got {rooms}")
+        if first_room < 0:
+            raise ValueError(f"first_room must be >= 0, got {first_room}")
         if not rate_hz > 0:
             raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
-        self.seed, self.frames, self.rooms = int(seed), int(frames), int(rooms)
+        self.seed, self.frames, self.rooms, self.first_room = int(seed), int(frames), int(rooms), int(first_room)
         self.rate_hz, self.noise = float(rate_hz), bool(noise)
         self.intrinsics = _KINECT.scaled(int(width), int(height))
         self.frames_per_room = -(-self.frames // self.rooms)
@@ -482,6 +497,7 @@ class SyntheticRooms(FrameSource):
 
     def _load(self, index: int) -> Frame:
         room_index, local = divmod(index, self.frames_per_room)
+        room_index += self.first_room
         room = self.room(room_index)
         position, rotation = camera_pose(room, local / self.rate_hz)
         rng = np.random.default_rng([self.seed, room_index, local, 3]) if self.noise else None
