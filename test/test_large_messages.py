@@ -12,13 +12,13 @@ import textwrap
 import xml.etree.ElementTree as ET
 
 import pytest
+from ros_helpers import MessageCollector, isolated_ros
 
 from depth_estimator_ros.ros.large_messages import (
     FASTDDS_PROFILE,
     PROFILE_VARIABLES,
     configure_large_messages,
 )
-from ros_helpers import MessageCollector, isolated_ros
 
 NS = {"p": "http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles"}
 
