@@ -64,10 +64,11 @@ def ensure_base_checkpoint(path: Path, *, minutes: float, progress: bool = True)
 
     work = path.parent / (path.stem + "_training")
     # 72x96 input: on a 2-core CPU the live pipeline then fits several adaptation rounds
-    # into a 30 s stream; many small rooms generalise better than a few large ones.
+    # into a 30 s stream; many rooms with few frames each generalise better than a few
+    # long walks. Nothing else runs yet, so training gets every core.
     argv = [
-        "--arch", "fast", "--input-size", "72", "96", "--threads", "1",
-        "--data", "synthetic:seed=0,frames=1000,width=320,height=240,rooms=200",
+        "--arch", "fast", "--input-size", "72", "96", "--threads", str(os.cpu_count() or 1),
+        "--data", "synthetic:seed=0,frames=2000,width=320,height=240,rooms=400",
         "--minutes", f"{minutes:g}", "--epochs", "50", "--out", str(work), "--checkpoint", str(path),
     ]
     if not progress:
