@@ -45,7 +45,6 @@ class LatestWorker(Generic[T]):
         self._cond = threading.Condition()
         self._item: T | None = None
         self._closed = False
-        self._busy = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -65,12 +64,6 @@ class LatestWorker(Generic[T]):
             self._item = item
             self._cond.notify()
         return replaced
-
-    @property
-    def idle(self) -> bool:
-        """True when nothing is waiting and the handler is not running."""
-        with self._cond:
-            return self._item is None and not self._busy
 
     def close(self, timeout: float = 10.0) -> bool:
         """Stop the worker after the item in progress; a waiting item is discarded.
@@ -94,7 +87,6 @@ class LatestWorker(Generic[T]):
                 if self._closed:
                     return
                 item, self._item = self._item, None
-                self._busy = True
             try:
                 self._handler(item)
             except Exception as exc:  # noqa: BLE001 - the loop must survive any frame
@@ -102,6 +94,3 @@ class LatestWorker(Generic[T]):
                     self._on_error(exc)
                 except Exception:  # noqa: BLE001
                     pass
-            finally:
-                with self._cond:
-                    self._busy = False
