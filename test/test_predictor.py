@@ -71,6 +71,31 @@ def test_predict_batch_matches_single_predictions_at_each_size():
     assert predictor.predict_batch([]) == []
 
 
+def test_upsampling_matches_torch_bilinear_and_masks_after_it():
+    """The host-side upsampling gives torch's bilinear (align_corners=False) result, then masks the range."""
+    predictor = Predictor(_RampModel())
+    depth = predictor.predict(_image(0, 96, 160))  # 32x32 ramp -> 96x160
+    ramp = _RampModel().ramp.detach()
+    reference = torch.nn.functional.interpolate(ramp, size=(96, 160), mode="bilinear", align_corners=False)[0, 0]
+    reference = reference.numpy()
+    inside = (reference >= 0.5) & (reference <= 10.0)
+    assert np.array_equal(np.isfinite(depth), inside)
+    np.testing.assert_allclose(depth[inside], reference[inside], rtol=1e-5, atol=1e-5)
+
+
+def test_timings_split_the_call_into_prepare_forward_finish():
+    predictor = Predictor(_fast(0))
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    depth, version = predictor.predict_versioned(_image(1, 120, 160), timings=timings)
+    elapsed = time.perf_counter() - started
+    assert depth.shape == (120, 160) and version == 0
+    assert set(timings) == {"prepare", "forward", "finish"}
+    assert all(seconds > 0 for seconds in timings.values())
+    assert sum(timings.values()) <= elapsed
+    np.testing.assert_array_equal(depth, predictor.predict(_image(1, 120, 160)))
+
+
 def test_nan_exactly_outside_range():
     predictor = Predictor(_RampModel())
     depth = predictor.predict(_image(0, 32, 32))  # same size: no resampling of the ramp

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -51,6 +52,23 @@ def test_resize_rgb_keeps_dtype_and_identity():
         resize_rgb(rgb, (0, 3))
     with pytest.raises(TypeError, match="height, width"):
         resize_rgb(rgb, 5)
+
+
+def test_resize_rgb_shrinks_by_whole_blocks_then_bilinear_close_to_area():
+    # integer factor: exactly the k x k block means
+    rgb = np.arange(8 * 12 * 3, dtype=np.float32).reshape(8, 12, 3)
+    expected = rgb.reshape(2, 4, 3, 4, 3).mean(axis=(1, 3))
+    np.testing.assert_allclose(resize_rgb(rgb, (2, 3)), expected, rtol=1e-6)
+    # camera frame to the fast model's input (factor 2.5: 2x2 blocks, then bilinear 1.25):
+    # a smooth image comes out as a direct area resize would make it
+    yy, xx = np.mgrid[0:480, 0:640]
+    smooth = np.stack([xx * 255 / 639, yy * 255 / 479, (xx + yy) * 255 / 1118], axis=2).astype(np.uint8)
+    fast = resize_rgb(smooth, (192, 256)).astype(np.float64)
+    area = cv2.resize(smooth, (256, 192), interpolation=cv2.INTER_AREA).astype(np.float64)
+    assert np.abs(fast - area).max() <= 2.0
+    # sides without a common divisor: the direct area resize
+    odd = smooth[:479, :639]
+    np.testing.assert_array_equal(resize_rgb(odd, (192, 256)), cv2.resize(odd, (256, 192), interpolation=cv2.INTER_AREA))
 
 
 def test_resize_depth_hand_computed_blocks():
