@@ -22,7 +22,12 @@ from depth_estimator_ros.adaptation.payload import export_payload
 from depth_estimator_ros.data.image_encoding import encode_rgb
 from depth_estimator_ros.learning.predictor import Predictor
 from depth_estimator_ros.ros import codec
-from depth_estimator_ros.ros.estimator_node import DepthEstimatorNode, colorize_depth, parameter_descriptors
+from depth_estimator_ros.ros.estimator_node import (
+    STAGES,
+    DepthEstimatorNode,
+    colorize_depth,
+    parameter_descriptors,
+)
 from depth_estimator_ros.ros.params import load_defaults
 from depth_estimator_ros.ros.qos import SENSOR_QOS, WEIGHTS_QOS
 
@@ -115,6 +120,24 @@ def test_depth_per_frame_with_input_header_encoding_and_shape(checkpoint, encodi
             np.testing.assert_allclose(values, node._predictor.predict(rgb), rtol=1e-5)
         stats = node.stats()
         assert stats["frames_processed"] == 3 and stats["frames_in"] == 3
+
+
+def test_diagnostics_split_each_frame_into_timed_stages(checkpoint):
+    with running_estimator(checkpoint) as (_, node, probe):
+        pub = probe.create_publisher(Image, "image", 10)
+        depth = MessageCollector(probe, Image, "depth")
+        for i in range(4):
+            sent = probe.get_clock().now().nanoseconds * 1e-9
+            _send_and_wait(pub, depth, _image(_rgb(i), sent))
+        stats = node.stats()
+    stages = {name: stats[f"stage_{name}_mean_s"] for name in STAGES}
+    assert all(0.0 <= seconds < TIMEOUT for seconds in stages.values()), stages
+    assert stages["forward"] > 0 and stages["decode"] > 0 and stages["publish"] > 0
+    # the Predictor call is exactly prepare + forward + finish (timed inside it), give or take the clock reads
+    predictor_call = stages["prepare"] + stages["forward"] + stages["finish"]
+    assert predictor_call == pytest.approx(stats["processing_mean_s"], rel=0.1, abs=2e-4)
+    # stamp to publish covers every stage of the node
+    assert stats["latency_mean_s"] >= sum(stages.values()) * 0.99
 
 
 def test_best_effort_camera_publisher_is_compatible(checkpoint):
@@ -301,12 +324,31 @@ def test_live_parameter_changes_are_validated(checkpoint):
         assert node._colormap == (0.0, 4.0) and node._max_pixels == 100
 
 
+def test_depth_encoding_switches_live_to_16uc1_millimetres(checkpoint):
+    rgb = _rgb(3)
+    with running_estimator(checkpoint) as (_, node, probe):
+        pub = probe.create_publisher(Image, "image", 10)
+        depth = MessageCollector(probe, Image, "depth")
+        metres = _send_and_wait(pub, depth, _image(rgb, 1.0))
+        refused = node.set_parameters([Parameter("depth_encoding", value="16UC2")])[0]
+        assert not refused.successful and "32FC1, 16UC1" in refused.reason
+        assert node.set_parameters([Parameter("depth_encoding", value="16UC1")])[0].successful
+        millimetres = _send_and_wait(pub, depth, _image(rgb, 2.0))
+    assert (metres.encoding, millimetres.encoding) == ("32FC1", "16UC1")
+    assert (millimetres.step, len(millimetres.data)) == (2 * W, 2 * W * H)  # half the bytes of 32FC1
+    raw = np.frombuffer(bytes(millimetres.data), "<u2").reshape(H, W)
+    expected = codec.image_to_depth(metres)
+    np.testing.assert_allclose(raw / 1000.0, expected, atol=0.0005 + 1e-6)
+    np.testing.assert_allclose(codec.image_to_depth(millimetres), expected, atol=0.0005 + 1e-6)
+
+
 def test_unusable_start_parameters_raise_with_the_reason(tmp_path):
     with isolated_ros() as ros:
         for params, match in (
             ([Parameter("arch", value="resnet9000")], "arch must be one of"),
             ([Parameter("checkpoint", value=str(tmp_path))], "does not exist or is not a file"),
             ([Parameter("device", value="tpu")], "device must be one of"),
+            ([Parameter("depth_encoding", value="mono16")], "depth_encoding must be one of"),
         ):
             with pytest.raises(ValueError, match=match):
                 DepthEstimatorNode(context=ros.context, parameter_overrides=params)

@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="QoS reliability of the pipeline's camera stream and the node's subscription (default best_effort)",
     )
     parser.add_argument(
+        "--depth-encoding", choices=("32FC1", "16UC1"), default="32FC1",
+        help="the estimator's depth_encoding in the pipeline section (default 32FC1)",
+    )
+    parser.add_argument(
         "--pipeline-arch", default="fast", help="architecture the ROS sections run (default fast)"
     )
     parser.add_argument(
@@ -148,7 +152,7 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
 
         result = pipeline.run(
             args.out, device=args.device, quick=args.quick, arch=args.pipeline_arch, progress=progress,
-            image_reliability=args.image_reliability,
+            image_reliability=args.image_reliability, depth_encoding=args.depth_encoding,
         )
         return result, pipeline.summary_rows(result)
     if name == "adaptation":

@@ -159,20 +159,22 @@ def rgb_to_image(array_rgb: np.ndarray, header: Header, encoding: str = "rgb8") 
     return _make_image(header, array_rgb.shape[0], array_rgb.shape[1], encoding, step, data)
 
 
-def depth_to_image(depth_m: np.ndarray, header: Header) -> Image:
-    """Encode a depth map as a ``32FC1`` image message in metres.
+def depth_to_image(depth_m: np.ndarray, header: Header, encoding: str = "32FC1") -> Image:
+    """Encode a depth map as an image message, like a depth camera (REP 118).
 
     Args:
         depth_m: ``(H, W)`` float metres; NaN, non-positive and non-finite values
-            are written as NaN (invalid).
+            are invalid.
         header: stamp and frame_id to copy into the message (the input image's).
+        encoding: ``"32FC1"`` (metres, invalid = NaN) or ``"16UC1"`` (millimetres,
+            invalid = 0; half the bytes).
 
     Returns:
-        ``sensor_msgs/Image`` ``32FC1``, little-endian, no row padding.
+        ``sensor_msgs/Image`` in ``encoding``, little-endian, no row padding.
 
     Raises:
         TypeError: ``depth_m`` is not a floating-point numpy array.
-        ValueError: wrong shape.
+        ValueError: wrong shape or unknown encoding.
     """
-    step, data = encode_depth(depth_m, "32FC1")
-    return _make_image(header, depth_m.shape[0], depth_m.shape[1], "32FC1", step, data)
+    step, data = encode_depth(depth_m, encoding)
+    return _make_image(header, depth_m.shape[0], depth_m.shape[1], encoding, step, data)

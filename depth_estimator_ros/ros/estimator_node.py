@@ -11,8 +11,9 @@ Subscribed topics
     between two frames; a late or restarted estimator gets the latest at once.
 
 Published topics
-    ``depth`` (sensor_msgs/Image): 32FC1, metres, NaN invalid, the input's size
-    and header (stamp and frame_id).
+    ``depth`` (sensor_msgs/Image): 32FC1 metres with NaN invalid, or 16UC1
+    millimetres with 0 invalid (``depth_encoding``); the input's size and header
+    (stamp and frame_id).
     ``depth/colored`` (sensor_msgs/Image): rgb8 colour map of ``depth`` (turbo,
     ``colormap_min_depth`` .. ``colormap_max_depth``, black = invalid); computed
     only while someone subscribes.
@@ -23,7 +24,9 @@ Published topics
     ``publish_points`` is true and camera_info has been received.
     ``/diagnostics`` (diagnostic_msgs/DiagnosticArray), every
     ``diagnostics_period`` s: input and output rates, latency (stamp to publish,
-    and inference alone), frames in / processed / dropped by reason, weights
+    and inference alone), where a frame's time goes (``stage_*_mean_s``: stamp
+    to the image callback, wait for the inference thread, decode, predict,
+    encode + publish), frames in / processed / dropped by reason, weights
     version and rejected payloads.
 
 Parameters (defaults in ``config/live.yaml``; read-only ones are fixed at start-up)
@@ -32,8 +35,8 @@ Parameters (defaults in ``config/live.yaml``; read-only ones are fixed at start-
     ``torch_threads`` (int, read-only, applied by :func:`main`), ``max_pixels``
     (int), ``max_future_stamp`` (s), ``time_reset_threshold`` (s),
     ``log_throttle_sec`` (s), ``diagnostics_period`` (s, read-only),
-    ``publish_points`` (bool), ``points_stride`` (int), ``colormap_min_depth`` (m),
-    ``colormap_max_depth`` (m).
+    ``depth_encoding`` (32FC1 | 16UC1), ``publish_points`` (bool), ``points_stride``
+    (int), ``colormap_min_depth`` (m), ``colormap_max_depth`` (m).
 
 Threads: the image callback only hands the newest message to the inference
 thread (:class:`~depth_estimator_ros.ros.latest.LatestWorker`, outside the rclpy
@@ -124,11 +127,26 @@ def parameter_descriptors() -> dict[str, ParameterDescriptor]:
         ),
         "log_throttle_sec": describe("seconds between log lines of one drop reason", low=0.0, high=3600.0),
         "diagnostics_period": describe("seconds between /diagnostics messages", low=0.05, high=60.0, read_only=True),
+        "depth_encoding": describe(
+            "encoding of depth: 32FC1 (metres, NaN invalid) or 16UC1 (millimetres, 0 invalid, half the bytes)",
+            constraints="32FC1 or 16UC1",
+        ),
         "publish_points": describe("publish depth/points when camera_info is known"),
         "points_stride": describe("keep every Nth pixel per direction in depth/points", low=1, high=64, integer=True),
         "colormap_min_depth": describe("metres at the first colour of depth/colored", low=0.0, high=1000.0),
         "colormap_max_depth": describe("metres at the last colour of depth/colored", low=0.0, high=1000.0),
     }
+
+
+#: Encodings the ``depth`` topic can use (``depth_encoding``).
+DEPTH_OUTPUT_ENCODINGS: tuple[str, ...] = ("32FC1", "16UC1")
+
+
+def _encoding_problem(encoding: str) -> str:
+    """Return why a ``depth_encoding`` value is unusable, or ``""``."""
+    if encoding in DEPTH_OUTPUT_ENCODINGS:
+        return ""
+    return f"depth_encoding must be one of {', '.join(DEPTH_OUTPUT_ENCODINGS)}, got {encoding!r}"
 
 
 def _colormap_problem(low: float, high: float) -> str:
@@ -194,6 +212,15 @@ def depth_to_points(depth: np.ndarray, info: CameraInfo, header: Header, stride:
     return cloud
 
 
+#: Stages of a frame timed for ``/diagnostics`` (``stage_<name>_mean_s``). ``receive``:
+#: header stamp to the image callback (camera and node clocks must agree); ``queue``:
+#: callback to the inference thread taking the frame; ``decode``: message to RGB array;
+#: ``prepare`` / ``forward`` / ``finish``: the Predictor call (resize and upload, the
+#: model itself, download + upsampling + range mask; together ``processing_mean_s``);
+#: ``publish``: encode and publish the outputs.
+STAGES: tuple[str, ...] = ("receive", "queue", "decode", "prepare", "forward", "finish", "publish")
+
+
 class DepthEstimatorNode(Node):
     """Predict metric depth from every RGB frame and publish it like a depth camera.
 
@@ -214,6 +241,7 @@ class DepthEstimatorNode(Node):
         super().__init__(NODE_NAME, **kwargs)
         values = declare_parameters(self, parameter_descriptors())
         problem = _colormap_problem(values["colormap_min_depth"], values["colormap_max_depth"])
+        problem = problem or _encoding_problem(values["depth_encoding"])
         if problem:
             raise ValueError(problem)
         model, _ = load_model(values["arch"], values["checkpoint"], values["input_size"])
@@ -228,6 +256,7 @@ class DepthEstimatorNode(Node):
         self._image_qos = image_qos(values["image_reliability"])  # ValueError names the allowed values
         self._max_pixels = values["max_pixels"]
         self._publish_points = values["publish_points"]
+        self._depth_encoding = values["depth_encoding"]
         self._points_stride = values["points_stride"]
         self._colormap = (values["colormap_min_depth"], values["colormap_max_depth"])
         self._guard = StampGuard(max_future=values["max_future_stamp"], reset_after=values["time_reset_threshold"])
@@ -236,6 +265,7 @@ class DepthEstimatorNode(Node):
         self._rate_out = RateMeter()
         self._latency = LatencyMeter()
         self._processing = LatencyMeter()
+        self._stages = {stage: LatencyMeter() for stage in STAGES}
         self._frames_in = 0
         self._frames_processed = 0
         self._frames_colored = 0
@@ -292,6 +322,7 @@ class DepthEstimatorNode(Node):
             "latency_max_s": max_latency,
             "processing_mean_s": mean_processing,
             "processing_max_s": max_processing,
+            **{f"stage_{stage}_mean_s": meter.summary()[0] for stage, meter in self._stages.items()},
             "weights_version": self._predictor.version,
             "weights_rejected": self._weights_rejected,
             "time_resets": self._guard.resets,
@@ -326,14 +357,17 @@ class DepthEstimatorNode(Node):
         self._camera_info = msg
 
     def _on_image(self, msg: Image) -> None:
+        arrived = time.monotonic()
         self._frames_in += 1
         self._rate_in.tick()
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        reason = self._guard.check(stamp, self.get_clock().now().nanoseconds * 1e-9)
+        now = self.get_clock().now().nanoseconds * 1e-9
+        reason = self._guard.check(stamp, now)
         if reason is not None:
             self._drop(reason, f"stamp {stamp:.6f}")
             return
-        if self._inference.offer(msg):
+        self._stages["receive"].add(now - stamp)
+        if self._inference.offer((msg, arrived)):
             self._drops.record("stale")
 
     def destroy_node(self) -> None:
@@ -345,23 +379,32 @@ class DepthEstimatorNode(Node):
         detail = "".join(traceback.format_exception(exc)).rstrip()
         self._drop("internal_error", f"unexpected error in the inference thread, next frame goes on:\n{detail}")
 
-    def _infer(self, msg: Image) -> None:
+    def _infer(self, item: tuple[Image, float]) -> None:
+        msg, arrived = item
+        taken = time.monotonic()
+        self._stages["queue"].add(taken - arrived)
         try:
             rgb = codec.image_to_rgb(msg, max_pixels=self._max_pixels)
         except codec.ImageDecodeError as exc:
             self._drop(image_drop_reason(msg, codec.IMAGE_ENCODINGS, self._max_pixels), str(exc))
             return
         started = time.monotonic()
+        self._stages["decode"].add(started - taken)
+        timings: dict[str, float] = {}
         try:
-            depth = self._predictor.predict(rgb)
+            depth, _ = self._predictor.predict_versioned(rgb, timings=timings)
         except (RuntimeError, ValueError) as exc:  # e.g. out of GPU memory: skip the frame, keep running
             self._drop("inference_error", str(exc))
             return
-        self._processing.add(time.monotonic() - started)
+        predicted = time.monotonic()
+        self._processing.add(predicted - started)
+        for stage, seconds in timings.items():
+            self._stages[stage].add(seconds)
         self._publish(msg.header, depth)
+        self._stages["publish"].add(time.monotonic() - predicted)
 
     def _publish(self, header: Header, depth: np.ndarray) -> None:
-        self._depth_pub.publish(codec.depth_to_image(depth, header))
+        self._depth_pub.publish(codec.depth_to_image(depth, header, self._depth_encoding))
         if self._colored_pub.get_subscription_count() > 0:
             self._colored_pub.publish(codec.rgb_to_image(colorize_depth(depth, *self._colormap), header))
             self._frames_colored += 1
@@ -401,6 +444,7 @@ class DepthEstimatorNode(Node):
         problem = _colormap_problem(
             changes.get("colormap_min_depth", self._colormap[0]), changes.get("colormap_max_depth", self._colormap[1])
         )
+        problem = problem or _encoding_problem(changes.get("depth_encoding", self._depth_encoding))
         return refuse(problem) if problem else accept()
 
     def _on_parameters_set(self, params: list[Parameter]) -> None:
@@ -412,6 +456,7 @@ class DepthEstimatorNode(Node):
         )
         self._max_pixels = changes.get("max_pixels", self._max_pixels)
         self._publish_points = changes.get("publish_points", self._publish_points)
+        self._depth_encoding = changes.get("depth_encoding", self._depth_encoding)
         self._points_stride = changes.get("points_stride", self._points_stride)
         if "max_future_stamp" in changes:
             self._guard.max_future = changes["max_future_stamp"]
