@@ -7,6 +7,7 @@ import json
 import pytest
 
 from depth_estimator_ros.cli.adapt_eval import main
+from depth_estimator_ros.models import build_model, save_checkpoint
 
 
 def test_adapt_eval_end_to_end(tmp_path, capsys) -> None:
@@ -23,9 +24,22 @@ def test_adapt_eval_end_to_end(tmp_path, capsys) -> None:
     assert (out / "adapt_eval.png").read_bytes()[:4] == b"\x89PNG"
     assert result["settings"]["start"] == "cold" and result["settings"]["frames"] == 30
     assert result["settings"]["base_frames"] == 4 and result["settings"]["engine"]["base_replay_fraction"] == 0.25
+    assert result["settings"]["engine"]["scope"] == "all"  # a cold start has no encoder worth keeping
     assert result["summary"]["rounds_run"] >= 1
     assert result["forgetting"]["frames"] == 2
     assert "second-half RMSE" in capsys.readouterr().out
+
+
+def test_adapt_eval_from_a_checkpoint_adapts_the_decoder_unless_told(tmp_path) -> None:
+    checkpoint = tmp_path / "base.safetensors"
+    save_checkpoint(checkpoint, build_model("fast", input_size=(48, 64)))
+    common = ["--data", "synthetic:seed=3,frames=12,width=64,height=48", "--forget-data", "none",
+              "--checkpoint", str(checkpoint), "--rate", "20", "--min-new", "4", "--max-new", "6", "--epochs", "1",
+              "--buffer", "8", "--window", "0.5", "--no-progress"]
+    for extra, scope in (([], "decoder"), (["--scope", "all"], "all")):
+        out = tmp_path / scope
+        assert main([*common, *extra, "--out", str(out)]) == 0
+        assert json.loads((out / "adapt_eval.json").read_text())["settings"]["engine"]["scope"] == scope
 
 
 def test_adapt_eval_refuses_bad_arguments(tmp_path, capsys) -> None:

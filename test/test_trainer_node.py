@@ -312,3 +312,11 @@ def test_live_yaml_engine_settings_equal_the_adaptation_defaults():
     assert defaults["adaptation_enabled"] == config.enabled
     for name in _ENGINE_FIELDS:
         assert _engine_value(name, defaults[name]) == getattr(config, name), name
+
+
+def test_cold_start_with_a_partial_scope_is_warned_about(capfd):
+    for scope, warned in (("decoder", True), ("all", False)):
+        with running_trainer("", scope=scope) as (_, node, _probe):
+            assert node.engine.config.scope == scope
+        err = capfd.readouterr().err
+        assert ("keeps the untrained encoder" in err) is warned, err

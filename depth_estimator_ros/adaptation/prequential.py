@@ -454,7 +454,9 @@ def run_benchmark(
 
     model = build_model(arch) if checkpoint is None else load_checkpoint(checkpoint)[0]
     frames = load_frames(open_source(str(data)), 300 if quick else None)
-    result = run_prequential(model, frames, rate_hz=rate_hz, device=device)
+    # a cold start has no encoder worth keeping: adapt everything
+    config = AdaptationConfig(scope="all") if checkpoint is None else None
+    result = run_prequential(model, frames, rate_hz=rate_hz, device=device, config=config)
     out_dir = Path(out_dir)
     json_path = write_result(result, out_dir / "adaptation_prequential.json")
     png_path = plot_result(result, out_dir / "adaptation_prequential.png")

@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     e = p.add_argument_group("engine")
     e.add_argument("--lr", type=float, default=d.lr)
-    e.add_argument("--scope", choices=SCOPES, default=d.scope)
+    e.add_argument("--scope", choices=SCOPES, default=None,
+                   help=f"trainable parameters (default: {d.scope}; all for a cold start, whose encoder is untrained)")
     e.add_argument("--batch-size", type=int, default=d.batch_size)
     e.add_argument("--epochs", type=int, default=d.epochs_per_round, help="epochs per round")
     e.add_argument("--buffer", type=int, default=d.buffer_capacity, help="replay buffer capacity (frames)")
@@ -110,7 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = not args.no_progress
     try:
         config = AdaptationConfig(
-            lr=args.lr, scope=args.scope, batch_size=args.batch_size, epochs_per_round=args.epochs,
+            lr=args.lr, scope=args.scope or ("all" if args.checkpoint is None else AdaptationConfig.scope),
+            batch_size=args.batch_size, epochs_per_round=args.epochs,
             buffer_capacity=args.buffer, recent_fraction=args.recent_fraction, min_new_frames=args.min_new,
             max_new_frames=args.max_new, holdout_frames=args.holdout, accept_tolerance=args.tolerance,
             grad_clip=args.grad_clip, weight_decay=args.weight_decay, anchor_weight=args.anchor,

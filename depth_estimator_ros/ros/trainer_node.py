@@ -267,6 +267,11 @@ class OnlineTrainerNode(Node):
             f"{resolve_device(values['device'])}, "
             f"adaptation {'on' if config.enabled else 'off'}"
         )
+        if not values["checkpoint"] and config.scope in ("decoder", "decoder+tail"):
+            self.get_logger().warn(
+                f"no checkpoint: scope '{config.scope}' keeps the untrained encoder as it is; "
+                "set scope to 'all' for a cold start"
+            )
 
     @property
     def engine(self) -> AdaptationEngine:
