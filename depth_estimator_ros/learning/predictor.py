@@ -274,7 +274,7 @@ class Predictor:
         if out.shape != (height, width):
             out = cv2.resize(out, (width, height), interpolation=cv2.INTER_LINEAR)
         elif not out.flags.writeable or not out.flags.c_contiguous:
-            out = np.ascontiguousarray(out).copy()
+            out = np.array(out)  # a writable, contiguous copy for the in-place mask
         lo, hi = self.min_depth, self.max_depth
         if self.amp:  # float16 rounds a clamped max_depth a hair outside the range: clamp, don't drop
             inside = (out >= lo * (1 - _AMP_RANGE_TOL)) & (out <= hi * (1 + _AMP_RANGE_TOL))
