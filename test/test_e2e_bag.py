@@ -22,12 +22,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from rclpy.parameter import Parameter
 from ros_helpers import MessageCollector, isolated_ros, wait_for
 from sensor_msgs.msg import Image
 
-from depth_estimator_ros import data, models
+from depth_estimator_ros import data
 from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.data.rosbag import DEFAULT_RGB_TOPIC, iter_raw_messages, write_bag
 from depth_estimator_ros.data.synthetic import SyntheticRooms
@@ -41,15 +40,6 @@ START = 1_700_000_000.0  # bag stamps, seconds since the epoch
 # Images travel best-effort (sensor-data QoS, like a camera driver's): a subscriber may
 # still be matching the player's publisher when the first frame goes out.
 MAX_TRANSPORT_LOSS = 2
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """A small untrained ``fast`` checkpoint (64x64 input): the room is all it will know."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "fast64.safetensors"
-    models.save_checkpoint(path, models.build_model("fast", input_size=(64, 64)))
-    return path
 
 
 @dataclass

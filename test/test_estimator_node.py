@@ -31,18 +31,8 @@ from depth_estimator_ros.ros.estimator_node import (
 from depth_estimator_ros.ros.params import load_defaults
 from depth_estimator_ros.ros.qos import SENSOR_QOS, WEIGHTS_QOS
 
-INPUT_SIZE = (64, 64)
 H, W = 48, 64
 TIMEOUT = 10.0
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """A small ``fast`` checkpoint (64x64 input) made here, so tests are quick."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "fast64.safetensors"
-    models.save_checkpoint(path, models.build_model("fast", input_size=INPUT_SIZE))
-    return path
 
 
 def _rgb(seed: int) -> np.ndarray:
