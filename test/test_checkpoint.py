@@ -85,7 +85,7 @@ def test_round_trip_of_a_trained_model_and_its_metadata(good_file, fast_model):
         assert torch.equal(loaded(rgb), fast_model(rgb))
     assert metadata["format"] == CHECKPOINT_FORMAT and metadata["format_version"] == 1
     assert metadata["config"] == {"input_size": [192, 256], "min_depth": 0.1, "max_depth": 8.0,
-                                  "backbone": "mobilenet_v3_small"}
+                                  "backbone": "mobilenet_v2", "freeze_encoder_bn": False}
     assert metadata["input_size"] == (192, 256)
     assert (metadata["min_depth"], metadata["max_depth"]) == (0.1, 8.0)
     assert metadata["provenance"] == {"dataset": "synthetic:seed=3", "epochs": 2}
@@ -223,3 +223,17 @@ def test_non_finite_tensors_are_refused(good_file, value):
 def test_map_location_places_the_model(good_file):
     model, _ = load_checkpoint(good_file, map_location=torch.device("cpu"))
     assert {p.device.type for p in model.parameters()} == {"cpu"}
+
+
+def test_a_float16_file_loads_as_the_float32_model_it_rounds(tmp_path, fast_model):
+    path = tmp_path / "half.safetensors"
+    save_checkpoint(path, fast_model, dtype=torch.float16)
+    full = tmp_path / "full.safetensors"
+    save_checkpoint(full, fast_model)
+    assert path.stat().st_size < 0.6 * full.stat().st_size
+    loaded, _ = load_checkpoint(path)
+    for name, tensor in fast_model.state_dict().items():
+        got = loaded.state_dict()[name]
+        assert got.dtype == tensor.dtype, name
+        if tensor.is_floating_point():
+            assert torch.equal(got, tensor.half().to(tensor.dtype)), name

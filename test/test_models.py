@@ -2,24 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import re
+from pathlib import Path
 
 import pytest
 import torch
 import torchvision
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from depth_estimator_ros.models import (
     ARCHITECTURES,
+    CANONICAL_FOCAL,
     ENCODER_WEIGHTS,
     SCOPES,
     DepthModel,
     TrainingDefaults,
     build_model,
     freeze_batchnorm,
+    load_checkpoint,
+    save_checkpoint,
 )
 
 SIDE = 64
@@ -293,7 +299,9 @@ def _legacy_densenet_keys(state: dict) -> dict:
 
 
 WEIGHTS = {
-    "fast": ({}, torchvision.models.MobileNet_V3_Small_Weights.IMAGENET1K_V1, torchvision.models.mobilenet_v3_small),
+    "fast": ({}, torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1, torchvision.models.mobilenet_v2),
+    "fast-small": ({"backbone": "mobilenet_v3_small"}, torchvision.models.MobileNet_V3_Small_Weights.IMAGENET1K_V1,
+                   torchvision.models.mobilenet_v3_small),
     "fast-large": ({"backbone": "mobilenet_v3_large"}, torchvision.models.MobileNet_V3_Large_Weights.IMAGENET1K_V2,
                    torchvision.models.mobilenet_v3_large),
     "vgg16_coarse_conv": ({}, torchvision.models.VGG16_Weights.IMAGENET1K_V1, torchvision.models.vgg16),
@@ -340,8 +348,86 @@ def test_missing_imagenet_weights_offline_raise_a_plain_error(tmp_path, monkeypa
         build_model("fast", encoder_weights="imagenet", progress=False)
     message = str(err.value)
     assert "could not be downloaded" in message
-    url = torchvision.models.MobileNet_V3_Small_Weights.IMAGENET1K_V1.url
+    url = torchvision.models.MobileNet_V2_Weights.IMAGENET1K_V1.url
     assert url in message
     assert str(tmp_path / "hub" / "checkpoints" / os.path.basename(url)) in message
     assert "encoder_weights=None" in message
     assert ENCODER_WEIGHTS == ("imagenet", None)
+
+
+SHARED_MOBILENET_V2 = Path(__file__).resolve().parents[2] / "shared" / "weights" / \
+    "mobilenet_v2_imagenet_from_qnnpack.safetensors"
+
+
+def _mobilenet_v2_file(tmp_path: Path) -> Path:
+    """Return the real ImageNet file of ../shared when present, else a seeded state dict file."""
+    if SHARED_MOBILENET_V2.is_file():
+        return SHARED_MOBILENET_V2
+    torch.manual_seed(5)
+    path = tmp_path / "mobilenet_v2.safetensors"
+    save_file(torchvision.models.mobilenet_v2().state_dict(), str(path))
+    return path
+
+
+def test_encoder_weights_from_a_local_safetensors_file_load_exactly_and_are_recorded(tmp_path):
+    path = _mobilenet_v2_file(tmp_path)
+    model = build_model("fast", encoder_weights=str(path), input_size=(64, 64))
+    state = load_file(str(path))
+    for key, value in model.encoder.features.state_dict().items():
+        assert torch.equal(value, state["features." + key]), key
+    provenance = model.encoder_provenance
+    assert provenance["source"] == "file" and provenance["path"] == str(path.resolve())
+    assert provenance["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    # the pretrained encoder's batch norms stay fixed (folded into the convs in the shared file)
+    assert model.config["freeze_encoder_bn"] is True
+    params = {id(p) for p in model.set_trainable("all")}
+    model.train()
+    for module in model.encoder.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            assert not module.training and all(id(p) not in params for p in module.parameters())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) and m.training for m in model.decoder.modules())
+    # and that survives a checkpoint round trip
+    save_checkpoint(tmp_path / "m.safetensors", model)
+    again, _ = load_checkpoint(tmp_path / "m.safetensors")
+    assert again.freeze_encoder_bn and torch.equal(again.encoder.features[2].conv[0][0].weight,
+                                                   model.encoder.features[2].conv[0][0].weight)
+
+
+def test_encoder_weights_that_are_a_pickle_or_another_network_are_refused(tmp_path):
+    torch.manual_seed(0)
+    pickled = tmp_path / "mobilenet_v2.pth"
+    torch.save(torchvision.models.mobilenet_v2().state_dict(), pickled)
+    with pytest.raises(ValueError, match="pickle"):
+        build_model("fast", encoder_weights=str(pickled))
+    other = tmp_path / "v3_small.safetensors"
+    save_file(torchvision.models.mobilenet_v3_small().state_dict(), str(other))
+    with pytest.raises(ValueError, match="do not fit this encoder"):
+        build_model("fast", encoder_weights=str(other))
+    no_features = tmp_path / "resnet.safetensors"
+    save_file(torchvision.models.resnet18().state_dict(), str(no_features))
+    with pytest.raises(ValueError, match="no tensor under 'features.'"):
+        build_model("fast", encoder_weights=str(no_features))
+    with pytest.raises(ValueError, match="not a file"):
+        build_model("fast", encoder_weights=str(tmp_path / "missing.safetensors"))
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x00" * 64)
+    with pytest.raises(ValueError, match="not a safetensors file"):
+        build_model("fast", encoder_weights=str(garbage))
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_camera_scale_multiplies_the_canonical_prediction(arch):
+    torch.manual_seed(0)
+    model = build_model(arch, **SMALL.get(arch, {})).eval()
+    rgb = torch.rand(2, 3, *model.input_size)
+    with torch.no_grad():
+        canonical = model(rgb)
+        assert torch.equal(model(rgb, CANONICAL_FOCAL), canonical)
+        scaled = model(rgb, torch.tensor([CANONICAL_FOCAL * 1.2, CANONICAL_FOCAL * 0.8]))
+    expected = torch.cat([canonical[:1] * 1.2, canonical[1:] * 0.8]).clamp(model.min_depth, model.max_depth)
+    assert torch.allclose(scaled, expected, rtol=1e-5, atol=1e-6)
+    for bad in (0.0, float("nan"), -1.0):
+        with pytest.raises(ValueError, match="focal"):
+            model(rgb, bad)
+    with pytest.raises(ValueError, match="one per image"):
+        model(rgb, torch.ones(3))

@@ -10,7 +10,10 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from .encoders import encoder_weights_provenance
+
 __all__ = [
+    "CANONICAL_FOCAL",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "SCOPES",
@@ -21,6 +24,14 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: Focal length of the canonical camera every model predicts for, in units of the image's
+#: geometric-mean side, ``sqrt(fx * fy / (W * H))`` (see :func:`camera_scale`): a Kinect v1
+#: with ROS's default calibration, fx = fy = 525 px at 640x480 (62.7 degrees horizontal
+#: field of view). Depth for another camera is the canonical prediction times
+#: ``focal / CANONICAL_FOCAL`` (Metric3D's canonical camera space, label-scale form): the
+#: same scene seen through a longer lens looks closer, and the scale undoes that.
+CANONICAL_FOCAL = 525.0 / math.sqrt(640.0 * 480.0)
 
 #: Names accepted by :meth:`DepthModel.set_trainable`.
 SCOPES = ("default", "decoder", "decoder+tail", "all")
@@ -126,6 +137,8 @@ class DepthModel(nn.Module):
         self.input_size = _check_size(input_size)
         self.min_depth, self.max_depth = _check_range(min_depth, max_depth, positive=not self.allows_zero_depth)
         self.encoder_weights = encoder_weights
+        #: Which encoder weights were loaded at construction (for checkpoint provenance).
+        self.encoder_provenance = encoder_weights_provenance(encoder_weights, None)
         self.frozen_batchnorm = False
         # Constants, not learned: kept out of state_dict so checkpoints hold weights only.
         self.register_buffer("rgb_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -140,17 +153,25 @@ class DepthModel(nn.Module):
             "max_depth": self.max_depth,
         }
 
-    def forward(self, rgb: Tensor) -> Tensor:
-        """Predict metric depth.
+    def forward(self, rgb: Tensor, focal: Tensor | float | None = None) -> Tensor:
+        """Predict metric depth for the camera that took ``rgb``.
 
         Args:
             rgb: ``(B, 3, H, W)`` float RGB in ``[0, 1]``.
+            focal: the camera's normalised focal length ``sqrt(fx * fy / (W * H))``
+                (:meth:`Intrinsics.normalized_focal
+                <depth_estimator_ros.data.frame.Intrinsics.normalized_focal>`), one
+                number or ``(B,)``; ``None`` = the canonical camera (:data:`CANONICAL_FOCAL`).
+                It does not depend on the image's resolution, only on its field of view.
 
         Returns:
             ``(B, 1, H, W)`` depth in metres within ``[min_depth, max_depth]``.
         """
         self._check_input(rgb)
-        return self.predict_depth((rgb - self.rgb_mean) / self.rgb_std)
+        depth = self.predict_depth((rgb - self.rgb_mean) / self.rgb_std)
+        if focal is None:
+            return depth
+        return self.bound_depth(depth * camera_scale(focal, depth))
 
     def predict_depth(self, x: Tensor) -> Tensor:
         """Map normalised ``(B, 3, H, W)`` input to ``(B, 1, H, W)`` depth in metres."""
@@ -199,6 +220,7 @@ class DepthModel(nn.Module):
         if scope not in SCOPES:
             raise ValueError(f"scope must be one of {SCOPES}, got {scope!r}")
         chosen = {id(p) for module in self._scope_modules(scope) for p in module.parameters()}
+        chosen -= {id(p) for module in self._frozen_modules() for p in module.parameters()}
         trainable = []
         for param in self.parameters():
             param.requires_grad_(id(param) in chosen)
@@ -206,6 +228,10 @@ class DepthModel(nn.Module):
                 trainable.append(param)
         self.train(self.training)
         return trainable
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        """Return modules that never train, whatever the scope (none by default)."""
+        return []
 
     def regularized_parameters(self) -> list[nn.Parameter]:
         """Return the parameters under the extra head L2 penalty (``[]`` when none)."""
@@ -228,6 +254,21 @@ class DepthModel(nn.Module):
                     if self.frozen_batchnorm or (params and not any(p.requires_grad for p in params)):
                         module.eval()
         return self
+
+
+def camera_scale(focal: Tensor | float, like: Tensor) -> Tensor:
+    """Return ``focal / CANONICAL_FOCAL`` shaped ``(B, 1, 1, 1)`` (or ``(1, 1, 1, 1)``) like ``like``.
+
+    Raises:
+        ValueError: a focal length that is not finite and positive, or a batch size
+            that does not match ``like``.
+    """
+    value = torch.as_tensor(focal, dtype=like.dtype, device=like.device).reshape(-1, 1, 1, 1)
+    if value.shape[0] not in (1, like.shape[0]):
+        raise ValueError(f"focal must be one number or one per image ({like.shape[0]}), got {value.shape[0]}")
+    if not bool(torch.isfinite(value).all() and (value > 0).all()):
+        raise ValueError(f"focal must be finite and > 0, got {value.flatten().tolist()[:4]}")
+    return value / CANONICAL_FOCAL
 
 
 def freeze_batchnorm(model: DepthModel, frozen: bool = True) -> int:

@@ -19,7 +19,16 @@ from .. import __version__
 from .base import DepthModel
 from .registry import ARCHITECTURES, build_model
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "CheckpointError", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "DEFAULT_CHECKPOINT",
+    "SHIPPED_CHECKPOINT",
+    "CheckpointError",
+    "load_checkpoint",
+    "resolve_checkpoint",
+    "save_checkpoint",
+]
 
 #: ``format`` value in the safetensors metadata of every checkpoint this package writes.
 CHECKPOINT_FORMAT = "depth_estimator_ros.checkpoint"
@@ -33,11 +42,39 @@ _PICKLE_PROTOCOLS = (b"\x02", b"\x03", b"\x04", b"\x05")  # after the PROTO opco
 _REQUIRED_KEYS = ("format", "format_version", "arch", "config")
 
 
+#: The base model shipped with the package (package data, also installed into
+#: ``share/depth_estimator_ros/weights/``): ``fast`` with an ImageNet MobileNetV2 encoder,
+#: trained on the real rooms of ``../shared/data/rooms`` (README, "Base model").
+SHIPPED_CHECKPOINT = Path(__file__).resolve().parent.parent / "weights" / "fast_rooms.safetensors"
+#: The ``checkpoint`` parameter value that names :data:`SHIPPED_CHECKPOINT`.
+DEFAULT_CHECKPOINT = "default"
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike[str]) -> Path:
+    """Return the file a ``checkpoint`` setting names: ``"default"`` is the shipped base model.
+
+    Raises:
+        CheckpointError: ``"default"`` and the package was installed without its checkpoint.
+    """
+    if os.fspath(checkpoint) == DEFAULT_CHECKPOINT:
+        if not SHIPPED_CHECKPOINT.is_file():
+            raise CheckpointError(f"the shipped checkpoint {SHIPPED_CHECKPOINT} is missing from this "
+                                  "installation (reinstall the package, or give a checkpoint path)")
+        return SHIPPED_CHECKPOINT
+    return Path(checkpoint).expanduser()
+
+
 class CheckpointError(ValueError):
     """A file is not a usable checkpoint; the message names the file and the problem."""
 
 
-def save_checkpoint(path: str | os.PathLike[str], model: DepthModel, *, provenance: dict | None = None) -> None:
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: DepthModel,
+    *,
+    provenance: dict | None = None,
+    dtype: torch.dtype | None = None,
+) -> None:
     """Write ``model`` to a safetensors checkpoint atomically.
 
     The tensors are the full ``state_dict`` (parameters and persistent buffers);
@@ -53,6 +90,8 @@ def save_checkpoint(path: str | os.PathLike[str], model: DepthModel, *, provenan
         model: the model to save.
         provenance: JSON-able description of how the weights were made
             (dataset, epochs, metrics, ...).
+        dtype: store floating tensors as this type (``torch.float16`` halves a shipped
+            file); :func:`load_checkpoint` turns them back into the model's own type.
 
     Raises:
         TypeError: ``model`` is not a DepthModel or ``provenance`` is not JSON-able.
@@ -74,7 +113,11 @@ def save_checkpoint(path: str | os.PathLike[str], model: DepthModel, *, provenan
         "package_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in model.state_dict().items()}
+    tensors = {
+        name: (tensor.detach().to("cpu", dtype=dtype) if dtype is not None and tensor.is_floating_point()
+               else tensor.detach().to("cpu")).contiguous()
+        for name, tensor in model.state_dict().items()
+    }
     bad = _non_finite(tensors)
     if bad:
         raise CheckpointError(f"refusing to save {path}: tensor(s) with NaN/inf values: {', '.join(bad)}")
@@ -90,7 +133,7 @@ def load_checkpoint(
     Only the safetensors format is read, so loading cannot execute code.
 
     Args:
-        path: the checkpoint file.
+        path: the checkpoint file, or ``"default"`` for :data:`SHIPPED_CHECKPOINT`.
         arch: if given, the architecture the caller expects; any other is refused.
         map_location: device to put the model on.
 
@@ -106,7 +149,7 @@ def load_checkpoint(
             architecture than ``arch``, tensors not matching the architecture, or
             NaN/inf values.
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if arch is not None and arch not in ARCHITECTURES:
         raise ValueError(f"arch must be one of {ARCHITECTURES} or None, got {arch!r}")
     data = _read_file(path)
@@ -123,6 +166,12 @@ def load_checkpoint(
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: its config {metadata['config']} does not build "
                               f"{metadata['arch']!r}: {exc}") from exc
+    expected = model.state_dict()
+    tensors = {  # a checkpoint stored in float16 (a shipped file) widens to the model's float32
+        name: t.to(expected[name].dtype) if name in expected and t.dtype == torch.float16
+        and expected[name].dtype == torch.float32 else t
+        for name, t in tensors.items()
+    }
     _check_tensors(path, model, tensors)
     model.load_state_dict(tensors, strict=True)
     return model.to(map_location).eval(), metadata

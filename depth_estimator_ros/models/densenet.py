@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torchvision.models import DenseNet201_Weights, densenet201
 
 from .base import DepthModel, TrainingDefaults
-from .encoders import check_encoder_weights, imagenet_state_dict
+from .encoders import check_encoder_weights, encoder_state_dict, load_encoder_weights
 
 __all__ = ["DenseNetDepth", "UpBlock"]
 
@@ -86,9 +86,11 @@ class DenseNetDepth(DepthModel):
         super().__init__(input_size=input_size, min_depth=min_depth, max_depth=max_depth,
                          encoder_weights=encoder_weights)
         self.encoder = densenet201().features
-        if encoder_weights == "imagenet":
-            state = imagenet_state_dict(DenseNet201_Weights.IMAGENET1K_V1, prefix="features.", progress=progress)
-            self.encoder.load_state_dict({_LEGACY_KEY.sub(r"\1\2", key): value for key, value in state.items()})
+        state = encoder_state_dict(encoder_weights, DenseNet201_Weights.IMAGENET1K_V1, prefix="features.",
+                                   progress=progress)
+        if state is not None:
+            state = {_LEGACY_KEY.sub(r"\1\2", key): value for key, value in state.items()}
+            load_encoder_weights(self.encoder, state, encoder_weights)
         c = _CHANNELS
         self.decoder = nn.Sequential(
             *(UpBlock(c[i], c[i + 1], c[i + 2]) for i in range(0, 8, 2)),

@@ -1,4 +1,4 @@
-"""The real-time default: MobileNetV3 encoder, skip connections, light decoder."""
+"""The real-time default: MobileNet encoder (V2 with ImageNet weights, or V3), skips, light decoder."""
 
 from __future__ import annotations
 
@@ -10,22 +10,24 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import (
+    MobileNet_V2_Weights,
     MobileNet_V3_Large_Weights,
     MobileNet_V3_Small_Weights,
     WeightsEnum,
+    mobilenet_v2,
     mobilenet_v3_large,
     mobilenet_v3_small,
 )
 
 from .base import DepthModel, TrainingDefaults
-from .encoders import check_encoder_weights, imagenet_state_dict
+from .encoders import check_encoder_weights, encoder_state_dict, encoder_weights_provenance, load_encoder_weights
 
-__all__ = ["BACKBONES", "FastDepth", "MobileNetV3Encoder", "SkipDecoder"]
+__all__ = ["BACKBONES", "FastDepth", "MobileNetEncoder", "SkipDecoder"]
 
 
 @dataclass(frozen=True)
 class _Backbone:
-    """A torchvision MobileNetV3 and where its stride-2/4/8/16/32 features come out."""
+    """A torchvision MobileNet and where its stride-2/4/8/16/32 features come out."""
 
     builder: Callable[..., nn.Module]
     weights: WeightsEnum
@@ -34,13 +36,18 @@ class _Backbone:
 
 
 _BACKBONES = {
+    # V2 stops at its 320-channel stride-32 block: the 1x1 conv to 1280 channels after it
+    # is the classifier's and would cost a third of the encoder.
+    "mobilenet_v2": _Backbone(mobilenet_v2, MobileNet_V2_Weights.IMAGENET1K_V1,
+                              (1, 3, 6, 13, 17), (16, 24, 32, 96, 320)),
     "mobilenet_v3_small": _Backbone(mobilenet_v3_small, MobileNet_V3_Small_Weights.IMAGENET1K_V1,
                                     (0, 1, 3, 8, 12), (16, 16, 24, 48, 576)),
     "mobilenet_v3_large": _Backbone(mobilenet_v3_large, MobileNet_V3_Large_Weights.IMAGENET1K_V2,
                                     (1, 3, 6, 12, 16), (16, 24, 40, 112, 960)),
 }
 
-#: Encoders the ``fast`` model can use; the first is the default.
+#: Encoders the ``fast`` model can use; the first is the default (the one with ImageNet
+#: weights on these machines: ``../shared/weights/``).
 BACKBONES = tuple(_BACKBONES)
 #: Decoder widths at strides 32, 16, 8, 4, 2.
 _DECODER_CHANNELS = (96, 64, 48, 32, 16)
@@ -48,13 +55,13 @@ _DECODER_CHANNELS = (96, 64, 48, 32, 16)
 _INIT_DEPTH = 2.5
 
 
-class MobileNetV3Encoder(nn.Module):
-    """Run a torchvision MobileNetV3 feature extractor, returning five scales."""
+class MobileNetEncoder(nn.Module):
+    """Run a torchvision MobileNet feature extractor, returning five scales."""
 
     def __init__(self, backbone: str) -> None:
         super().__init__()
         spec = _BACKBONES[backbone]
-        self.features = spec.builder().features
+        self.features = spec.builder().features[: spec.taps[-1] + 1]
         self.taps = spec.taps
         self.channels = spec.channels
 
@@ -113,15 +120,18 @@ class SkipDecoder(nn.Module):
 class FastDepth(DepthModel):
     """Real-time monocular depth for CPUs and Jetson-class boards.
 
-    A torchvision MobileNetV3 encoder (Small by default, Large as an option) with
+    A torchvision MobileNet encoder (V2 by default, V3 Small / Large as options) with
     skips at strides 2-32 and a decoder of bilinear upsampling + depthwise-separable
     fusion. Depth logits are predicted at half resolution, upsampled bilinearly to
     the input size and mapped to ``[min_depth, max_depth]`` through a sigmoid in
     log-depth, so relative precision is the same near and far and the output is
     bounded by construction. At initialisation the output is ``_INIT_DEPTH``
     everywhere, well inside the sigmoid's linear range. BN follows every conv; all
-    layers train by default (from scratch or fine-tuned). For online fine-tuning
-    with small batches see :func:`~depth_estimator_ros.models.base.freeze_batchnorm`.
+    layers train by default (from scratch or fine-tuned), except the encoder's
+    batch norms when the encoder starts from pretrained weights (``freeze_encoder_bn``):
+    they keep ImageNet's statistics (in the MobileNetV2 file of ``../shared/weights`` they
+    are folded into the convolutions and must stay the identity). For online
+    fine-tuning with small batches see :func:`~depth_estimator_ros.models.base.freeze_batchnorm`.
     """
 
     arch = "fast"
@@ -136,6 +146,7 @@ class FastDepth(DepthModel):
         max_depth: float = 10.0,
         backbone: str = BACKBONES[0],
         encoder_weights: str | None = None,
+        freeze_encoder_bn: bool | None = None,
         progress: bool = True,
     ) -> None:
         """Build the model.
@@ -144,12 +155,15 @@ class FastDepth(DepthModel):
             input_size: ``(H, W)`` to feed the model at; 192x256 keeps the 4:3 aspect of
                 Kinect-class cameras and runs in real time on two CPU cores.
             min_depth, max_depth: output range in metres (``min_depth > 0``).
-            backbone: one of :data:`BACKBONES`. ``"mobilenet_v3_small"`` is the one
-                fast enough for 2-core CPUs; ``"mobilenet_v3_large"`` is about 2.5x
-                slower and a stronger ImageNet encoder, for GPUs and Jetson boards.
+            backbone: one of :data:`BACKBONES`. ``"mobilenet_v2"`` (default) has
+                ImageNet weights on these machines; ``"mobilenet_v3_small"`` is lighter;
+                ``"mobilenet_v3_large"`` is slower and stronger, for GPUs and Jetson boards.
             encoder_weights: ``"imagenet"`` for torchvision's ImageNet weights of the
                 backbone (read from the torch hub cache, downloaded once if missing),
-                ``None`` for random initialisation.
+                a path to a local safetensors state dict of the torchvision model,
+                or ``None`` for random initialisation.
+            freeze_encoder_bn: keep the encoder's batch norms fixed (statistics and
+                affine); ``None`` = when ``encoder_weights`` is given.
             progress: show the download progress bar.
         """
         check_encoder_weights(encoder_weights)
@@ -158,10 +172,13 @@ class FastDepth(DepthModel):
         super().__init__(input_size=input_size, min_depth=min_depth, max_depth=max_depth,
                          encoder_weights=encoder_weights)
         self.backbone = backbone
-        self.encoder = MobileNetV3Encoder(backbone)
-        if encoder_weights == "imagenet":
-            state = imagenet_state_dict(_BACKBONES[backbone].weights, prefix="features.", progress=progress)
-            self.encoder.features.load_state_dict(state)
+        self.freeze_encoder_bn = encoder_weights is not None if freeze_encoder_bn is None else bool(freeze_encoder_bn)
+        self.encoder = MobileNetEncoder(backbone)
+        spec = _BACKBONES[backbone]
+        state = encoder_state_dict(encoder_weights, spec.weights, prefix="features.", progress=progress)
+        if state is not None:
+            load_encoder_weights(self.encoder.features, state, encoder_weights)
+            self.encoder_provenance = encoder_weights_provenance(encoder_weights, spec.weights)
         self.decoder = SkipDecoder(self.encoder.channels)
         self._init_decoder()
         self.set_trainable("default")
@@ -169,7 +186,13 @@ class FastDepth(DepthModel):
     @property
     def config(self) -> dict:
         """Return the JSON-able keyword arguments that rebuild this architecture."""
-        return {**super().config, "backbone": self.backbone}
+        return {**super().config, "backbone": self.backbone, "freeze_encoder_bn": self.freeze_encoder_bn}
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        """Return the encoder's batch norms when they are kept fixed."""
+        if not self.freeze_encoder_bn:
+            return []
+        return [m for m in self.encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
     def _init_decoder(self) -> None:
         """Initialise convs He-style and start the output at ``_INIT_DEPTH`` metres."""

@@ -10,7 +10,7 @@ from torchvision.models import VGG16_Weights
 from torchvision.models.vgg import cfgs, make_layers
 
 from .base import DepthModel, TrainingDefaults
-from .encoders import check_encoder_weights, imagenet_state_dict
+from .encoders import check_encoder_weights, encoder_state_dict, load_encoder_weights
 
 __all__ = ["VGGCoarse", "VGGCoarseConv", "VGGDepthBase"]
 
@@ -27,9 +27,9 @@ _CONV5_1 = 24
 def _vgg16_conv_layers(encoder_weights: str | None, progress: bool) -> nn.Sequential:
     """Return VGG16's conv1_1..conv5_3 (with ReLUs and the first four max-pools)."""
     features = make_layers(cfgs["D"])[:_CONV5_3_END]
-    if encoder_weights == "imagenet":
-        state = imagenet_state_dict(VGG16_Weights.IMAGENET1K_V1, prefix="features.", progress=progress)
-        features.load_state_dict(state)  # conv weights only; the dropped max-pool has none
+    state = encoder_state_dict(encoder_weights, VGG16_Weights.IMAGENET1K_V1, prefix="features.", progress=progress)
+    if state is not None:
+        load_encoder_weights(features, state, encoder_weights)  # conv weights only; the dropped max-pool has none
     else:
         for module in features.modules():  # torchvision's own VGG initialisation
             if isinstance(module, nn.Conv2d):
