@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from depth_estimator_ros.adaptation.buffer import ReplayBuffer, prepare_frame, stack_frames
-from depth_estimator_ros.data.frame import Frame
+from depth_estimator_ros.data.frame import Frame, Intrinsics
+from depth_estimator_ros.models import CANONICAL_FOCAL
 
 SIZE = (24, 32)
 
@@ -97,8 +98,12 @@ def test_stored_form_and_batch() -> None:
     assert stored.rgb.dtype == np.uint8 and stored.rgb.shape == (24, 32, 3)
     assert stored.depth.dtype == np.float16 and stored.depth.shape == SIZE
     assert np.isnan(stored.depth[:4]).all() and np.allclose(stored.depth[6:].astype(np.float32), 3.0)
-    rgb, depth = stack_frames([stored, stored])
+    kinect = Intrinsics(585.0, 585.0, 320.0, 240.0, 640, 480).scaled(64, 48)
+    with_camera = prepare_frame(Frame(rgb=frame.rgb, depth=frame.depth, stamp=0.0, intrinsics=kinect), SIZE, 8)
+    rgb, depth, focal = stack_frames([stored, with_camera])
     assert rgb.shape == (2, 3, 24, 32) and depth.shape == (2, 1, 24, 32)
+    # no intrinsics = the canonical camera; the frame's own camera otherwise, whatever the stored size
+    assert focal.tolist() == pytest.approx([CANONICAL_FOCAL, kinect.normalized_focal])
     assert float(rgb.min()) >= 0.0 and float(rgb.max()) <= 1.0
     assert depth.dtype.is_floating_point and bool(depth.isnan().any())
 

@@ -188,6 +188,32 @@ def test_point_cloud_from_predicted_depth_and_camera_info(checkpoint):
         np.testing.assert_allclose(xyz[0, 5, 0], (10 - cx) * z[0, 5] / fx, rtol=1e-5)
 
 
+def test_camera_info_sets_the_metric_scale_of_the_depth(checkpoint):
+    rgb = _rgb(6)
+    with running_estimator(checkpoint) as (_, node, probe):
+        info_pub = probe.create_publisher(CameraInfo, "camera_info", SENSOR_QOS)
+        pub = probe.create_publisher(Image, "image", 10)
+        depth = MessageCollector(probe, Image, "depth")
+        canonical = codec.image_to_depth(_send_and_wait(pub, depth, _image(rgb, 1.0)))
+        assert node.stats()["camera"] == "canonical (no camera_info)" and node.stats()["camera_scale"] == 1.0
+        np.testing.assert_allclose(canonical, node._predictor.predict(rgb), rtol=1e-5)
+        # a longer lens than the canonical camera's (1.2x its normalised focal length), for a 2x image
+        fx = 1.2 * models.CANONICAL_FOCAL * np.sqrt(2 * W * 2 * H)
+        info = CameraInfo(width=2 * W, height=2 * H, k=[fx, 0, W - 0.5, 0, fx, H - 0.5, 0, 0, 1])
+        wait_for(lambda: info_pub.get_subscription_count() > 0, TIMEOUT, what="camera_info subscriber")
+        wait_for(lambda: info_pub.publish(info) or node._focal is not None, TIMEOUT, what="camera_info")
+        scaled = codec.image_to_depth(_send_and_wait(pub, depth, _image(rgb, 2.0)))
+        assert node.stats()["camera"] == "camera_info"
+        assert node.stats()["camera_scale"] == pytest.approx(1.2)
+        inside = canonical * 1.2 <= node._predictor.max_depth
+        np.testing.assert_allclose(scaled[inside], 1.2 * canonical[inside], rtol=1e-4)
+        # an uncalibrated driver (K all zero) means no camera: back to the canonical one
+        wait_for(lambda: info_pub.publish(CameraInfo(width=W, height=H)) or node._focal is None, TIMEOUT,
+                 what="camera_info without intrinsics")
+        np.testing.assert_allclose(codec.image_to_depth(_send_and_wait(pub, depth, _image(rgb, 3.0))), canonical,
+                                   rtol=1e-5)
+
+
 def _payload(checkpoint: Path, version: int, seed: int) -> tuple[bytes, models.DepthModel]:
     """A weight payload that changes the decoder of the checkpointed model."""
     model, _ = models.load_checkpoint(checkpoint, arch="fast")

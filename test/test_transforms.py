@@ -7,15 +7,19 @@ import numpy as np
 import pytest
 import torch
 
-from depth_estimator_ros.data.frame import Frame
+from depth_estimator_ros.data.frame import Frame, Intrinsics
 from depth_estimator_ros.learning.transforms import (
     augment,
     border_crop,
+    frame_focal,
+    random_zoom,
     resize_depth,
     resize_rgb,
     to_float_rgb,
     to_tensor_batch,
 )
+
+from depth_estimator_ros.models import CANONICAL_FOCAL
 
 NAN = np.float32(np.nan)
 
@@ -187,8 +191,9 @@ def test_augment_is_seeded_and_validates():
 def test_to_tensor_batch_shapes_units_and_nan():
     frames = [_frame(0), _frame(1), _frame(2, depth=False)]
     frames[0].depth[:5] = 0.0
-    rgb, depth = to_tensor_batch(frames, (24, 32), border_crop=2)
+    rgb, depth, focal = to_tensor_batch(frames, (24, 32), border_crop=2)
     assert rgb.shape == (3, 3, 24, 32) and depth.shape == (3, 1, 24, 32)
+    assert focal.shape == (3,) and torch.allclose(focal, torch.full((3,), CANONICAL_FOCAL))  # no intrinsics
     assert rgb.dtype == torch.float32 and depth.dtype == torch.float32
     assert 0.0 <= rgb.min() and rgb.max() <= 1.0
     assert torch.isnan(depth[2]).all()
@@ -204,6 +209,38 @@ def test_to_tensor_batch_augmentation_is_seeded():
     plain = to_tensor_batch(frames, (24, 32))
     assert torch.equal(a[0], b[0]) and torch.allclose(a[1], b[1], equal_nan=True)
     assert not torch.equal(a[0], plain[0])
+
+
+def test_focal_is_resolution_free_and_grows_with_crops_and_zoom():
+    kinect = Intrinsics(585.0, 585.0, 320.0, 240.0, 640, 480)
+    frame = Frame(rgb=np.zeros((480, 640, 3), np.uint8), depth=None, stamp=0.0, intrinsics=kinect)
+    half = Frame(rgb=np.zeros((240, 320, 3), np.uint8), depth=None, stamp=0.0, intrinsics=kinect.scaled(320, 240))
+    assert frame_focal(frame) == pytest.approx(585.0 / np.sqrt(640 * 480))
+    assert frame_focal(half) == pytest.approx(frame_focal(frame))  # resolution does not change the field of view
+    # cutting 40 px off every border narrows the view: focal / sqrt(560 * 400)
+    assert frame_focal(frame, 40) == pytest.approx(585.0 / np.sqrt(560 * 400))
+    assert frame_focal(Frame(rgb=frame.rgb, depth=None, stamp=0.0)) == CANONICAL_FOCAL
+    frames = [Frame(rgb=np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8),
+                    depth=np.full((48, 64), 2.0, np.float32), stamp=0.0, intrinsics=kinect.scaled(64, 48))]
+    _, depth, plain = to_tensor_batch(frames, (24, 32))
+    _, zoomed_depth, zoomed = to_tensor_batch(frames, (24, 32), augment=True, rng=np.random.default_rng(3),
+                                              max_zoom=2.0)
+    assert 1.0 < float(zoomed[0] / plain[0]) <= 2.0 + 1e-6
+    finite = zoomed_depth[torch.isfinite(zoomed_depth)]
+    assert torch.allclose(finite, torch.full_like(finite, 2.0))  # a zoom changes the focal, never metric depth
+
+
+def test_random_zoom_crops_a_window_and_reports_the_factor():
+    rgb = np.random.default_rng(1).random((40, 60, 3), dtype=np.float32)
+    depth = np.arange(40 * 60, dtype=np.float32).reshape(40, 60) / 100 + 1
+    out_rgb, out_depth, factor = random_zoom(rgb, depth, np.random.default_rng(2), 2.0)
+    assert out_rgb.shape == rgb.shape and out_depth.shape == depth.shape
+    assert 1.0 <= factor <= 2.0
+    assert np.nanmax(out_depth) <= depth.max() and np.nanmin(out_depth) >= depth.min()
+    same = random_zoom(rgb, depth, np.random.default_rng(2), 1.0)
+    assert same[0] is rgb and same[2] == 1.0
+    with pytest.raises(ValueError, match="max_zoom"):
+        random_zoom(rgb, depth, np.random.default_rng(2), 0.5)
 
 
 def test_to_tensor_batch_errors():

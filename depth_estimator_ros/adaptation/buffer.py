@@ -34,6 +34,7 @@ from torch import Tensor
 from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.learning.losses import valid_mask
 from depth_estimator_ros.learning.transforms import to_tensor_batch
+from depth_estimator_ros.models.base import CANONICAL_FOCAL
 
 __all__ = ["BufferedFrame", "ReplayBuffer", "DROP_REASONS", "prepare_frame", "stack_frames"]
 
@@ -51,6 +52,8 @@ class BufferedFrame:
         depth: ``(H, W)`` float16 metres, NaN invalid.
         stamp: capture time in seconds.
         name: the source frame's name.
+        focal: the camera's normalised focal length (``Intrinsics.normalized_focal``;
+            the canonical camera's when the frame had no intrinsics).
     """
 
     index: int
@@ -58,6 +61,7 @@ class BufferedFrame:
     depth: np.ndarray
     stamp: float
     name: str = ""
+    focal: float = CANONICAL_FOCAL
 
     @property
     def nbytes(self) -> int:
@@ -80,29 +84,31 @@ def prepare_frame(frame: Frame, size: tuple[int, int], index: int = -1) -> Buffe
         raise TypeError(f"frame must be a data.Frame, got {type(frame).__name__}")
     if frame.depth is None:
         raise ValueError(f"frame {frame.name!r} has no sensor depth; adaptation needs RGB-D frames")
-    rgb, depth = to_tensor_batch([frame], tuple(size))
+    rgb, depth, focal = to_tensor_batch([frame], tuple(size))
     rgb_u8 = (rgb[0].permute(1, 2, 0) * 255.0).round().clamp(0, 255).to(torch.uint8).numpy()
     depth16 = depth[0, 0].to(torch.float16).numpy()
     return BufferedFrame(
-        index=index, rgb=np.ascontiguousarray(rgb_u8), depth=depth16, stamp=float(frame.stamp), name=frame.name
+        index=index, rgb=np.ascontiguousarray(rgb_u8), depth=depth16, stamp=float(frame.stamp), name=frame.name,
+        focal=float(focal[0]),
     )
 
 
-def stack_frames(frames: Sequence[BufferedFrame]) -> tuple[Tensor, Tensor]:
+def stack_frames(frames: Sequence[BufferedFrame]) -> tuple[Tensor, Tensor, Tensor]:
     """Stack stored frames into a training batch.
 
     Args:
         frames: one or more frames of one size.
 
     Returns:
-        ``rgb (B, 3, H, W)`` float32 in ``[0, 1]`` and ``depth (B, 1, H, W)`` float32
-        metres with NaN invalid.
+        ``rgb (B, 3, H, W)`` float32 in ``[0, 1]``, ``depth (B, 1, H, W)`` float32
+        metres with NaN invalid and ``focal (B,)`` float32 normalised focal lengths.
     """
     if not frames:
         raise ValueError("stack_frames needs at least one frame")
     rgb = torch.from_numpy(np.stack([f.rgb for f in frames])).permute(0, 3, 1, 2).float().div_(255.0)
     depth = torch.from_numpy(np.stack([f.depth for f in frames])).float().unsqueeze(1)
-    return rgb.contiguous(), depth
+    focal = torch.tensor([f.focal for f in frames], dtype=torch.float32)
+    return rgb.contiguous(), depth, focal
 
 
 class ReplayBuffer:
@@ -235,7 +241,7 @@ class ReplayBuffer:
                 if diff < self._duplicate_threshold:
                     self._dropped["duplicate"] += 1
                     return False
-            stored = BufferedFrame(self._kept, stored.rgb, stored.depth, stored.stamp, stored.name)
+            stored = BufferedFrame(self._kept, stored.rgb, stored.depth, stored.stamp, stored.name, stored.focal)
             self._kept += 1
             self._last_kept_rgb = stored.rgb
             if len(self._recent) == self._recent.maxlen:

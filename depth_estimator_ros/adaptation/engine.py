@@ -389,12 +389,12 @@ class AdaptationEngine:
                 self._rounds_run += 1
             snapshot = {k: v.detach().clone() for k, v in self._model.state_dict().items()}
             opt_snapshot = copy.deepcopy(self._optimizer.state_dict())
-            hold_rgb, hold_depth = (t.to(self._device) for t in stack_frames(holdout))
-            before = self._holdout_rmse(hold_rgb, hold_depth)
+            hold = tuple(t.to(self._device) for t in stack_frames(holdout))
+            before = self._holdout_rmse(*hold)
             outcome, loss, after = "accepted", math.nan, math.nan
             try:
                 loss = self._train(train, cfg)
-                after = self._holdout_rmse(hold_rgb, hold_depth)
+                after = self._holdout_rmse(*hold)
                 if not (math.isfinite(loss) and math.isfinite(after) and self._state_finite()):
                     outcome = "rejected_nan"
                 elif math.isfinite(before) and after > before * (1.0 + cfg.accept_tolerance):
@@ -440,8 +440,8 @@ class AdaptationEngine:
                     n_pick = min(n_base, len(self._base_frames))
                     picks = self._rng.choice(len(self._base_frames), size=n_pick, replace=False)
                     batch += [self._base_frames[int(i)] for i in picks]
-                rgb, depth = (t.to(self._device) for t in stack_frames(batch))
-                pred = self._model(rgb)
+                rgb, depth, focal = (t.to(self._device) for t in stack_frames(batch))
+                pred = self._model(rgb, focal)
                 loss = model_loss(self._model, pred, depth, valid_mask(depth, *self._range))
                 if cfg.anchor_weight > 0:
                     loss = loss + cfg.anchor_weight * torch.stack([(p - p0).square().sum() for p, p0 in anchor]).sum()
@@ -460,9 +460,9 @@ class AdaptationEngine:
         return total / steps if steps else math.nan
 
     @torch.no_grad()
-    def _holdout_rmse(self, rgb: Tensor, depth: Tensor) -> float:
+    def _holdout_rmse(self, rgb: Tensor, depth: Tensor, focal: Tensor) -> float:
         self._model.eval()
-        pred = self._model(rgb)
+        pred = self._model(rgb, focal)
         return float(masked_rmse(pred, depth, valid_mask(depth, *self._range)))
 
     def _state_finite(self) -> bool:

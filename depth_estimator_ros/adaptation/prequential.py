@@ -43,6 +43,7 @@ from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.learning.losses import valid_mask
 from depth_estimator_ros.learning.metrics import compute_metrics
 from depth_estimator_ros.learning.predictor import Predictor
+from depth_estimator_ros.learning.transforms import frame_focal
 from depth_estimator_ros.models.base import DepthModel
 
 __all__ = [
@@ -61,7 +62,9 @@ POOLED_METRICS: tuple[str, ...] = ("rmse", "abs_rel", "delta1")
 """The metrics reported per window: RMSE (m), AbsRel, and the share of pixels within 1.25x."""
 
 
-def load_frames(source: Sequence[Frame], count: int | None = None, *, progress: bool = False) -> list[Frame]:
+def load_frames(
+    source: Sequence[Frame], count: int | None = None, *, spread: bool = False, progress: bool = False
+) -> list[Frame]:
     """Read the first ``count`` frames of ``source`` into memory (all when None).
 
     Frames are loaded before the stream starts so that decoding files does not compete
@@ -71,6 +74,8 @@ def load_frames(source: Sequence[Frame], count: int | None = None, *, progress: 
     Args:
         source: a frame source.
         count: frames to read, or None for all.
+        spread: take ``count`` evenly spaced frames instead of the first ones (a sample of
+            every room of a folder of rooms rather than the first room).
         progress: show a progress bar.
 
     Returns:
@@ -80,6 +85,8 @@ def load_frames(source: Sequence[Frame], count: int | None = None, *, progress: 
     if n < 1:
         raise ValueError(f"the source {getattr(source, 'name', '')!r} has no frames to stream")
     indices = range(n)
+    if spread and n < len(source):
+        indices = sorted({int(round(i)) for i in np.linspace(0, len(source) - 1, n)})
     if progress:
         from tqdm import tqdm
 
@@ -156,7 +163,7 @@ def stream(
     lo, hi = predictor.min_depth, predictor.max_depth
     stop = threading.Event()
     feeder: threading.Thread | None = None
-    predictor.predict(frames[0].rgb)  # warm-up (allocations, kernel choice), as a node does before its first frame
+    predictor.predict(frames[0].rgb, frame_focal(frames[0]))  # warm-up (allocations, kernel choice), as a node does before its first frame
     t0 = time.monotonic() + 0.05
     if engine is not None:
         engine.on_update_state = lambda version, state: predictor.load_state_dict(state, version=version)
@@ -187,7 +194,7 @@ def stream(
                 continue
             frame = frames[newest]
             start = time.monotonic()
-            depth, version = predictor.predict_versioned(frame.rgb)
+            depth, version = predictor.predict_versioned(frame.rgb, focal=frame_focal(frame))
             end = time.monotonic()
             row: dict[str, Any] = {
                 "index": newest,
@@ -228,7 +235,7 @@ def stream(
 
 def evaluate_frames(predictor: Predictor, frames: Sequence[Frame]) -> dict[str, float]:
     """Return pooled RMSE / AbsRel / delta1 of ``predictor`` on ``frames`` (no timing)."""
-    return pool([_score(predictor.predict(f.rgb), f, predictor.min_depth, predictor.max_depth) for f in frames])
+    return pool([_score(predictor.predict(f.rgb, frame_focal(f)), f, predictor.min_depth, predictor.max_depth) for f in frames])
 
 
 def _windows(rows: Sequence[dict[str, Any]], window_s: float, duration_s: float) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ import numpy as np
 from depth_estimator_ros.benchmarks.common import pyplot, save_figure, write_section
 from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
 
-__all__ = ["ARCHS", "EVAL_RANGE", "run", "summary_rows"]
+__all__ = ["ARCHS", "EVAL_RANGE", "run", "score_frames", "summary_rows"]
 
 #: Architectures compared: the default and both seed models (both VGG heads).
 ARCHS: tuple[str, ...] = ("fast", "vgg16_coarse", "vgg16_coarse_conv", "densenet201")
@@ -61,14 +61,15 @@ def _load(spec: str) -> list[Any]:
     return [source[i] for i in range(len(source))]
 
 
-def _score(predict: Any, frames: Sequence[Any]) -> dict[str, float]:
-    """Metrics of ``predict(rgb) -> depth`` over ``frames`` (pixel-weighted over the set)."""
+def score_frames(predict: Any, frames: Sequence[Any]) -> dict[str, float]:
+    """Metrics of ``predict(rgb, focal) -> depth`` over ``frames`` (pixel-weighted over the set)."""
     from depth_estimator_ros.learning.losses import valid_mask
     from depth_estimator_ros.learning.metrics import MetricAccumulator
+    from depth_estimator_ros.learning.transforms import frame_focal
 
     total = MetricAccumulator()
     for frame in frames:
-        total.update(predict(frame.rgb), frame.depth, valid_mask(frame.depth, *EVAL_RANGE))
+        total.update(predict(frame.rgb, frame_focal(frame)), frame.depth, valid_mask(frame.depth, *EVAL_RANGE))
     return total.result()
 
 
@@ -110,7 +111,7 @@ def _train_and_score(
         "stopped": trained.stopped,
         "train_seconds": round(trained.seconds, 1),
         "val_rmse": trained.best_metrics.get("rmse"),
-        "test": _score(predictor.predict, data["test"]),
+        "test": score_frames(predictor.predict, data["test"]),
         "train_mean_depth": trained.train_mean_depth,
         "checkpoint": str(trained.checkpoint),
     }
@@ -182,7 +183,7 @@ def run(
     finally:
         torch.set_num_threads(threads)
     mean = _mean_depth(data["train"])
-    baseline = {"depth_m": mean, "test": _score(lambda rgb: np.full(rgb.shape[:2], mean, np.float32), data["test"])}
+    baseline = {"depth_m": mean, "test": score_frames(lambda rgb, _focal: np.full(rgb.shape[:2], mean, np.float32), data["test"])}
     result: dict[str, Any] = {
         "section": "accuracy",
         "machine": describe_machine(),

@@ -53,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="second sequence for forgetting ('none' to skip; default: %(default)s)")
     p.add_argument("--base-data", default=None,
                    help="base-domain frames the engine replays (with --base-replay > 0), e.g. synthetic:...")
-    p.add_argument("--base-frames", type=int, default=64, help="frames read from --base-data (default: %(default)s)")
+    p.add_argument("--base-frames", type=int, default=64,
+                   help="frames read from --base-data, evenly spaced (default: %(default)s)")
+    p.add_argument("--forget-frames", type=int, default=None,
+                   help="frames of --forget-data scored, evenly spaced (default: all)")
     p.add_argument("--out", type=Path, default=Path("out/adapt_eval"), help="output folder (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads for the whole process (default: %(default)s; 1 lets estimator "
@@ -128,10 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         frames = load_frames(open_source(args.data), args.frames, progress=progress)
         forget = None
         if args.forget_data and args.forget_data.lower() != "none":
-            forget = load_frames(open_source(args.forget_data), progress=progress)
+            forget = load_frames(open_source(args.forget_data), args.forget_frames, spread=True, progress=progress)
         base = None
         if args.base_data:
-            base = load_frames(open_source(args.base_data), args.base_frames, progress=progress)
+            base = load_frames(open_source(args.base_data), args.base_frames, spread=True, progress=progress)
     except ValueError as exc:
         print(f"adapt_eval: {exc}", file=sys.stderr)
         return 2

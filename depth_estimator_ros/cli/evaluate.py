@@ -35,7 +35,7 @@ from depth_estimator_ros.data import open_source
 from depth_estimator_ros.learning.losses import valid_mask
 from depth_estimator_ros.learning.metrics import METRIC_NAMES, MetricAccumulator
 from depth_estimator_ros.learning.predictor import Predictor
-from depth_estimator_ros.learning.transforms import border_crop, resize_depth
+from depth_estimator_ros.learning.transforms import border_crop, frame_focal, resize_depth
 from depth_estimator_ros.models import load_checkpoint
 
 __all__ = ["build_parser", "format_table", "main", "save_panel"]
@@ -170,7 +170,7 @@ def _run(argv: Sequence[str] | None) -> int:
         target = resize_depth(depth, rgb.shape[:2])
         valid = valid_mask(target, model.min_depth, model.max_depth)
         tic = time.perf_counter()
-        pred = predictor.predict(np.ascontiguousarray(rgb))
+        pred = predictor.predict(np.ascontiguousarray(rgb), frame_focal(frame, args.border_crop))
         predict_seconds += time.perf_counter() - tic
         own = acc.update(pred, target, valid)
         row: dict[str, Any] = {"index": index, "name": frame.name, "stamp": frame.stamp}

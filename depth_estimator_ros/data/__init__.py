@@ -23,6 +23,7 @@ from depth_estimator_ros.data.folders import (
     read_depth,
     read_rgb,
 )
+from depth_estimator_ros.data.collection import ConcatSource, is_collection, open_rooms
 from depth_estimator_ros.data.frame import Frame, Intrinsics
 from depth_estimator_ros.data.nyu import NyuMatSource
 from depth_estimator_ros.data.synthetic import SyntheticRooms
@@ -31,6 +32,7 @@ __all__ = [
     "DEPTH_FORMATS",
     "LAYOUTS",
     "BagSource",
+    "ConcatSource",
     "DataError",
     "Frame",
     "FrameSource",
@@ -91,6 +93,7 @@ def open_source(spec: str | os.PathLike, *, layout: str | None = None, **kwargs)
             - a rosbag2 folder (with ``metadata.yaml``) or its ``.mcap`` / ``.db3`` file;
             - an NYU Depth v2 labeled ``.mat`` file;
             - a 7-Scenes, TUM RGB-D or Redwood folder;
+            - a folder of such folders (``rooms/``): all of them, one after the other;
             - a single colour image whose depth image sits beside it.
         layout: force one of :data:`LAYOUTS` instead of detecting it.
         **kwargs: passed to the source class (e.g. ``max_dt`` for TUM and bags,
@@ -111,6 +114,8 @@ def open_source(spec: str | os.PathLike, *, layout: str | None = None, **kwargs)
     path = Path(text).expanduser()
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
+    if layout is None and is_collection(path):
+        return ConcatSource(open_rooms(path), name=path.name)
     layout = layout or _detect(path)
     if layout == "nyu_mat":
         return NyuMatSource(path, **kwargs)

@@ -20,6 +20,22 @@ class Intrinsics:
     width: int
     height: int
 
+    @property
+    def normalized_focal(self) -> float:
+        """Return ``sqrt(fx * fy / (width * height))``: the focal length in units of the image side.
+
+        It is the same at every resolution of one camera and grows when the image is
+        cropped (a narrower field of view); the models' camera-aware output uses it.
+        """
+        return float((self.fx * self.fy / (self.width * self.height)) ** 0.5)
+
+    def cropped(self, left: int, top: int, width: int, height: int) -> "Intrinsics":
+        """Return the intrinsics of the ``width`` x ``height`` window at ``(left, top)``."""
+        if width <= 0 or height <= 0:
+            raise ValueError(f"crop size must be positive, got {width}x{height}")
+        return Intrinsics(fx=self.fx, fy=self.fy, cx=self.cx - left, cy=self.cy - top,
+                          width=int(width), height=int(height))
+
     def scaled(self, width: int, height: int) -> "Intrinsics":
         """Return the intrinsics of the same camera resized to ``width`` x ``height``."""
         if width <= 0 or height <= 0:

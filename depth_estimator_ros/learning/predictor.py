@@ -101,25 +101,28 @@ class Predictor:
         """Return the weight version in force: 0 at start, then what the last swap set."""
         return self._version
 
-    def predict(self, rgb: np.ndarray) -> np.ndarray:
+    def predict(self, rgb: np.ndarray, focal: float | None = None) -> np.ndarray:
         """Predict depth for one image.
 
         Args:
             rgb: ``(H, W, 3)`` uint8, RGB order.
+            focal: the camera's normalised focal length ``sqrt(fx * fy / (W * H))``
+                (``Intrinsics.normalized_focal``); ``None`` = the canonical camera.
 
         Returns:
             ``(H, W)`` float32 metres, NaN where the prediction is not finite or
             outside ``[min_depth, max_depth]``.
         """
-        return self.predict_versioned(rgb)[0]
+        return self.predict_versioned(rgb, focal=focal)[0]
 
     def predict_versioned(
-        self, rgb: np.ndarray, *, timings: dict[str, float] | None = None
+        self, rgb: np.ndarray, *, focal: float | None = None, timings: dict[str, float] | None = None
     ) -> tuple[np.ndarray, int]:
         """Predict depth for one image and say which weight version produced it.
 
         Args:
             rgb: ``(H, W, 3)`` uint8, RGB order.
+            focal: as in :meth:`predict`.
             timings: when given, filled with the seconds spent in ``prepare`` (check,
                 resize, upload), ``forward`` (the model itself; on CUDA the stream is
                 synchronised to time it) and ``finish`` (download, upsampling to the
@@ -136,7 +139,7 @@ class Predictor:
             self._host_input[0].copy_(torch.from_numpy(small))
             batch = self._host_input.to(self.device, non_blocking=True)
             prepared = time.perf_counter()
-            pred = self._run_model(batch)
+            pred = self._run_model(batch, focal)
             if timings is not None and self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             forwarded = time.perf_counter()
@@ -148,11 +151,14 @@ class Predictor:
             timings["finish"] = time.perf_counter() - forwarded
         return depth, version
 
-    def predict_batch(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def predict_batch(
+        self, images: Sequence[np.ndarray], focals: Sequence[float] | None = None
+    ) -> list[np.ndarray]:
         """Predict depth for several images in one forward pass.
 
         Args:
             images: ``(H_i, W_i, 3)`` uint8 RGB images; sizes may differ.
+            focals: one normalised focal length per image; ``None`` = the canonical camera.
 
         Returns:
             One ``(H_i, W_i)`` float32 depth map in metres (NaN invalid) per image.
@@ -163,7 +169,7 @@ class Predictor:
             self._check_image(rgb)
         stacked = torch.from_numpy(np.stack([resize_rgb(rgb, self.input_size) for rgb in images]))
         with self._lock:
-            pred = self._run_model(stacked.to(self.device))
+            pred = self._run_model(stacked.to(self.device), None if focals is None else list(focals))
             return [self._finish(pred[i, 0], rgb.shape[:2]) for i, rgb in enumerate(images)]
 
     def swap_state(
@@ -254,12 +260,12 @@ class Predictor:
             raise TypeError(f"rgb must be a (H, W, 3) uint8 array, got "
                             f"{getattr(rgb, 'dtype', type(rgb).__name__)} {getattr(rgb, 'shape', '')}")
 
-    def _run_model(self, batch_hwc: Tensor) -> Tensor:
+    def _run_model(self, batch_hwc: Tensor, focal: float | Sequence[float] | None = None) -> Tensor:
         """Run the model on a uint8 ``(B, h, w, 3)`` device batch; return ``(B, 1, h, w)`` depth."""
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         rgb = batch_hwc.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=memory_format)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
-            return self._model(rgb)
+            return self._model(rgb, focal)
 
     def _finish(self, depth: Tensor, size: tuple[int, int]) -> np.ndarray:
         """Bring one ``(h, w)`` prediction to the host, upsample it to ``size``, mask the range.

@@ -71,6 +71,13 @@ class TrainConfig:
         patience: epochs without a better validation RMSE before stopping.
         augment: apply seed 1's augmentation to training batches.
         border_crop: pixels cut from every border before resizing (seed 1: 10).
+        max_steps: stop after this many optimiser steps (a budget that does not depend
+            on the machine's load, unlike ``minutes``), or ``None``.
+        cosine: decay the learning rate along a half cosine to 0 over ``max_steps``.
+        encoder_lr_scale: the encoder's learning rate relative to the rest (a pretrained
+            encoder fine-tunes more gently than a new decoder learns).
+        max_zoom: largest random zoom of the augmentation (:func:`random_zoom
+            <depth_estimator_ros.learning.transforms.random_zoom>`; 1 = none).
         seed: seed of shuffling, augmentation and torch's initialisation draws.
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         amp: float16 autocast; ``None`` = on for CUDA, off for CPU (CUDA only).
@@ -87,6 +94,10 @@ class TrainConfig:
     patience: int = 5
     augment: bool = True
     border_crop: int = 0
+    max_steps: int | None = None
+    cosine: bool = False
+    encoder_lr_scale: float = 1.0
+    max_zoom: float = 1.0
     seed: int = 0
     device: str = "auto"
     amp: bool | None = None
@@ -109,6 +120,14 @@ class TrainConfig:
             raise ValueError(f"patience must be >= 1, got {self.patience}")
         if self.border_crop < 0:
             raise ValueError(f"border_crop must be >= 0, got {self.border_crop}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1 or None, got {self.max_steps}")
+        if self.cosine and self.max_steps is None:
+            raise ValueError("cosine=True needs max_steps (the length of the schedule)")
+        if not self.encoder_lr_scale > 0:
+            raise ValueError(f"encoder_lr_scale must be > 0, got {self.encoder_lr_scale}")
+        if not self.max_zoom >= 1.0:
+            raise ValueError(f"max_zoom must be >= 1, got {self.max_zoom}")
 
 
 @dataclass
@@ -121,7 +140,7 @@ class TrainResult:
         best_metrics: validation metrics of that epoch.
         epochs_run: epochs started (the last may be partial).
         steps: optimiser steps taken.
-        stopped: ``"epochs"``, ``"early_stopping"`` or ``"time_budget"``.
+        stopped: ``"epochs"``, ``"steps"``, ``"early_stopping"`` or ``"time_budget"``.
         seconds: wall time of the call.
         train_mean_depth: mean valid training depth in metres (the mean-depth baseline).
         history: one dict per validated epoch, as in ``train_log.csv``.
@@ -156,7 +175,8 @@ def prepare_frames(
         progress: show a progress bar.
 
     Returns:
-        New frames with ``(H, W, 3)`` uint8 RGB and ``(H, W)`` float32 depth (NaN invalid).
+        New frames with ``(H, W, 3)`` uint8 RGB, ``(H, W)`` float32 depth (NaN invalid)
+        and the intrinsics of the cropped, resized image (when the frame had some).
 
     Raises:
         ValueError: a frame has no depth.
@@ -166,11 +186,15 @@ def prepare_frames(
         if frame.depth is None:
             raise ValueError(f"frame {frame.name!r} has no depth; training needs RGB-D frames")
         rgb, depth = border_crop(frame.rgb, frame.depth, crop)
+        k = frame.intrinsics
+        if k is not None:
+            k = k.cropped(crop, crop, k.width - 2 * crop, k.height - 2 * crop).scaled(input_size[1], input_size[0])
         prepared.append(
             Frame(
                 rgb=np.ascontiguousarray(resize_rgb(rgb, input_size)),
                 depth=resize_depth(depth, input_size),
                 stamp=frame.stamp,
+                intrinsics=k,
                 name=frame.name,
             )
         )
@@ -195,8 +219,8 @@ def _validate(
     acc = MetricAccumulator()
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=amp):
         for start in range(0, len(frames), batch):
-            rgb, depth = to_tensor_batch(frames[start : start + batch], model.input_size)
-            pred = model(rgb.to(device, non_blocking=True)).float()
+            rgb, depth, focal = to_tensor_batch(frames[start : start + batch], model.input_size)
+            pred = model(rgb.to(device, non_blocking=True), focal.to(device)).float()
             acc.update(pred, depth, valid_mask(depth, model.min_depth, model.max_depth))
     model.train(was_training)
     return acc.result()
@@ -311,7 +335,17 @@ def fit(
 
     model.to(device)
     params = model.set_trainable(config.scope)
-    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    encoder_ids = {id(p) for p in model.encoder.parameters()}
+    groups = [
+        {"params": [p for p in params if id(p) not in encoder_ids], "lr": lr},
+        {"params": [p for p in params if id(p) in encoder_ids], "lr": lr * config.encoder_lr_scale},
+    ]
+    optimizer = torch.optim.Adam([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay)
+    schedule = None
+    if config.cosine:
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, config.max_steps) / config.max_steps))
+        )
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
     model.train()
 
@@ -403,14 +437,18 @@ def fit(
             if deadline is not None and time.monotonic() + reserve >= deadline:
                 partial = True
                 break
+            if config.max_steps is not None and steps >= config.max_steps:
+                partial = group_start > 0
+                stopped = "steps"
+                break
             finite = True
             for indices in group:
-                rgb, depth = to_tensor_batch([train[i] for i in indices], model.input_size,
-                                             augment=config.augment, rng=rng)
+                rgb, depth, focal = to_tensor_batch([train[i] for i in indices], model.input_size,
+                                                    augment=config.augment, rng=rng, max_zoom=config.max_zoom)
                 rgb = rgb.to(device, non_blocking=True)
                 depth = depth.to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                    pred = model(rgb)
+                    pred = model(rgb, focal.to(device))
                 loss = model_loss(model, pred.float(), depth, valid_mask(depth, model.min_depth, model.max_depth))
                 value = float(loss.detach())
                 finite = finite and math.isfinite(value)
@@ -425,17 +463,19 @@ def fit(
                 scaler.step(optimizer)
                 scaler.update()
                 steps += 1
+                if schedule is not None:
+                    schedule.step()
             else:
                 # A NaN/inf loss would poison the weights (on CPU there is no scaler to
                 # catch it): drop the whole accumulated step and count it.
                 log["skipped_steps"] += 1
             optimizer.zero_grad(set_to_none=True)
         bar.close()
-        if partial:
+        if partial and stopped != "steps":
             stopped = "time_budget"
         if images:
             record(epoch, partial, images, losses)
-        if partial:
+        if partial or stopped == "steps":
             break
         if stale >= config.patience:
             stopped = "early_stopping"

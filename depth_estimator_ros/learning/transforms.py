@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from depth_estimator_ros.data.frame import Frame
+from depth_estimator_ros.models.base import CANONICAL_FOCAL
 
 __all__ = [
     "MAX_ROTATION_DEG",
@@ -33,6 +34,8 @@ __all__ = [
     "resize_depth",
     "to_float_rgb",
     "augment",
+    "frame_focal",
+    "random_zoom",
     "to_tensor_batch",
 ]
 
@@ -244,6 +247,59 @@ def augment(
     return rgb, depth
 
 
+def frame_focal(frame: Frame, border_crop: int = 0) -> float:
+    """Return the normalised focal length of ``frame``'s RGB image (after a border crop).
+
+    Args:
+        frame: a frame; without intrinsics it is taken to be the canonical camera.
+        border_crop: pixels cut from every border (a crop narrows the field of view).
+
+    Returns:
+        ``sqrt(fx * fy / (W * H))`` (:data:`~depth_estimator_ros.models.base.CANONICAL_FOCAL`
+        when the frame has no intrinsics).
+    """
+    k = frame.intrinsics
+    if k is None:
+        return CANONICAL_FOCAL
+    if border_crop:
+        k = k.cropped(border_crop, border_crop, k.width - 2 * border_crop, k.height - 2 * border_crop)
+    return k.normalized_focal
+
+
+def random_zoom(
+    rgb: np.ndarray, depth: np.ndarray, rng: np.random.Generator, max_zoom: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Crop a random window and resize it back: the same scene through a longer lens.
+
+    The window keeps the aspect ratio and covers ``1/z`` of each side, ``z`` uniform in
+    ``[1, max_zoom]``, at a uniform random position. Metric depth does not change; the
+    camera's normalised focal length grows by ``z``, which the caller multiplies into the
+    frame's focal so the camera-aware output learns to tell a near scene from a zoomed one.
+
+    Args:
+        rgb: ``(H, W, 3)`` float32 in ``[0, 1]``.
+        depth: ``(H, W)`` float32 metres, NaN invalid.
+        rng: the random generator (two numbers drawn per call, used or not).
+        max_zoom: largest zoom factor (``>= 1``; 1 returns the inputs).
+
+    Returns:
+        ``(rgb, depth, z)``: arrays of the input shapes and the zoom factor applied.
+    """
+    if not max_zoom >= 1.0:
+        raise ValueError(f"max_zoom must be >= 1, got {max_zoom}")
+    zoom = float(rng.uniform(1.0, max_zoom))
+    x_frac, y_frac = rng.random(2)
+    h, w = depth.shape
+    ch, cw = max(1, round(h / zoom)), max(1, round(w / zoom))
+    if (ch, cw) == (h, w):
+        return rgb, depth, 1.0
+    top, left = int(y_frac * (h - ch)), int(x_frac * (w - cw))
+    window = (slice(top, top + ch), slice(left, left + cw))
+    rgb = cv2.resize(np.ascontiguousarray(rgb[window]), (w, h), interpolation=cv2.INTER_LINEAR)
+    depth = resize_depth(depth[window], (h, w))
+    return rgb, depth, float(np.sqrt((h / ch) * (w / cw)))
+
+
 def to_tensor_batch(
     frames: Sequence[Frame],
     input_size: tuple[int, int],
@@ -251,20 +307,24 @@ def to_tensor_batch(
     augment: bool = False,
     rng: np.random.Generator | None = None,
     border_crop: int = 0,
-) -> tuple[Tensor, Tensor]:
+    max_zoom: float = 1.0,
+) -> tuple[Tensor, Tensor, Tensor]:
     """Turn frames into a model-ready batch: crop, resize, optionally augment, stack.
 
     Args:
         frames: frames with ``rgb`` ``(H, W, 3)`` uint8 and ``depth`` ``(h, w)``
             metres or ``None`` (a frame without depth gives an all-NaN target).
         input_size: the model's ``(height, width)``.
-        augment: apply :func:`augment` to every pair (needs ``rng``).
+        augment: apply :func:`augment` to every pair (needs ``rng``), and
+            :func:`random_zoom` when ``max_zoom > 1``.
         rng: the generator augmentation draws from.
         border_crop: pixels cut from every border first (seed 1 uses 10).
+        max_zoom: largest random zoom of the augmentation (1 = none).
 
     Returns:
-        ``(rgb, depth)``: ``(B, 3, H, W)`` float32 in ``[0, 1]`` and ``(B, 1, H, W)``
-        float32 metres with NaN invalid, on the CPU.
+        ``(rgb, depth, focal)``: ``(B, 3, H, W)`` float32 in ``[0, 1]``, ``(B, 1, H, W)``
+        float32 metres with NaN invalid, and ``(B,)`` float32 normalised focal lengths
+        (:func:`frame_focal`, times the zoom), on the CPU.
     """
     h, w = _check_size(input_size)
     if len(frames) == 0:
@@ -273,15 +333,20 @@ def to_tensor_batch(
         raise ValueError("augment=True needs a numpy Generator as rng (seeded by the caller)")
     rgb_out = np.empty((len(frames), 3, h, w), dtype=np.float32)
     depth_out = np.empty((len(frames), 1, h, w), dtype=np.float32)
+    focal_out = np.empty((len(frames),), dtype=np.float32)
     for i, frame in enumerate(frames):
         rgb, depth = _crop_pair(frame.rgb, frame.depth, border_crop)
+        focal_out[i] = frame_focal(frame, border_crop)
         rgb = to_float_rgb(resize_rgb(rgb, (h, w)))
         depth = np.full((h, w), np.nan, np.float32) if depth is None else resize_depth(depth, (h, w))
         if augment:
+            if max_zoom > 1.0:
+                rgb, depth, zoom = random_zoom(rgb, depth, rng, max_zoom)
+                focal_out[i] *= zoom
             rgb, depth = _augment_pair(rgb, depth, rng)
         rgb_out[i] = rgb.transpose(2, 0, 1)
         depth_out[i, 0] = depth
-    return torch.from_numpy(rgb_out), torch.from_numpy(depth_out)
+    return torch.from_numpy(rgb_out), torch.from_numpy(depth_out), torch.from_numpy(focal_out)
 
 
 # ``to_tensor_batch`` takes keyword arguments named like these functions.

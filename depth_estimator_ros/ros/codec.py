@@ -26,9 +26,10 @@ import array
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
+from depth_estimator_ros.data.frame import Intrinsics
 from depth_estimator_ros.data.image_encoding import (
     DEPTH_ENCODINGS,
     IMAGE_ENCODINGS,
@@ -178,3 +179,15 @@ def depth_to_image(depth_m: np.ndarray, header: Header, encoding: str = "32FC1")
     """
     step, data = encode_depth(depth_m, encoding)
     return _make_image(header, depth_m.shape[0], depth_m.shape[1], encoding, step, data)
+
+
+def camera_info_intrinsics(info: CameraInfo | None) -> Intrinsics | None:
+    """Return the pinhole intrinsics of a CameraInfo, or ``None`` when it has none usable.
+
+    A CameraInfo with a zero size or a non-positive focal length (an uncalibrated camera
+    driver publishes ``K`` all zeros) counts as none.
+    """
+    if info is None or info.width == 0 or info.height == 0 or not (info.k[0] > 0 and info.k[4] > 0):
+        return None
+    return Intrinsics(fx=float(info.k[0]), fy=float(info.k[4]), cx=float(info.k[2]), cy=float(info.k[5]),
+                      width=int(info.width), height=int(info.height))

@@ -65,6 +65,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header, UInt8MultiArray
 
+from depth_estimator_ros import models
 from depth_estimator_ros.adaptation.payload import PayloadError, import_payload
 from depth_estimator_ros.learning.device import resolve_device
 from depth_estimator_ros.learning.predictor import Predictor
@@ -270,6 +271,8 @@ class DepthEstimatorNode(Node):
         self._frames_processed = 0
         self._frames_colored = 0
         self._camera_info: CameraInfo | None = None
+        # normalised focal length from camera_info; None = the canonical camera (models.CANONICAL_FOCAL)
+        self._focal: float | None = None
 
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._on_parameters_set)
@@ -325,6 +328,8 @@ class DepthEstimatorNode(Node):
             **{f"stage_{stage}_mean_s": meter.summary()[0] for stage, meter in self._stages.items()},
             "weights_version": self._predictor.version,
             "weights_rejected": self._weights_rejected,
+            "camera": "canonical (no camera_info)" if self._focal is None else "camera_info",
+            "camera_scale": 1.0 if self._focal is None else self._focal / models.CANONICAL_FOCAL,
             "time_resets": self._guard.resets,
         }
 
@@ -355,6 +360,16 @@ class DepthEstimatorNode(Node):
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
+        intrinsics = codec.camera_info_intrinsics(msg)
+        focal = None if intrinsics is None else intrinsics.normalized_focal
+        if focal != self._focal:
+            self.get_logger().info(
+                "camera_info: predicting for " + ("the canonical camera (camera_info has no focal length)"
+                                                  if focal is None else
+                                                  f"fx {intrinsics.fx:.1f}, fy {intrinsics.fy:.1f} px at "
+                                                  f"{intrinsics.width}x{intrinsics.height} (depth x "
+                                                  f"{focal / models.CANONICAL_FOCAL:.3f} of the canonical camera)"))
+        self._focal = focal
 
     def _on_image(self, msg: Image) -> None:
         arrived = time.monotonic()
@@ -392,7 +407,7 @@ class DepthEstimatorNode(Node):
         self._stages["decode"].add(started - taken)
         timings: dict[str, float] = {}
         try:
-            depth, _ = self._predictor.predict_versioned(rgb, timings=timings)
+            depth, _ = self._predictor.predict_versioned(rgb, focal=self._focal, timings=timings)
         except (RuntimeError, ValueError) as exc:  # e.g. out of GPU memory: skip the frame, keep running
             self._drop("inference_error", str(exc))
             return

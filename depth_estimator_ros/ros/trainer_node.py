@@ -69,7 +69,7 @@ from depth_estimator_ros.adaptation import (
     AdaptationConfig,
     AdaptationEngine,
 )
-from depth_estimator_ros.data.frame import Frame, Intrinsics
+from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.learning.device import resolve_device
 from depth_estimator_ros.ros import codec
 from depth_estimator_ros.ros.diagnostics import (
@@ -342,15 +342,9 @@ class OnlineTrainerNode(Node):
             self._drop("depth_all_invalid", f"depth stamped {_stamp(depth_msg):.6f} has no valid pixel")
             return None
         return Frame(
-            rgb=rgb, depth=depth, stamp=_stamp(rgb_msg), intrinsics=self._intrinsics(), name=rgb_msg.header.frame_id
+            rgb=rgb, depth=depth, stamp=_stamp(rgb_msg), intrinsics=codec.camera_info_intrinsics(self._camera_info),
+            name=rgb_msg.header.frame_id,
         )
-
-    def _intrinsics(self) -> Intrinsics | None:
-        info = self._camera_info
-        if info is None or info.k[0] <= 0 or info.width == 0 or info.height == 0:
-            return None
-        return Intrinsics(fx=info.k[0], fy=info.k[4], cx=info.k[2], cy=info.k[5], width=info.width,
-                          height=info.height)
 
     def _drop(self, reason: str, detail: str) -> None:
         if self._drops.record(reason):
