@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -23,13 +25,54 @@ def test_train_writes_outputs_split_and_copy(tmp_path, capsys):
     for name in ("best.safetensors", "train_log.csv", "train_log.json", "loss_curve.png", "split.json"):
         assert (out / name).is_file(), name
     split = json.loads((out / "split.json").read_text())
-    parts = [split["train"], split["val"], split["test"]]
+    (only,) = split["sources"].values()
+    parts = [only["train"], only["val"], only["test"]]
     assert sorted(sum(parts, [])) == list(range(12)) and [len(p) for p in parts] == [10, 1, 1]
-    assert copy.read_bytes() == (out / "best.safetensors").read_bytes()
+    best, _ = load_checkpoint(out / "best.safetensors")
     model, meta = load_checkpoint(copy)
+    assert all(torch.equal(t, best.state_dict()[k]) for k, t in model.state_dict().items())
     assert model.arch == "fast" and model.input_size == (32, 32)
-    assert meta["provenance"]["data"] == DATA and meta["provenance"]["command"].startswith("train --data")
+    assert meta["provenance"]["data"] == [DATA] and meta["provenance"]["command"].startswith("train --data")
     assert np.isfinite(meta["provenance"]["train_mean_depth"])
+    sidecar = json.loads(copy.with_suffix(".json").read_text())
+    assert sidecar["provenance"] == meta["provenance"] and sidecar["stored_dtype"] == "float32"
+
+
+def _write_room(folder: Path, seed: int, frames: int, depth_m: float) -> None:
+    """Write a tiny 7-Scenes-layout room (JPEG colour, 16-bit millimetre depth, intrinsics)."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(frames):
+        cv2.imwrite(str(folder / f"frame-{i:06d}.color.jpg"), rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+        cv2.imwrite(str(folder / f"frame-{i:06d}.depth.png"), np.full((48, 64), depth_m * 1000, np.uint16))
+    (folder / "camera-intrinsics.txt").write_text("50 0 32\n0 50 24\n0 0 1\n")
+
+
+def test_train_on_a_folder_of_rooms_leaves_rooms_out_and_budgets_by_steps(tmp_path, capsys):
+    rooms = tmp_path / "rooms"
+    _write_room(rooms / "near", 1, 6, 1.0)
+    _write_room(rooms / "far", 2, 6, 4.0)
+    _write_room(rooms / "held_out", 3, 4, 2.0)
+    (rooms / "SOURCES.tsv").write_text("name\tlicense\nnear\tMIT\nfar\tCC BY\nheld_out\tnone\n")
+    out, copy = tmp_path / "run", tmp_path / "ship" / "base.safetensors"
+    rc = main(["--data", str(rooms), "--leave-out", "held_out", "--input-size", "32", "32", "--steps", "3",
+               "--cosine", "--max-zoom", "1.5", "--min-room-frames", "8", "--micro-batch", "4",
+               "--split", "0.6", "0.2", "0.2", "--out", str(out), "--checkpoint", str(copy), "--half",
+               "--device", "cpu", "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    log = json.loads((out / "train_log.json").read_text())
+    assert log["steps"] == 3 and log["stopped"] == "steps"
+    assert log["n_train"] == 16  # each room's 4 training frames repeated to 8
+    _, meta = load_checkpoint(copy)
+    provenance = meta["provenance"]
+    assert provenance["rooms"] == {"far": 6, "near": 6} and provenance["leave_out"] == ["held_out"]
+    assert [row["name"] for row in provenance["licences"]] == ["near", "far"]
+    assert json.loads(copy.with_suffix(".json").read_text())["stored_dtype"] == "float16"
+    split = json.loads((out / "split.json").read_text())
+    assert set(split["sources"]) == {"near", "far"}
+    capsys.readouterr()
+    assert main(["--data", str(rooms), "--leave-out", "kitchen", "--out", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "no such room" in capsys.readouterr().err
 
 
 def test_train_fine_tunes_from_init_and_refuses_other_arch(tmp_path, capsys):

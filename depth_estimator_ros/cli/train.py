@@ -2,12 +2,17 @@
 
 Usage::
 
+    # the shipped base model (README, "Base model"): ImageNet MobileNetV2, every real room
+    train --data ../shared/data/rooms --encoder-weights ../shared/weights/mobilenet_v2_imagenet_from_qnnpack.safetensors \
+          --input-size 144 192 --steps 3000 --cosine ...
     train --arch fast --data synthetic:seed=0,frames=2000,rooms=40 --minutes 5 --out out/train
     train --arch densenet201 --data nyu_depth_v2_labeled.mat --epochs 20 --device cuda
     train --init out/train/best.safetensors --data /data/7scenes/kitchen --scope decoder --out out/kitchen
 
-The data is split at random (seeded) into train / validation / test parts (80/10/10
-by default; ``split.json`` lists the indices); the validation part picks the best
+``--data`` takes one or more sources; a folder of room folders (``rooms/``) counts as
+one source per room, and ``--leave-out ROOM`` keeps a room out of training entirely.
+Each source is split at random (seeded) into train / validation / test parts (80/10/10
+by default; ``split.json`` lists the indices per source); the validation part picks the best
 epoch and stops training early, the test part is left for ``evaluate``. The output
 folder gets ``best.safetensors``, ``train_log.csv``, ``train_log.json``,
 ``loss_curve.png`` and ``split.json``.
@@ -19,15 +24,17 @@ import argparse
 import json
 import os
 import shlex
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from depth_estimator_ros.cli._common import add_runtime_arguments, apply_runtime, positive_float, positive_int, run_main
-from depth_estimator_ros.data import Subset, open_source, split_indices
+from depth_estimator_ros.data.collection import open_training_sources, split_sources
 from depth_estimator_ros.learning.trainer import TrainConfig, fit
-from depth_estimator_ros.models import ARCHITECTURES, SCOPES, build_model, load_checkpoint
+from depth_estimator_ros.models import ARCHITECTURES, SCOPES, build_model, load_checkpoint, save_checkpoint
 
 __all__ = ["build_parser", "main"]
 
@@ -37,19 +44,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="train", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", required=True, help="frame source: folder, .mat, bag or synthetic:key=value,...")
+    parser.add_argument("--data", required=True, nargs="+",
+                        help="frame sources: folder, folder of room folders, .mat, bag or synthetic:key=value,...")
+    parser.add_argument("--leave-out", action="append", default=[], metavar="ROOM",
+                        help="room folder name (inside a folder of rooms) never trained on; repeatable")
+    parser.add_argument("--min-room-frames", type=int, default=0,
+                        help="repeat each source's training frames up to at least N per epoch (default 0: off)")
     parser.add_argument("--out", type=Path, default=Path("out/train"), help="output folder (default out/train)")
     parser.add_argument("--arch", choices=ARCHITECTURES, default=None,
                         help="architecture (default fast, or the --init checkpoint's)")
     parser.add_argument("--init", type=Path, default=None, help="start from the weights of this checkpoint")
     parser.add_argument(
-        "--encoder-weights", choices=("imagenet", "none"), default="none",
-        help="encoder initialisation of a new model (default none; imagenet needs the torchvision weights)",
+        "--encoder-weights", default="none",
+        help="encoder initialisation of a new model: none (default), imagenet (torchvision's weights API) "
+             "or a path to a local safetensors state dict of the torchvision model",
     )  # fmt: skip
     parser.add_argument("--input-size", type=positive_int, nargs=2, metavar=("H", "W"), default=None,
                         help="model input size of a new model (default: the architecture's)")
     parser.add_argument("--epochs", type=positive_int, default=20, help="most epochs (default 20)")
     parser.add_argument("--minutes", type=positive_float, default=None, help="wall-clock budget of the whole run")
+    parser.add_argument("--steps", type=positive_int, default=None,
+                        help="optimiser steps budget (reproducible whatever the machine's load)")
+    parser.add_argument("--cosine", action="store_true", help="cosine learning-rate decay over --steps")
+    parser.add_argument("--encoder-lr-scale", type=positive_float, default=1.0,
+                        help="encoder learning rate relative to the rest (default 1)")
+    parser.add_argument("--max-zoom", type=float, default=1.0,
+                        help="largest random zoom (crop + resize, focal length scaled) of the augmentation")
     parser.add_argument("--patience", type=positive_int, default=5, help="epochs without improvement (default 5)")
     parser.add_argument("--micro-batch", type=positive_int, default=None, help="images per pass (model default)")
     parser.add_argument("--accumulation", type=positive_int, default=None, help="passes per step (model default)")
@@ -61,21 +81,40 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", type=positive_float, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
                         default=(0.8, 0.1, 0.1), help="split fractions (default 0.8 0.1 0.1)")
     parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="also copy the best checkpoint to this file when done")
+                        help="also copy the best checkpoint to this file when done, with its metadata "
+                             "beside it as .json")
+    parser.add_argument("--half", action="store_true",
+                        help="store the --checkpoint copy in float16 (half the size; loads as float32)")
     add_runtime_arguments(parser)
     return parser
+
+
+def _sources_table(specs: Sequence[str], names: set[str]) -> list[dict[str, str]]:
+    """Return the SOURCES.tsv rows (licence, sensor, origin) of the rooms trained on, where listed."""
+    rows = []
+    for spec in specs:
+        table = Path(spec) / "SOURCES.tsv"
+        if not table.is_file():
+            continue
+        lines = table.read_text().splitlines()
+        header = lines[0].split("\t")
+        for line in lines[1:]:
+            row = dict(zip(header, line.split("\t")))
+            if row.get("name") in names:
+                rows.append(row)
+    return rows
 
 
 def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     apply_runtime(args)
-    source = open_source(args.data)
-    parts = split_indices(len(source), args.split, seed=args.seed)
-    train, val, test = (Subset(source, idx, name=f"{source.name}[{label}]")
-                        for idx, label in zip(parts, ("train", "val", "test")))
-    if len(train) == 0 or len(val) == 0:
-        raise ValueError(f"{args.data}: {len(source)} frames give {len(train)} training and {len(val)} "
-                         "validation frames; need at least one of each (more frames or another --split)")
+    if args.min_room_frames < 0:
+        raise ValueError(f"--min-room-frames must be >= 0, got {args.min_room_frames}")
+    sources = open_training_sources(args.data, args.leave_out)
+    train, val, test, split = split_sources(sources, args.split, args.seed, args.min_room_frames)
+    if val is None:
+        raise ValueError(f"{', '.join(args.data)}: no validation frames; need at least one "
+                         "(more frames or another --split)")
     if args.init is not None:
         model, _ = load_checkpoint(args.init, arch=args.arch)
     else:
@@ -84,17 +123,23 @@ def _run(argv: Sequence[str] | None) -> int:
         model = build_model(args.arch or "fast", encoder_weights=weights, **options)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "split.json").write_text(json.dumps(
-        {"data": args.data, "seed": args.seed, "fractions": list(args.split),
-         **{label: idx.tolist() for label, idx in zip(("train", "val", "test"), parts)}}) + "\n")
+        {"data": args.data, "leave_out": args.leave_out, "seed": args.seed, "fractions": list(args.split),
+         "sources": split}) + "\n")
     config = TrainConfig(
-        epochs=args.epochs, minutes=args.minutes, micro_batch=args.micro_batch, accumulation=args.accumulation,
+        epochs=args.epochs, minutes=args.minutes, max_steps=args.steps, cosine=args.cosine,
+        encoder_lr_scale=args.encoder_lr_scale, max_zoom=args.max_zoom, micro_batch=args.micro_batch, accumulation=args.accumulation,
         lr=args.lr, weight_decay=args.weight_decay, scope=args.scope, patience=args.patience,
         augment=not args.no_augment, border_crop=args.border_crop, seed=args.seed, device=args.device,
         progress=not args.quiet,
     )  # fmt: skip
     command = "train " + shlex.join(list(argv) if argv is not None else sys.argv[1:])
-    provenance = {"data": args.data, "command": command, "init": None if args.init is None else str(args.init),
-                  "encoder_weights": model.encoder_weights, "split_seed": args.seed}
+    provenance = {
+        "data": list(args.data), "command": command, "init": None if args.init is None else str(args.init),
+        "encoder_weights": model.encoder_provenance, "split_seed": args.seed, "leave_out": args.leave_out,
+        "rooms": {source.name: len(source) for source in sources},
+        "licences": _sources_table(args.data, {source.name for source in sources}),
+        "never_trained_on": "7scenes_kitchen (the unseen room adaptation is measured on)",
+    }
     result = fit(model, train, val, args.out, config, provenance=provenance)
     best = result.best_metrics
     print(f"{model.arch}: {result.epochs_run} epoch(s), {result.steps} steps in {result.seconds:.0f} s "
@@ -103,12 +148,26 @@ def _run(argv: Sequence[str] | None) -> int:
           f"{result.train_mean_depth:.3f} m")
     print(f"checkpoint: {result.checkpoint}")
     if args.checkpoint is not None:
-        args.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.checkpoint.with_name(args.checkpoint.name + f".tmp{os.getpid()}")
-        shutil.copyfile(result.checkpoint, tmp)
-        tmp.replace(args.checkpoint)
-        print(f"copied to: {args.checkpoint}")
+        sidecar = export_checkpoint(result.checkpoint, args.checkpoint, half=args.half)
+        print(f"copied to: {args.checkpoint} (metadata: {sidecar})")
     return 0
+
+
+def export_checkpoint(source: Path, target: Path, *, half: bool = False) -> Path:
+    """Copy a checkpoint (optionally as float16) and write its metadata beside it as JSON.
+
+    Both files are written atomically. Returns the ``.json`` path.
+    """
+    model, meta = load_checkpoint(source)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(target, model, provenance=meta["provenance"], dtype=torch.float16 if half else None)
+    _, meta = load_checkpoint(target)
+    meta["stored_dtype"] = "float16" if half else "float32"
+    sidecar = target.with_suffix(".json")
+    tmp = sidecar.with_name(sidecar.name + f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    tmp.replace(sidecar)
+    return sidecar
 
 
 def main(argv: Sequence[str] | None = None) -> int:
