@@ -278,6 +278,7 @@ def run_prequential(
     seed: int = 0,
     window_s: float = 2.0,
     threshold_m: float = 0.5,
+    backend: str = "torch",
     progress: bool = False,
 ) -> dict[str, Any]:
     """Stream ``frames`` without and then with adaptation and measure forgetting.
@@ -294,6 +295,8 @@ def run_prequential(
         seed: engine seed.
         window_s: metric window length in stream seconds.
         threshold_m: RMSE threshold of the time-to-threshold figure (cold start).
+        backend: the estimator's inference backend (``torch`` | ``onnxruntime`` | ``auto``,
+            :class:`~depth_estimator_ros.learning.predictor.Predictor`); training is torch.
         progress: show progress bars.
 
     Returns:
@@ -303,8 +306,13 @@ def run_prequential(
     """
     config = AdaptationConfig() if config is None else config
     duration = len(frames) / rate_hz
-    frozen = stream(Predictor(model, device), frames, rate_hz=rate_hz, progress=progress, label="frozen")
-    predictor = Predictor(model, device)
+    import torch
+
+    def make_predictor() -> Predictor:
+        return Predictor(model, device, backend=backend, threads=torch.get_num_threads())
+
+    frozen = stream(make_predictor(), frames, rate_hz=rate_hz, progress=progress, label="frozen")
+    predictor = make_predictor()
     engine = AdaptationEngine(model, config, base_frames=base_frames, device=device, seed=seed)
     # Inference and training share this interpreter now, exactly as in `live`.
     switch_interval = sys.getswitchinterval()
@@ -357,6 +365,8 @@ def run_prequential(
             "duration_s": duration,
             "window_s": window_s,
             "device": str(device),
+            "backend": predictor.backend,
+            "backend_note": predictor.backend_note,
             "seed": seed,
             "engine": config.to_dict(),
             "base_frames": 0 if base_frames is None else len(base_frames),

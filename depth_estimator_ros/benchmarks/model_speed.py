@@ -189,7 +189,14 @@ def _measure_arch(
     rows = []
     for precision in precisions:
         amp = precision == "amp"
-        predictor = Predictor(model, device=device, amp=amp)
+        if precision == "onnxruntime":
+            try:
+                predictor = Predictor(model, device=device, backend="onnxruntime", threads=torch.get_num_threads())
+            except (ValueError, RuntimeError) as exc:  # an architecture that does not export: say so, go on
+                rows.append({"arch": arch, "device": device, "precision": precision, "skipped": str(exc)})
+                continue
+        else:
+            predictor = Predictor(model, device=device, amp=amp)
         pred_times = timed_loop(
             lambda: predictor.predict(image),
             warmup=settings.warmup,
@@ -198,14 +205,26 @@ def _measure_arch(
             synchronize=sync,
         )
         bare = predictor.model  # the predictor's own copy, already on the device, in eval mode
-        with torch.inference_mode(), _precision(device, precision):
+        if precision == "onnxruntime":
+            session = predictor._session
+            x_u8 = rng.integers(0, 256, size=(1, height, width, 3), dtype=np.uint8)
+            focal = np.ones(1, np.float32)
             fwd_times = timed_loop(
-                lambda: bare(x),
+                lambda: session.run(x_u8, focal),
                 warmup=settings.warmup,
                 iterations=settings.iterations,
                 max_seconds=settings.max_seconds,
                 synchronize=sync,
             )
+        else:
+            with torch.inference_mode(), _precision(device, precision):
+                fwd_times = timed_loop(
+                    lambda: bare(x),
+                    warmup=settings.warmup,
+                    iterations=settings.iterations,
+                    max_seconds=settings.max_seconds,
+                    synchronize=sync,
+                )
         del predictor, bare
         forward = _throughput(fwd_times)
         forward["achieved_gflops"] = round(flops / (forward["median_ms"] / 1e3) / 1e9, 2)
@@ -244,6 +263,21 @@ def _speed_ratios(rows: Sequence[dict[str, Any]], reference: str = "fast") -> di
                 group[f"{reference}/{arch} {mode}"] = round(row[mode]["median_ms"] / ref[mode]["median_ms"], 2)
         if group:
             ratios[setup] = group
+    return ratios
+
+
+def _backend_ratios(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Return ``{"fast 2t": {"forward": 3.1, "predictor": 2.4}}``: torch time / onnxruntime time on the CPU."""
+    ratios: dict[str, dict[str, float]] = {}
+    for row in rows:
+        if row["precision"] != "onnxruntime":
+            continue
+        twin = next((r for r in rows if r["arch"] == row["arch"] and r["precision"] == "fp32"
+                     and r["device"] == row["device"] and r["threads"] == row["threads"]), None)
+        if twin is not None:
+            ratios[f"{row['arch']} {row['threads']}t"] = {
+                mode: round(twin[mode]["median_ms"] / row[mode]["median_ms"], 2) for mode in ("forward", "predictor")
+            }
     return ratios
 
 
@@ -324,10 +358,14 @@ def run(
         raise ValueError(f"thread counts must be >= 1, got {list(cpu_threads)}")
     started = time.time()
     # (device, torch threads, precisions, name of the setup in results)
-    setups = [("cpu", n, ("fp32",), f"cpu/fp32/{n}t") for n in cpu_threads if "cpu" in devices]
+    from depth_estimator_ros.learning.onnx_backend import onnxruntime_available
+
+    ort = ("onnxruntime",) if onnxruntime_available() else ()
+    setups = [("cpu", n, ("fp32", *ort), f"cpu/fp32/{n}t") for n in cpu_threads if "cpu" in devices]
     setups += [(d, default_threads, ("fp32", "amp"), d) for d in devices if d.startswith("cuda")]
     peaks: dict[str, dict[str, Any]] = {}
     rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
     try:
         for dev, n_threads, _, name in setups:
             torch.set_num_threads(n_threads)
@@ -342,8 +380,15 @@ def run(
             torch.set_num_threads(n_threads)
             for row in _measure_arch(arch, dev, precisions, settings, camera):
                 row["threads"] = n_threads
-                row["setup"] = name if dev == "cpu" else f"{name}/{row['precision']}"
-                peak = peaks[row["setup"]]["gflops"]
+                if "skipped" in row:
+                    skipped.append(row)
+                    continue
+                if dev == "cpu":
+                    row["setup"] = name if row["precision"] == "fp32" else f"cpu/{row['precision']}/{n_threads}t"
+                    peak = peaks[name]["gflops"]
+                else:
+                    row["setup"] = f"{name}/{row['precision']}"
+                    peak = peaks[row["setup"]]["gflops"]
                 row["forward"]["fraction_of_matmul_peak"] = round(row["forward"]["achieved_gflops"] / peak, 4)
                 rows.append(row)
     finally:
@@ -358,6 +403,8 @@ def run(
         "matmul_peak": peaks,
         "models": rows,
         "speed_ratios": _speed_ratios(rows),
+        "backend_ratios": _backend_ratios(rows),
+        "skipped": skipped,
         "elapsed_s": round(time.time() - started, 1),
     }
     return write_section(out_dir, "model", result, _plot)

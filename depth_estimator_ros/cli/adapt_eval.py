@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch intra-op threads for the whole process (default: %(default)s; 1 lets estimator "
                         "and trainer threads each use a core of a 2-core CPU)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "auto"), default="auto",
+                   help="the estimator's inference backend (training is torch; default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="engine seed (default: %(default)s)")
     p.add_argument("--window", type=float, default=2.0, help="metric window in stream seconds (default: %(default)s)")
     p.add_argument("--threshold", type=float, default=0.5,
@@ -140,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     result = run_prequential(
         model, frames, config=config, rate_hz=args.rate, base_frames=base, forgetting_frames=forget,
-        device=args.device, seed=args.seed, window_s=args.window, threshold_m=args.threshold, progress=progress,
+        device=args.device, seed=args.seed, window_s=args.window, threshold_m=args.threshold,
+        backend=args.backend, progress=progress,
     )
     result["settings"].update(
         start=start, data=args.data, forget_data=args.forget_data, base_data=args.base_data,

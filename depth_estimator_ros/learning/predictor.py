@@ -18,6 +18,13 @@ input buffer.
   waits for at most the frame in progress, and a frame waits at most for one copy.
   A rejected state dict raises before the lock and leaves the model untouched.
 - ``swap_state`` with a callable holds the lock for the whole call.
+
+Backends: ``torch`` runs the private model copy; ``onnxruntime`` runs the model's exported
+graph (:mod:`~depth_estimator_ros.learning.onnx_backend`) and keeps the torch copy only as
+the record of the weights in force. Both share every step outside the network (resize,
+upload, upsampling, range mask). With onnxruntime a swap also builds a new session with
+the new weights as initializer overrides, before taking the lock (a second lock keeps
+swaps in order), so frames wait only for the reference to change.
 """
 
 from __future__ import annotations
@@ -33,8 +40,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from depth_estimator_ros.learning import onnx_backend
 from depth_estimator_ros.learning.device import resolve_device
 from depth_estimator_ros.learning.transforms import resize_rgb
+from depth_estimator_ros.models.base import CANONICAL_FOCAL
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from depth_estimator_ros.models import DepthModel
@@ -57,6 +66,16 @@ class Predictor:
             CUDA-only option.
         channels_last: run the model in channels-last memory format (faster on some
             GPUs and with oneDNN; measure before turning on).
+        backend: ``"torch"``, ``"onnxruntime"`` or ``"auto"`` (onnxruntime when it imports
+            and the model exports, else torch; :attr:`backend_note` says why).
+        checkpoint: the file ``model`` came from: its ONNX export is cached beside it
+            (by content hash) instead of exported at every start.
+        threads: onnxruntime intra-op threads (0 = its own choice); torch uses its global setting.
+        trt_cache_dir: TensorRT engine cache (onnxruntime on CUDA with TensorRT).
+
+    Raises:
+        ValueError: ``backend="onnxruntime"`` and the model does not export (the reason).
+        ImportError: ``backend="onnxruntime"`` and onnxruntime is not installed.
     """
 
     def __init__(
@@ -66,7 +85,13 @@ class Predictor:
         *,
         amp: bool | None = None,
         channels_last: bool = False,
+        backend: str = "torch",
+        checkpoint: str | None = None,
+        threads: int = 0,
+        trt_cache_dir: str | None = None,
     ) -> None:
+        if backend not in onnx_backend.BACKENDS:
+            raise ValueError(f"backend must be one of {onnx_backend.BACKENDS}, got {backend!r}")
         if not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a DepthModel, got {type(model).__name__}")
         self.device = resolve_device(device)
@@ -86,10 +111,38 @@ class Predictor:
         self._model = model_copy
         self._lock = threading.Lock()
         self._version = 0
+        self._swap_lock = threading.Lock()
+        self._session: onnx_backend.OnnxSession | None = None
+        self.backend, self.backend_note = "torch", "requested"
+        if backend != "torch":
+            self._session, self.backend_note = self._open_session(model, backend, checkpoint, threads, trt_cache_dir)
+            self.backend = "torch" if self._session is None else "onnxruntime"
         h, w = self.input_size
         # Pinned host memory lets the upload overlap with nothing else in flight and
         # skips a staging copy; only worth it when there is a GPU to upload to.
         self._host_input = torch.empty((1, h, w, 3), dtype=torch.uint8, pin_memory=cuda)
+
+    def _open_session(
+        self, model: "DepthModel", backend: str, checkpoint: str | None, threads: int, trt_cache_dir: str | None
+    ) -> tuple[onnx_backend.OnnxSession | None, str]:
+        """Export (or reuse the cached export of) ``model``; return the session or None with the reason."""
+        if backend == "auto" and not onnx_backend.onnxruntime_available():
+            return None, "auto: onnxruntime is not installed"
+        try:
+            if checkpoint:
+                exported, path = onnx_backend.cached_export(model, checkpoint)
+                where = f"graph {path}"
+            else:
+                exported, where = onnx_backend.export_onnx(model), "exported at start"
+            session = onnx_backend.OnnxSession(exported.data, device=str(self.device), threads=threads,
+                                               overrides=onnx_backend.state_arrays(model.state_dict()),
+                                               trt_cache_dir=trt_cache_dir)
+        except (ValueError, RuntimeError, OSError, ImportError) as exc:
+            if backend == "onnxruntime":
+                raise
+            return None, f"auto: onnxruntime not used ({exc})"
+        return session, (f"{where}, max |onnx - torch| {exported.max_abs_diff_m:.2g} m, "
+                         f"providers {', '.join(session.providers)}")
 
     @property
     def model(self) -> "DepthModel":
@@ -194,18 +247,27 @@ class Predictor:
                 nothing is changed then.
         """
         if callable(update):
-            with self._lock:
+            with self._swap_lock, self._lock:
                 result = update(self._model)
                 self._model.eval()
                 self._model.requires_grad_(False)
+                if self._session is not None:  # rare path: the new session is built under the lock
+                    self._session = self._session.with_weights(self._model.state_dict())
                 self._bump(version)
             return result
-        staged = self._stage(update, strict=False)
-        with self._lock, torch.no_grad():
-            for target, source in staged:
-                target.copy_(source)
-            self._bump(version)
+        self._apply(self._stage(update, strict=False), update, version)
         return None
+
+    def _apply(self, staged: list[tuple[Tensor, Tensor]], state: Mapping[str, Tensor], version: int | None) -> None:
+        """Copy checked tensors in between two frames; with onnxruntime, swap in a session built first."""
+        with self._swap_lock:
+            session = None if self._session is None else self._session.with_weights(state)
+            with self._lock, torch.no_grad():
+                for target, source in staged:
+                    target.copy_(source)
+                if session is not None:
+                    self._session = session
+                self._bump(version)
 
     def load_state_dict(self, state: Mapping[str, Tensor], *, version: int | None = None) -> None:
         """Replace all weights with a complete state dict (every key, right shapes).
@@ -217,11 +279,7 @@ class Predictor:
         Raises:
             ValueError: a key is missing or unknown, or a shape differs.
         """
-        staged = self._stage(state, strict=True)
-        with self._lock, torch.no_grad():
-            for target, source in staged:
-                target.copy_(source)
-            self._bump(version)
+        self._apply(self._stage(state, strict=True), state, version)
 
     def state_dict(self) -> dict[str, Tensor]:
         """Return a CPU copy of the weights in force (a consistent snapshot)."""
@@ -262,6 +320,12 @@ class Predictor:
 
     def _run_model(self, batch_hwc: Tensor, focal: float | Sequence[float] | None = None) -> Tensor:
         """Run the model on a uint8 ``(B, h, w, 3)`` device batch; return ``(B, 1, h, w)`` depth."""
+        if self._session is not None:
+            given = np.asarray(CANONICAL_FOCAL if focal is None else focal, np.float32).reshape(-1)
+            if given.size not in (1, batch_hwc.shape[0]) or not (np.isfinite(given).all() and (given > 0).all()):
+                raise ValueError(f"focal must be finite and > 0, one number or one per image; got {given[:4]}")
+            focals = np.broadcast_to(given, (batch_hwc.shape[0],))
+            return torch.from_numpy(self._session.run(batch_hwc.cpu().numpy(), focals))
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
         rgb = batch_hwc.permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=memory_format)
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):

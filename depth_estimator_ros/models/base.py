@@ -173,6 +173,19 @@ class DepthModel(nn.Module):
             return depth
         return self.bound_depth(depth * camera_scale(focal, depth))
 
+    def forward_unchecked(self, rgb: Tensor, focal: Tensor) -> Tensor:
+        """Compute :meth:`forward` without its argument checks, for graph export (ONNX).
+
+        Args:
+            rgb: ``(B, 3, H, W)`` float RGB in ``[0, 1]``.
+            focal: ``(B,)`` normalised focal lengths (finite, > 0: the caller checks).
+
+        Returns:
+            ``(B, 1, H, W)`` depth in metres, equal to ``forward(rgb, focal)`` in eval mode.
+        """
+        depth = self.predict_depth((rgb - self.rgb_mean) / self.rgb_std)
+        return self.bound_depth(depth * (focal.reshape(-1, 1, 1, 1) / CANONICAL_FOCAL))
+
     def predict_depth(self, x: Tensor) -> Tensor:
         """Map normalised ``(B, 3, H, W)`` input to ``(B, 1, H, W)`` depth in metres."""
         raise NotImplementedError

@@ -87,6 +87,7 @@ from depth_estimator_ros.ros.params import (
     load_model,
     refuse,
     spin_nodes,
+    torch_thread_count,
 )
 from depth_estimator_ros.ros.qos import (
     DIAGNOSTICS_QOS,
@@ -110,6 +111,15 @@ def parameter_descriptors() -> dict[str, ParameterDescriptor]:
             read_only=True,
         ),
         "device": describe("inference device: auto | cpu | cuda", read_only=True, constraints="auto, cpu or cuda"),
+        "backend": describe(
+            "inference backend: torch | onnxruntime | auto (onnxruntime when it imports and the model exports, "
+            "else torch; the log says which and why)",
+            read_only=True,
+            constraints="torch, onnxruntime or auto",
+        ),
+        "trt_cache_dir": describe(
+            "TensorRT engine cache folder (onnxruntime-gpu with TensorRT on CUDA); empty = no cache", read_only=True
+        ),
         "torch_threads": describe(
             "torch intra-op threads; 0 = half the CPUs", low=0, high=256, integer=True, read_only=True
         ),
@@ -250,7 +260,11 @@ class DepthEstimatorNode(Node):
         self._base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         # The predictor runs a private copy; `model` stays on the CPU as the staging
         # copy into which weight payloads are validated and applied.
-        self._predictor = Predictor(model, device=resolve_device(values["device"]))
+        checkpoint = str(models.resolve_checkpoint(values["checkpoint"])) if values["checkpoint"] else None
+        self._predictor = Predictor(
+            model, device=resolve_device(values["device"]), backend=values["backend"], checkpoint=checkpoint,
+            threads=torch_thread_count(values["torch_threads"]), trt_cache_dir=values["trt_cache_dir"] or None,
+        )
         self._staging = model
         self._weights_rejected = 0
 
@@ -295,7 +309,7 @@ class DepthEstimatorNode(Node):
         self.get_logger().info(
             f"{model.arch} model, input {model.input_size[1]}x{model.input_size[0]}, "
             f"{values['checkpoint'] or 'untrained weights (no checkpoint given)'}, "
-            f"device {self._predictor.device}"
+            f"device {self._predictor.device}, backend {self._predictor.backend} ({self._predictor.backend_note})"
         )
         if not values["checkpoint"]:
             self.get_logger().warn("no checkpoint given: predictions come from untrained weights")

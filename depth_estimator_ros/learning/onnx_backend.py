@@ -1,0 +1,346 @@
+"""ONNX Runtime inference: export a depth model, check it against torch, run it, swap weights live.
+
+The exported graph takes what the :class:`~depth_estimator_ros.learning.predictor.Predictor`
+hands its torch model after the shared host-side resize: ``rgb`` ``(B, h, w, 3)`` uint8 at
+the model's input size and ``focal`` ``(B,)`` float32 normalised focal lengths; it returns
+``depth`` ``(B, 1, h, w)`` float32 metres. The uint8-to-float conversion, the ImageNet
+normalisation and the camera scale are inside the graph, so both backends share every
+step outside the network (resize, upsampling, range mask) as one code path.
+
+Weights: the graph is exported without constant folding, so every floating parameter and
+buffer of the model is an initializer named ``model.<state dict key>``. (The exporter
+merges initializers of equal value, e.g. the identity batch norms of a folded encoder; the
+export therefore gives every tensor a distinct offset first, and every session overrides
+*all* of them with the real weights, :func:`OnnxSession`'s ``overrides``.) The weights are
+written into the graph's initializers before the session is built, so onnxruntime's graph
+optimisations (conv + batch-norm fusion, constant folding) see the real values; its
+``SessionOptions.add_initializer`` overrides were measured to be ignored by those
+optimisations (a 7 m error with ``ORT_ENABLE_ALL``, exact only with optimisations off).
+A new weights version is applied by building a new session the same way, off the
+inference thread; the running session answers frames until the new one replaces it
+between two frames.
+
+Execution providers follow the device: CPU; CUDA, and TensorRT first when
+``onnxruntime-gpu`` provides it (engines cached in ``trt_cache_dir``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "BACKENDS",
+    "INPUT_NAMES",
+    "OUTPUT_NAME",
+    "ExportedModel",
+    "OnnxSession",
+    "cached_export",
+    "export_onnx",
+    "onnxruntime_available",
+    "providers_for",
+    "state_arrays",
+]
+
+#: Values of the ``backend`` option.
+BACKENDS = ("torch", "onnxruntime", "auto")
+#: Graph inputs: uint8 ``(B, h, w, 3)`` RGB and float32 ``(B,)`` normalised focal lengths.
+INPUT_NAMES = ("rgb", "focal")
+#: Graph output: float32 ``(B, 1, h, w)`` depth in metres.
+OUTPUT_NAME = "depth"
+#: Largest accepted difference between the exported graph and torch on the export check, metres.
+EXPORT_TOLERANCE_M = 1e-3
+_OPSET = 18
+_PREFIX = "model."
+
+
+def onnxruntime_available() -> bool:
+    """Return whether ``onnxruntime`` imports."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _Graph(nn.Module):
+    """What the exported graph computes: uint8 NHWC in, metric depth out."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, rgb: Tensor, focal: Tensor) -> Tensor:
+        x = rgb.permute(0, 3, 1, 2).float() / 255.0
+        return self.model.forward_unchecked(x, focal)
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    """An exported graph and what its check measured.
+
+    Attributes:
+        data: the ``.onnx`` bytes.
+        initializers: state dict keys of the model that are graph initializers (swappable).
+        max_abs_diff_m: largest |onnxruntime - torch| on the check input, metres.
+        export_s: seconds the export and the check took.
+    """
+
+    data: bytes
+    initializers: frozenset[str]
+    max_abs_diff_m: float
+    export_s: float
+
+
+def export_onnx(model: nn.Module, *, tolerance_m: float = EXPORT_TOLERANCE_M, seed: int = 0) -> ExportedModel:
+    """Export ``model`` for onnxruntime and check it numerically against torch.
+
+    The batch dimension is dynamic, the spatial size is the model's input size (fixed: the
+    Predictor always feeds that size, and a fixed shape lets onnxruntime plan its memory).
+
+    Args:
+        model: a ``DepthModel`` (left unchanged; a CPU copy is exported in eval mode).
+        tolerance_m: largest accepted |onnxruntime - torch| on a random batch of two.
+        seed: seed of the check input.
+
+    Returns:
+        The :class:`ExportedModel`.
+
+    Raises:
+        ValueError: the architecture does not export, its graph disagrees with torch by
+            more than ``tolerance_m``, or a weight is not a swappable initializer.
+        ImportError: onnxruntime or onnx is not installed.
+    """
+    import copy
+
+    import onnx
+
+    started = time.perf_counter()
+    real = {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items() if v.is_floating_point()}
+    graph = _Graph(copy.deepcopy(model).to("cpu").eval()).eval()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():  # distinct values, so the exporter keeps one named initializer per tensor
+        for index, tensor in enumerate(t for k, t in graph.model.state_dict().items() if k in real):
+            tensor.add_(1e-3 * (index + 1) + 1e-4 * torch.rand(tensor.shape, generator=generator))
+    h, w = (int(v) for v in model.input_size)
+    rgb = torch.randint(0, 256, (2, h, w, 3), dtype=torch.uint8, generator=generator)
+    focal = torch.tensor([0.95, 1.2], dtype=torch.float32)
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer warnings about Python-side shape checks
+            torch.onnx.export(
+                graph, (rgb, focal), buffer, input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+                opset_version=_OPSET, dynamic_axes={name: {0: "batch"} for name in (*INPUT_NAMES, OUTPUT_NAME)},
+                do_constant_folding=False, dynamo=False,
+            )  # fmt: skip
+    except Exception as exc:  # the exporter raises many types for unsupported operators
+        raise ValueError(f"{getattr(model, 'arch', type(model).__name__)} does not export to ONNX: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    data = buffer.getvalue()
+    names = {init.name for init in onnx.load_from_string(data).graph.initializer}
+    floating = [k for k, v in model.state_dict().items() if v.is_floating_point()]
+    missing = [k for k in floating if _PREFIX + k not in names]
+    if missing:
+        raise ValueError(f"{len(missing)} weight(s) of {model.arch!r} are not initializers of the exported graph "
+                         f"(e.g. {missing[:3]}); live weight swaps would miss them")
+    exported = ExportedModel(data, frozenset(real), math.nan, 0.0)
+    return _checked(model, exported, tolerance_m, started, seed)
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cached_export(model: nn.Module, checkpoint: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None
+                  ) -> tuple[ExportedModel, Path]:
+    """Return the export of a checkpoint's model, reusing ``<stem>.<sha256[:16]>.onnx`` when present.
+
+    The cache file sits next to the checkpoint, or in ``cache_dir`` (default
+    ``~/.cache/depth_estimator_ros/onnx``) when that folder is not writable. A cached
+    file that onnxruntime cannot load or that fails the numerical check is re-exported.
+
+    Args:
+        model: the model loaded from ``checkpoint``.
+        checkpoint: its file (hashed: a changed file never reuses an old graph).
+        cache_dir: fallback folder for the cache.
+
+    Returns:
+        ``(export, path of the cached .onnx)``.
+    """
+    checkpoint = Path(checkpoint)
+    key = f"{checkpoint.stem}.{_file_digest(checkpoint)[:16]}.onnx"
+    folders = [checkpoint.parent, Path(cache_dir) if cache_dir else Path.home() / ".cache" / "depth_estimator_ros" / "onnx"]
+    for folder in folders:
+        path = folder / key
+        if path.is_file():
+            try:
+                names = frozenset(k for k, v in model.state_dict().items() if v.is_floating_point())
+                return _checked(model, ExportedModel(path.read_bytes(), names, math.nan, 0.0)), path
+            except (ValueError, RuntimeError):
+                pass  # corrupt or stale: export again below
+    exported = export_onnx(model)
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(exported.data)
+            os.replace(tmp, folder / key)
+            return exported, folder / key
+        except OSError:
+            continue
+    raise OSError(f"no writable folder for the ONNX cache among {', '.join(map(str, folders))}")
+
+
+def _checked(
+    model: nn.Module, exported: ExportedModel, tolerance_m: float = EXPORT_TOLERANCE_M,
+    started: float | None = None, seed: int = 0,
+) -> ExportedModel:
+    """Run the graph with the model's weights against torch; return it with the measured difference.
+
+    Raises:
+        ValueError: the graph disagrees with torch by more than ``tolerance_m``.
+        RuntimeError: onnxruntime cannot load the graph.
+    """
+    started = time.perf_counter() if started is None else started
+    session = OnnxSession(exported.data, device="cpu", threads=1, overrides=state_arrays(model.state_dict()))
+    h, w = (int(v) for v in model.input_size)
+    rgb = torch.randint(0, 256, (2, h, w, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
+    focal = torch.tensor([0.95, 1.2], dtype=torch.float32)
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        want = _Graph(model)(rgb.to(next(model.parameters()).device), focal.to(next(model.parameters()).device))
+    model.train(was_training)
+    diff = float(np.max(np.abs(session.run(rgb.numpy(), focal.numpy()) - want.cpu().numpy())))
+    if not diff <= tolerance_m:
+        raise ValueError(f"the ONNX graph of {getattr(model, 'arch', '?')!r} differs from torch by {diff:.3g} m "
+                         f"(tolerance {tolerance_m:g} m); not used")
+    return ExportedModel(exported.data, exported.initializers, diff, time.perf_counter() - started)
+
+
+def state_arrays(state: Mapping[str, Tensor]) -> dict[str, np.ndarray]:
+    """Return the floating tensors of a state dict as float32 numpy arrays (initializer overrides)."""
+    return {name: t.detach().to("cpu", torch.float32).numpy() for name, t in state.items() if t.is_floating_point()}
+
+
+def providers_for(device: str, trt_cache_dir: str | os.PathLike[str] | None = None) -> list[Any]:
+    """Return the execution providers for a torch-style device name.
+
+    ``cpu`` gives the CPU provider; ``cuda``/``cuda:N`` gives TensorRT (when available,
+    with its engine cache in ``trt_cache_dir``), CUDA, then CPU.
+
+    Raises:
+        ValueError: CUDA asked for but onnxruntime has no CUDA provider (``onnxruntime-gpu``).
+    """
+    import onnxruntime as ort
+
+    if not str(device).startswith("cuda"):
+        return ["CPUExecutionProvider"]
+    available = ort.get_available_providers()
+    if "CUDAExecutionProvider" not in available:
+        raise ValueError(f"device {device!r} needs onnxruntime-gpu (CUDAExecutionProvider); this onnxruntime "
+                         f"has {available}")
+    index = int(str(device).partition(":")[2] or 0)
+    chosen: list[Any] = []
+    if "TensorrtExecutionProvider" in available:
+        options = {"device_id": index, "trt_fp16_enable": True}
+        if trt_cache_dir is not None:
+            Path(trt_cache_dir).mkdir(parents=True, exist_ok=True)
+            options.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(trt_cache_dir))
+        chosen.append(("TensorrtExecutionProvider", options))
+    chosen += [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+    return chosen
+
+
+def _with_initializers(data: bytes, arrays: Mapping[str, np.ndarray]) -> bytes:
+    """Return the graph ``data`` with the initializers ``model.<name>`` set to ``arrays[name]``."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load_from_string(data)
+    for init in graph.graph.initializer:
+        name = init.name[len(_PREFIX):] if init.name.startswith(_PREFIX) else None
+        if name in arrays:
+            init.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(arrays[name], np.float32), init.name))
+    return graph.SerializeToString()
+
+
+class OnnxSession:
+    """An onnxruntime session of an exported depth graph, with initializer overrides.
+
+    Args:
+        data: the ``.onnx`` bytes (:attr:`ExportedModel.data`).
+        overrides: the model's floating state dict as arrays (:func:`state_arrays`); an
+            exported graph's own initializer values are offsets, not weights, so a session
+            for prediction gets all of them.
+        device: ``"cpu"`` or ``"cuda[:N]"`` (see :func:`providers_for`).
+        threads: intra-op threads (0 = onnxruntime's choice).
+        trt_cache_dir: TensorRT engine cache folder (CUDA only).
+
+    Raises:
+        RuntimeError: onnxruntime cannot load the graph (a corrupt file).
+    """
+
+    def __init__(
+        self,
+        data: bytes,
+        *,
+        device: str = "cpu",
+        threads: int = 0,
+        overrides: Mapping[str, np.ndarray] | None = None,
+        trt_cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        self._data = data
+        self._device = str(device)
+        self._threads = int(threads)
+        self._trt_cache_dir = trt_cache_dir
+        self.overrides: dict[str, np.ndarray] = dict(overrides or {})
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            graph = _with_initializers(data, self.overrides) if self.overrides else data
+            self._session = ort.InferenceSession(graph, options, providers=providers_for(self._device, trt_cache_dir))
+        except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
+            raise RuntimeError(f"onnxruntime cannot load the ONNX graph: {type(exc).__name__}: {exc}") from exc
+        self.providers = self._session.get_providers()
+
+    def run(self, rgb: np.ndarray, focal: np.ndarray) -> np.ndarray:
+        """Return ``(B, 1, h, w)`` float32 depth for uint8 ``(B, h, w, 3)`` RGB and ``(B,)`` focal lengths."""
+        feeds = {INPUT_NAMES[0]: np.ascontiguousarray(rgb, dtype=np.uint8),
+                 INPUT_NAMES[1]: np.ascontiguousarray(focal, dtype=np.float32)}
+        return self._session.run([OUTPUT_NAME], feeds)[0]
+
+    def with_weights(self, state: Mapping[str, Tensor]) -> "OnnxSession":
+        """Return a new session of the same graph with ``state``'s tensors as initializers.
+
+        Earlier overrides stay unless ``state`` replaces them, so a partial state dict
+        (a payload of the decoder) keeps the rest of the weights in force. Building the
+        session takes tens of milliseconds: call it off the inference thread.
+        """
+        arrays = dict(self.overrides)
+        arrays.update(state_arrays(state))
+        return OnnxSession(self._data, device=self._device, threads=self._threads, overrides=arrays,
+                           trt_cache_dir=self._trt_cache_dir)
