@@ -131,11 +131,27 @@ def test_model_loss_l1_adds_penalty():
     assert loss.item() == pytest.approx(3.5 / 3 + 0.1 * 5)
 
 
-@pytest.mark.parametrize("kind", ["l1", "rmse"])
+def test_model_loss_log_l1_weighs_relative_errors_and_overrides_the_model_default():
+    pred, target, valid = _case()
+    loss = model_loss(_HeadModel("rmse", 0.0), pred, target, valid, kind="log_l1")
+    expected = (abs(math.log(2.0)) + abs(math.log(1 / 3)) + abs(math.log(3.5 / 3))) / 3
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    loss.backward()
+    assert torch.isfinite(pred.grad).all() and pred.grad[0, 0, 1, 1] == 0  # the invalid NaN pixel adds nothing
+    # the same relative error costs the same near and far
+    near = model_loss(_HeadModel("l1", 0.0), torch.full((1, 1, 1, 1), 1.1), torch.ones((1, 1, 1, 1)),
+                      torch.ones((1, 1, 1, 1), dtype=torch.bool), kind="log_l1")
+    far = model_loss(_HeadModel("l1", 0.0), torch.full((1, 1, 1, 1), 5.5), torch.full((1, 1, 1, 1), 5.0),
+                     torch.ones((1, 1, 1, 1), dtype=torch.bool), kind="log_l1")
+    assert near.item() == pytest.approx(far.item())
+
+
+@pytest.mark.parametrize("kind", ["l1", "rmse", "log_l1"])
 def test_model_loss_all_invalid_is_zero_and_leaves_weights_alone(kind):
-    model = _HeadModel(kind, 0.02)
+    model = _HeadModel("l1" if kind == "log_l1" else kind, 0.02)
     pred = torch.ones((1, 1, 2, 2), requires_grad=True)
-    loss = model_loss(model, pred, torch.full((1, 1, 2, 2), NAN), torch.zeros((1, 1, 2, 2), dtype=torch.bool))
+    loss = model_loss(model, pred, torch.full((1, 1, 2, 2), NAN), torch.zeros((1, 1, 2, 2), dtype=torch.bool),
+                      kind=kind)
     loss.backward()
     assert loss.item() == 0.0
     assert torch.equal(model.head.grad, torch.zeros(2))

@@ -301,7 +301,7 @@ def _plot(result: dict[str, Any], path: Path) -> Path:
     ax_fps.set_title("Throughput")
     achieved = [r["forward"]["achieved_gflops"] for r in rows]
     ax_flops.bar(positions, achieved, 0.6, color="tab:green", label="achieved (forward)")
-    peaks = [result["matmul_peak"][r["setup"]]["gflops"] for r in rows]
+    peaks = [result["matmul_peak"][r["peak_setup"]]["gflops"] for r in rows]
     ax_flops.scatter(positions, peaks, marker="_", s=900, color="k", label="torch.mm peak, same setup")
     ax_flops.set_yscale("log")
     ax_flops.set_ylabel("GFLOP/s (log)")
@@ -383,12 +383,12 @@ def run(
                 if "skipped" in row:
                     skipped.append(row)
                     continue
-                if dev == "cpu":
+                if dev == "cpu":  # onnxruntime rows: their own setup, the same machine peak as torch's
                     row["setup"] = name if row["precision"] == "fp32" else f"cpu/{row['precision']}/{n_threads}t"
-                    peak = peaks[name]["gflops"]
+                    row["peak_setup"] = name
                 else:
-                    row["setup"] = f"{name}/{row['precision']}"
-                    peak = peaks[row["setup"]]["gflops"]
+                    row["setup"] = row["peak_setup"] = f"{name}/{row['precision']}"
+                peak = peaks[row["peak_setup"]]["gflops"]
                 row["forward"]["fraction_of_matmul_peak"] = round(row["forward"]["achieved_gflops"] / peak, 4)
                 rows.append(row)
     finally:
@@ -427,4 +427,10 @@ def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     for group, ratios in result["speed_ratios"].items():
         text = ", ".join(f"{k.split()[0]} x{v}" for k, v in ratios.items() if k.endswith("predictor"))
         lines.append({"section": "model", "what": f"speed ratios {group}", "value": text, "target": "fast >> seeds"})
+    for group, ratios in result.get("backend_ratios", {}).items():
+        lines.append({"section": "model", "what": f"torch / onnxruntime time, {group}",
+                      "value": f"forward x{ratios['forward']}, Predictor x{ratios['predictor']}", "target": ">= 3x"})
+    for row in result.get("skipped", []):
+        lines.append({"section": "model", "what": f"{row['arch']} {row['precision']}", "value": "skipped: "
+                      + row["skipped"][:120], "target": ""})
     return lines

@@ -28,11 +28,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from depth_estimator_ros.cli._common import add_runtime_arguments, apply_runtime, positive_float, positive_int, run_main
 from depth_estimator_ros.data.collection import open_training_sources, split_sources
+from depth_estimator_ros.learning.losses import LOSSES
 from depth_estimator_ros.learning.trainer import TrainConfig, fit
 from depth_estimator_ros.models import ARCHITECTURES, SCOPES, build_model, load_checkpoint, save_checkpoint
 
@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cosine", action="store_true", help="cosine learning-rate decay over --steps")
     parser.add_argument("--encoder-lr-scale", type=positive_float, default=1.0,
                         help="encoder learning rate relative to the rest (default 1)")
+    parser.add_argument("--loss", choices=LOSSES, default=None, help="training loss (default: the model's)")
     parser.add_argument("--max-zoom", type=float, default=1.0,
                         help="largest random zoom (crop + resize, focal length scaled) of the augmentation")
     parser.add_argument("--patience", type=positive_int, default=5, help="epochs without improvement (default 5)")
@@ -127,7 +128,7 @@ def _run(argv: Sequence[str] | None) -> int:
          "sources": split}) + "\n")
     config = TrainConfig(
         epochs=args.epochs, minutes=args.minutes, max_steps=args.steps, cosine=args.cosine,
-        encoder_lr_scale=args.encoder_lr_scale, max_zoom=args.max_zoom, micro_batch=args.micro_batch, accumulation=args.accumulation,
+        encoder_lr_scale=args.encoder_lr_scale, max_zoom=args.max_zoom, loss=args.loss, micro_batch=args.micro_batch, accumulation=args.accumulation,
         lr=args.lr, weight_decay=args.weight_decay, scope=args.scope, patience=args.patience,
         augment=not args.no_augment, border_crop=args.border_crop, seed=args.seed, device=args.device,
         progress=not args.quiet,

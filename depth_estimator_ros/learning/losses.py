@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # pragma: no cover - typing only; learning never needs models
 
 __all__ = ["LOSSES", "valid_mask", "masked_l1", "masked_mse", "masked_rmse", "head_l2", "model_loss"]
 
-LOSSES: tuple[str, ...] = ("l1", "rmse")
+LOSSES: tuple[str, ...] = ("l1", "rmse", "log_l1")
 """The loss names a model's ``defaults.loss`` may take."""
 
 
@@ -144,7 +144,9 @@ def head_l2(params: Iterable[Tensor], weight: float) -> Tensor:
     return weight * torch.stack([p.square().sum() for p in params]).sum()
 
 
-def model_loss(model: "DepthModel", pred: Tensor, target: Tensor, valid: Tensor) -> Tensor:
+def model_loss(
+    model: "DepthModel", pred: Tensor, target: Tensor, valid: Tensor, kind: str | None = None
+) -> Tensor:
     """Return the loss the model was designed to be trained with.
 
     ``model.defaults.loss`` picks the data term and ``model.defaults.head_l2`` weighs
@@ -153,6 +155,8 @@ def model_loss(model: "DepthModel", pred: Tensor, target: Tensor, valid: Tensor)
     - ``"l1"``: ``masked_l1 + head_l2 * sum ||W||^2`` (seed 0; its head weight is 0).
     - ``"rmse"``: ``sqrt(masked_mse + head_l2 * sum ||W||^2)``, the penalty *inside*
       the square root exactly as seed 1's eq. 4 writes it.
+    - ``"log_l1"``: mean ``|log pred - log target|`` (+ the penalty): every pixel's
+      *relative* error counts alike, near or far (the AbsRel / delta view of depth).
 
     Args:
         model: a ``DepthModel`` (anything with ``defaults`` and
@@ -160,17 +164,25 @@ def model_loss(model: "DepthModel", pred: Tensor, target: Tensor, valid: Tensor)
         pred: predicted depth in metres ``(B, 1, H, W)``.
         target: ground-truth depth in metres, same shape, NaN where invalid.
         valid: bool mask, same shape.
+        kind: one of :data:`LOSSES` instead of ``model.defaults.loss``.
 
     Returns:
         A scalar tensor; exactly 0 (with grad) when no pixel is valid, so a batch
         without supervision never moves the weights through the penalty alone.
     """
-    kind = model.defaults.loss
+    kind = model.defaults.loss if kind is None else kind
     if kind not in LOSSES:
-        raise ValueError(f"model.defaults.loss must be one of {LOSSES}, got {kind!r}")
-    err, n = _masked_error(pred, target, valid)
+        raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
+    if kind == "log_l1":
+        _check(pred, target, valid)
+        safe = torch.where(valid, target, pred.detach()).to(pred.dtype).clamp_min(1e-3)
+        log_err = torch.where(valid, pred.clamp_min(1e-3).log() - safe.log(), torch.zeros((), dtype=pred.dtype,
+                                                                                              device=pred.device))
+        err, n = log_err, valid.sum()
+    else:
+        err, n = _masked_error(pred, target, valid)
     penalty = head_l2(model.regularized_parameters(), float(model.defaults.head_l2)).to(pred.device)
-    if kind == "l1":
+    if kind in ("l1", "log_l1"):
         loss = err.abs().sum() / n.clamp_min(1) + penalty
     else:
         loss = _safe_sqrt(err.square().sum() / n.clamp_min(1) + penalty)

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.learning.device import resolve_device
-from depth_estimator_ros.learning.losses import model_loss, valid_mask
+from depth_estimator_ros.learning.losses import LOSSES, model_loss, valid_mask
 from depth_estimator_ros.learning.metrics import MetricAccumulator
 from depth_estimator_ros.learning.transforms import border_crop, resize_depth, resize_rgb, to_tensor_batch
 from depth_estimator_ros.models import DepthModel, save_checkpoint
@@ -76,6 +76,7 @@ class TrainConfig:
         cosine: decay the learning rate along a half cosine to 0 over ``max_steps``.
         encoder_lr_scale: the encoder's learning rate relative to the rest (a pretrained
             encoder fine-tunes more gently than a new decoder learns).
+        loss: one of ``learning.losses.LOSSES`` instead of the model's own (``model.defaults.loss``).
         max_zoom: largest random zoom of the augmentation (:func:`random_zoom
             <depth_estimator_ros.learning.transforms.random_zoom>`; 1 = none).
         seed: seed of shuffling, augmentation and torch's initialisation draws.
@@ -98,6 +99,7 @@ class TrainConfig:
     cosine: bool = False
     encoder_lr_scale: float = 1.0
     max_zoom: float = 1.0
+    loss: str | None = None
     seed: int = 0
     device: str = "auto"
     amp: bool | None = None
@@ -128,6 +130,8 @@ class TrainConfig:
             raise ValueError(f"encoder_lr_scale must be > 0, got {self.encoder_lr_scale}")
         if not self.max_zoom >= 1.0:
             raise ValueError(f"max_zoom must be >= 1, got {self.max_zoom}")
+        if self.loss is not None and self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES} or None, got {self.loss!r}")
 
 
 @dataclass
@@ -449,7 +453,8 @@ def fit(
                 depth = depth.to(device, non_blocking=True)
                 with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
                     pred = model(rgb, focal.to(device))
-                loss = model_loss(model, pred.float(), depth, valid_mask(depth, model.min_depth, model.max_depth))
+                loss = model_loss(model, pred.float(), depth, valid_mask(depth, model.min_depth, model.max_depth),
+                                  config.loss)
                 value = float(loss.detach())
                 finite = finite and math.isfinite(value)
                 if finite:
