@@ -10,12 +10,16 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={"depth_estimator_ros.ros": ["fastdds_large_messages.xml"]},
+    package_data={
+        "depth_estimator_ros": ["weights/*.safetensors", "weights/*.json"],  # the shipped base model
+        "depth_estimator_ros.ros": ["fastdds_large_messages.xml"],
+    },
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.rviz")),
+        ("share/" + package_name + "/weights", glob("depth_estimator_ros/weights/*")),
     ],
     install_requires=["setuptools"],
     zip_safe=True,

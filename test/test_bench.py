@@ -23,9 +23,14 @@ def test_quick_model_section_writes_json_png_and_summary(tmp_path: Path, capsys:
     machine_keys = {"cpu_model", "usable_cores", "memory_gib", "torch", "torchvision", "cuda", "gpu", "date"}
     assert machine_keys | {"torch_threads"} <= set(result["machine"])
     assert result["matmul_peak"]["cpu/fp32/1t"]["gflops"] > 0
-    (row,) = result["models"]
+    rows = {row["precision"]: row for row in result["models"]}
+    assert set(rows) == {"fp32", "onnxruntime"}  # torch and onnxruntime side by side, same run
+    onnx_row, row = rows["onnxruntime"], rows["fp32"]
     assert (row["arch"], row["device"], row["precision"], row["threads"]) == ("fast", "cpu", "fp32", 1)
-    assert row["setup"] == "cpu/fp32/1t"
+    assert row["setup"] == "cpu/fp32/1t" and onnx_row["setup"] == "cpu/onnxruntime/1t"
+    assert onnx_row["peak_setup"] == "cpu/fp32/1t" and onnx_row["forward"]["achieved_gflops"] > 0
+    ratio = result["backend_ratios"]["fast 1t"]
+    assert ratio["forward"] == pytest.approx(row["forward"]["median_ms"] / onnx_row["forward"]["median_ms"], rel=0.02)
     assert row["camera_size"] == [480, 640]
     assert row["gflops_per_frame"] > 0
     for mode in ("predictor", "forward"):
@@ -40,7 +45,7 @@ def test_quick_model_section_writes_json_png_and_summary(tmp_path: Path, capsys:
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["quick"] is True
     assert summary["sections"]["model"]["files"]["png"] == str(tmp_path / "model.png")
-    assert [r["section"] for r in summary["rows"]] == ["model"]
+    assert {r["section"] for r in summary["rows"]} == {"model"}
     table = (tmp_path / "summary.md").read_text()
     assert "| section | what | value | target |" in table
     assert "fast cpu/fp32/1t" in table

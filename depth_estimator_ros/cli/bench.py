@@ -7,6 +7,7 @@ Usage::
     bench --only memory --minutes 10 --device cpu
     bench --only soak --minutes 10 --device cpu   # 60 Hz VGA soak (issue 7), never in the default set
     bench --only accuracy --train-minutes 4       # every model trained 4 min, scored on unseen rooms (issue 3)
+    bench --only rooms --rooms-steps 600          # leave-one-room-out of the base recipe on ../shared/data/rooms
 
 Every section writes ``<section>.json`` and ``<section>.png`` (each JSON holds the machine
 description); at the end a summary table is printed and written to ``summary.json`` and
@@ -30,7 +31,7 @@ from depth_estimator_ros.benchmarks.common import DEVICE_CHOICES, write_json
 __all__ = ["OPTIONAL_SECTIONS", "build_parser", "main", "format_table"]
 
 #: Sections run only when named with ``--only`` (too long for ``make bench``).
-OPTIONAL_SECTIONS: tuple[str, ...] = ("soak", "accuracy")
+OPTIONAL_SECTIONS: tuple[str, ...] = ("soak", "accuracy", "rooms")
 _ALL_SECTIONS = SECTIONS + OPTIONAL_SECTIONS
 
 
@@ -127,13 +128,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="7-Scenes kitchen folder for the adaptation and memory sections "
         "(default ../shared/data/7scenes_kitchen beside the project)",
     )
+    parser.add_argument(
+        "--rooms-steps", type=int, default=None,
+        help="optimiser steps per fold of the rooms section (default: the shipped recipe's)",
+    )
+    parser.add_argument("--rooms-only", type=_csv(None), default=None, help="rooms section: score just these rooms")
+    parser.add_argument(
+        "--synthetic-checkpoint", type=Path, default=None,
+        help="rooms section: a synthetic-only base scored next to every room",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     return parser
 
 
 def _default_data() -> Path:
     """Return ``../shared/data/7scenes_kitchen`` beside the project checkout."""
-    return Path(__file__).resolve().parents[3] / "shared" / "data" / "7scenes_kitchen"
+    return _shared_folder() / "data" / "7scenes_kitchen"
+
+
+def _shared_folder() -> Path:
+    """Return ``../shared`` beside the project checkout."""
+    return Path(__file__).resolve().parents[3] / "shared"
 
 
 def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -189,6 +204,22 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
             progress=progress,
         )
         return result, accuracy.summary_rows(result)
+    if name == "rooms":
+        from depth_estimator_ros.benchmarks import rooms
+        from depth_estimator_ros.benchmarks.common import preferred_device
+
+        shared = _shared_folder()
+        if not (shared / "data" / "rooms").is_dir():
+            return {"skipped": f"{shared / 'data' / 'rooms'} is absent"}, []
+        result = rooms.run(
+            args.out, rooms_root=shared / "data" / "rooms",
+            encoder_weights=str(shared / "weights" / "mobilenet_v2_imagenet_from_qnnpack.safetensors"),
+            steps=args.rooms_steps or rooms.RECIPE["steps"], only=args.rooms_only, kitchen=data,
+            checkpoint=None if args.checkpoint is None else str(args.checkpoint),
+            synthetic_checkpoint=args.synthetic_checkpoint, device=preferred_device(args.device),
+            quick=args.quick, progress=progress,
+        )
+        return result, rooms.summary_rows(result)
     if name == "soak":
         from depth_estimator_ros.ros.bench import soak
 

@@ -25,10 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="frame source of the stream (default: ../shared/data/7scenes_kitchen when present, "
                         "else an unseen synthetic room)")
     parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="base model (default: <out>/../pretrained/fast_synthetic.safetensors, "
-                        "pretrained on synthetic rooms when missing)")
+                        help="base model (default: the checkpoint shipped with the package)")
+    parser.add_argument("--retrain", action="store_true",
+                        help="use <out>/../pretrained/fast_synthetic.safetensors instead, pretrained on "
+                        "synthetic rooms when missing")
     parser.add_argument("--pretrain-minutes", type=float, default=4.0,
-                        help="budget for pretraining the base model when it is missing (default 4)")
+                        help="budget of --retrain's pretraining when its checkpoint is missing (default 4)")
     parser.add_argument("--every", type=int, default=2, help="keep every Nth frame of the source (default 2)")
     parser.add_argument("--size", type=int, nargs=2, default=(320, 240), metavar=("W", "H"),
                         help="image size in the bag (default 320 240)")
@@ -45,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from depth_estimator_ros.ros.demo import run_demo
 
     try:
-        report = run_demo(args.out, data=args.data, checkpoint=args.checkpoint,
+        report = run_demo(args.out, data=args.data, checkpoint=args.checkpoint, retrain=args.retrain,
                           pretrain_minutes=args.pretrain_minutes, every=args.every,
                           width=args.size[0], height=args.size[1], progress=not args.no_progress)
     except (RuntimeError, ValueError, OSError) as exc:

@@ -35,6 +35,7 @@ from depth_estimator_ros.data.collection import open_training_sources, split_sou
 from depth_estimator_ros.learning.losses import LOSSES
 from depth_estimator_ros.learning.trainer import TrainConfig, fit
 from depth_estimator_ros.models import ARCHITECTURES, SCOPES, build_model, load_checkpoint, save_checkpoint
+from depth_estimator_ros.models.fast import BACKBONES
 
 __all__ = ["build_parser", "main"]
 
@@ -59,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="encoder initialisation of a new model: none (default), imagenet (torchvision's weights API) "
              "or a path to a local safetensors state dict of the torchvision model",
     )  # fmt: skip
+    parser.add_argument("--backbone", choices=BACKBONES, default=None,
+                        help="encoder of a new fast model (default mobilenet_v2)")
     parser.add_argument("--input-size", type=positive_int, nargs=2, metavar=("H", "W"), default=None,
                         help="model input size of a new model (default: the architecture's)")
     parser.add_argument("--epochs", type=positive_int, default=20, help="most epochs (default 20)")
@@ -91,7 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _sources_table(specs: Sequence[str], names: set[str]) -> list[dict[str, str]]:
-    """Return the SOURCES.tsv rows (licence, sensor, origin) of the rooms trained on, where listed."""
+    """Return what each training source is and its licence: SOURCES.tsv rows of folder rooms, else a note.
+
+    Sources found in no ``SOURCES.tsv`` beside them (a synthetic spec, a lone folder) get a
+    row saying so, so that a checkpoint's metadata lists every source it learned from.
+    """
     rows = []
     for spec in specs:
         table = Path(spec) / "SOURCES.tsv"
@@ -103,6 +110,13 @@ def _sources_table(specs: Sequence[str], names: set[str]) -> list[dict[str, str]
             row = dict(zip(header, line.split("\t")))
             if row.get("name") in names:
                 rows.append(row)
+    listed = {row["name"] for row in rows}
+    for name in sorted(names - listed):
+        if name.startswith("synthetic-seed"):
+            rows.append({"name": name, "sensor": "SYNTHETIC: rendered by depth_estimator_ros.data.synthetic",
+                         "license": "Apache-2.0 (this package)"})
+        else:
+            rows.append({"name": name, "license": "not recorded (no SOURCES.tsv beside it)"})
     return rows
 
 
@@ -120,6 +134,10 @@ def _run(argv: Sequence[str] | None) -> int:
         model, _ = load_checkpoint(args.init, arch=args.arch)
     else:
         options = {} if args.input_size is None else {"input_size": tuple(args.input_size)}
+        if args.backbone is not None:
+            if (args.arch or "fast") != "fast":
+                raise ValueError("--backbone applies to the fast architecture")
+            options["backbone"] = args.backbone
         weights = None if args.encoder_weights == "none" else args.encoder_weights
         model = build_model(args.arch or "fast", encoder_weights=weights, **options)
     args.out.mkdir(parents=True, exist_ok=True)

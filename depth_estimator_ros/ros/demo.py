@@ -2,8 +2,9 @@
 
 What a user would do on a robot, end to end, with real processes and real DDS:
 
-1. a base model: the ``fast`` architecture pretrained on synthetic rooms only
-   (trained here for a few minutes on first use, then reused);
+1. a base model: the checkpoint shipped with the package (``fast`` with an ImageNet
+   MobileNetV2 encoder trained on real rooms, never on the kitchen), used at once;
+   ``--retrain`` pretrains one on synthetic rooms instead (a few minutes, then reused);
 2. a rosbag2 of an RGB-D stream on the Kinect driver's topics: the real 7-Scenes
    kitchen (Kinect v1) when ``../shared/data`` is beside the project, otherwise a
    synthetic room the base model has never seen;
@@ -57,7 +58,11 @@ def default_data() -> str:
 
 
 def ensure_base_checkpoint(path: Path, *, minutes: float, progress: bool = True) -> Path:
-    """Return ``path``, pretraining ``fast`` on synthetic rooms for ``minutes`` first if it is missing."""
+    """Return ``path``, pretraining ``fast`` on synthetic rooms for ``minutes`` first if it is missing.
+
+    This is the product's base recipe before the shipped checkpoint (``demo --retrain``):
+    MobileNetV3-Small from random weights at 72x96, synthetic rooms only.
+    """
     if path.is_file():
         return path
     from depth_estimator_ros.cli import train
@@ -67,7 +72,8 @@ def ensure_base_checkpoint(path: Path, *, minutes: float, progress: bool = True)
     # into a 30 s stream; many rooms with few frames each generalise better than a few
     # long walks. Nothing else runs yet, so training gets every core.
     argv = [
-        "--arch", "fast", "--input-size", "72", "96", "--threads", str(os.cpu_count() or 1),
+        "--arch", "fast", "--backbone", "mobilenet_v3_small", "--input-size", "72", "96",
+        "--threads", str(os.cpu_count() or 1),
         "--data", "synthetic:seed=0,frames=2000,width=320,height=240,rooms=400",
         "--minutes", f"{minutes:g}", "--epochs", "50", "--out", str(work), "--checkpoint", str(path),
     ]
@@ -329,14 +335,15 @@ def _plot(runs: list[DemoRun], path: Path, *, window_s: float, max_depth: float,
 
 
 def run_demo(out_dir: Path, *, data: str | None = None, checkpoint: Path | None = None,
-             pretrain_minutes: float = 4.0, every: int = 2, sensor_rate_hz: float = 30.0,
+             retrain: bool = False, pretrain_minutes: float = 4.0, every: int = 2, sensor_rate_hz: float = 30.0,
              width: int = 320, height: int = 240, window_s: float = 3.0, progress: bool = True) -> dict[str, Any]:
     """Run the demo end to end and write ``report.json`` and ``report.png`` into ``out_dir``.
 
     Args:
         out_dir: output folder (the bag and the live processes' logs go there too).
         data: frame source of the stream (default: :func:`default_data`).
-        checkpoint: base model; default ``<out_dir>/../pretrained/fast_synthetic.safetensors``,
+        checkpoint: base model; default the shipped one (``models.SHIPPED_CHECKPOINT``).
+        retrain: use ``<out_dir>/../pretrained/fast_synthetic.safetensors`` instead,
             pretrained for ``pretrain_minutes`` on synthetic rooms when missing.
         every: keep every Nth frame of the source (a 30 Hz stream played at 15 Hz).
         sensor_rate_hz: the source's own frame rate.
@@ -350,10 +357,13 @@ def run_demo(out_dir: Path, *, data: str | None = None, checkpoint: Path | None 
     out_dir.mkdir(parents=True, exist_ok=True)
     domain = set_bench_domain()
     data = data or default_data()
-    checkpoint = ensure_base_checkpoint(
-        Path(checkpoint) if checkpoint else out_dir.parent / "pretrained" / "fast_synthetic.safetensors",
-        minutes=pretrain_minutes, progress=progress,
-    )
+    if retrain:
+        checkpoint = ensure_base_checkpoint(
+            Path(checkpoint) if checkpoint else out_dir.parent / "pretrained" / "fast_synthetic.safetensors",
+            minutes=pretrain_minutes, progress=progress,
+        )
+    else:
+        checkpoint = models.resolve_checkpoint(checkpoint or models.DEFAULT_CHECKPOINT)
     rate_hz = sensor_rate_hz / every
     bag = ensure_bag(out_dir / f"bag_{Path(data).name.replace(':', '_')[:40]}_{width}x{height}_{rate_hz:g}hz",
                      data, rate_hz=rate_hz, every=every, width=width, height=height)
