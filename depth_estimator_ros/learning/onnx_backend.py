@@ -174,7 +174,8 @@ def cached_export(model: nn.Module, checkpoint: str | os.PathLike[str], cache_di
     """Return the export of a checkpoint's model, reusing ``<stem>.<sha256[:16]>.onnx`` when present.
 
     The cache file sits next to the checkpoint, or in ``cache_dir`` (default
-    ``~/.cache/depth_estimator_ros/onnx``) when that folder is not writable. A cached
+    ``~/.cache/depth_estimator_ros/onnx``) when that folder is not writable or is the
+    installed package's own (the shipped checkpoint). A cached
     file that onnxruntime cannot load or that fails the numerical check is re-exported.
 
     Args:
@@ -185,9 +186,13 @@ def cached_export(model: nn.Module, checkpoint: str | os.PathLike[str], cache_di
     Returns:
         ``(export, path of the cached .onnx)``.
     """
+    from depth_estimator_ros.models.checkpoint import SHIPPED_CHECKPOINT
+
     checkpoint = Path(checkpoint)
     key = f"{checkpoint.stem}.{_file_digest(checkpoint)[:16]}.onnx"
-    folders = [checkpoint.parent, Path(cache_dir) if cache_dir else Path.home() / ".cache" / "depth_estimator_ros" / "onnx"]
+    folders = [Path(cache_dir) if cache_dir else Path.home() / ".cache" / "depth_estimator_ros" / "onnx"]
+    if checkpoint.resolve().parent != SHIPPED_CHECKPOINT.parent:  # never write into the installed package
+        folders.insert(0, checkpoint.parent)
     for folder in folders:
         path = folder / key
         if path.is_file():

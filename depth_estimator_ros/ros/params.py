@@ -209,7 +209,8 @@ def load_model(arch: str, checkpoint: str, input_size: Sequence[int]) -> tuple[D
 
     Args:
         arch: registry name (``arch`` parameter).
-        checkpoint: checkpoint path, or ``""`` for untrained weights of ``arch``.
+        checkpoint: checkpoint path, ``"default"`` for the shipped base model
+            (``models.SHIPPED_CHECKPOINT``), or ``""`` for untrained weights of ``arch``.
         input_size: ``[H, W]`` model input when no checkpoint is given; ``[0, 0]`` for
             the architecture's default. With a checkpoint it must be ``[0, 0]`` or the
             checkpoint's own size.
@@ -227,7 +228,7 @@ def load_model(arch: str, checkpoint: str, input_size: Sequence[int]) -> tuple[D
             f"input_size must be [H, W] with positive integers, or [0, 0] for the default; got {list(size)}"
         )
     if checkpoint:
-        path = Path(checkpoint).expanduser()
+        path = models.resolve_checkpoint(checkpoint)
         if not path.is_file():
             raise ValueError(f"checkpoint {str(path)!r} does not exist or is not a file")
         model, metadata = models.load_checkpoint(path, arch=arch, map_location="cpu")
