@@ -90,6 +90,25 @@ def test_live_swap_answers_with_the_new_weights_exactly_like_torch():
         onnx_pred.predict(rgb, float("nan"))
 
 
+def test_decoder_swaps_reuse_the_session_and_encoder_swaps_build_a_new_one():
+    model = _model()
+    predictor = Predictor(model, "cpu", backend="onnxruntime")
+    session = predictor._session
+    assert session.live and all(name.startswith("decoder.") for name in session.live)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["decoder.head.bias"] += 0.2
+    predictor.load_state_dict(state)  # a full state dict whose encoder is unchanged
+    assert predictor._session._session is session._session
+    encoder_key = next(k for k in state if k.startswith("encoder.") and state[k].is_floating_point())
+    state[encoder_key] = state[encoder_key] * 1.01
+    predictor.load_state_dict(state)
+    assert predictor._session._session is not session._session
+    reference = Predictor(model, "cpu")
+    reference.load_state_dict(state)
+    rgb = _image(5)
+    np.testing.assert_allclose(predictor.predict(rgb), reference.predict(rgb), atol=1e-3, equal_nan=True)
+
+
 def test_cached_export_reuses_the_file_and_replaces_a_corrupt_one(tmp_path):
     model = _model()
     checkpoint = tmp_path / "m.safetensors"

@@ -16,9 +16,12 @@ written into the graph's initializers before the session is built, so onnxruntim
 optimisations (conv + batch-norm fusion, constant folding) see the real values; its
 ``SessionOptions.add_initializer`` overrides were measured to be ignored by those
 optimisations (a 7 m error with ``ORT_ENABLE_ALL``, exact only with optimisations off).
-A new weights version is applied by building a new session the same way, off the
-inference thread; the running session answers frames until the new one replaces it
-between two frames.
+The tensors online adaptation changes by default (the
+decoder, ``LIVE_PREFIXES``) are graph *inputs* instead: a new weights version that only
+touches them is a new set of arrays fed to the same session, ready at once. A version
+that changes other tensors (``scope: all``) builds a new session with them written into
+the graph, off the inference thread; the running session answers frames until the new
+one replaces it between two frames.
 
 Execution providers follow the device: CPU; CUDA, and TensorRT first when
 ``onnxruntime-gpu`` provides it (engines cached in ``trt_cache_dir``).
@@ -26,6 +29,7 @@ Execution providers follow the device: CPU; CUDA, and TensorRT first when
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import math
@@ -63,6 +67,8 @@ INPUT_NAMES = ("rgb", "focal")
 OUTPUT_NAME = "depth"
 #: Largest accepted difference between the exported graph and torch on the export check, metres.
 EXPORT_TOLERANCE_M = 1e-3
+#: State dict prefixes of the tensors fed as graph inputs (swapped without a new session).
+LIVE_PREFIXES = ("decoder.",)
 _OPSET = 18
 _PREFIX = "model."
 
@@ -77,13 +83,24 @@ def onnxruntime_available() -> bool:
 
 
 class _Graph(nn.Module):
-    """What the exported graph computes: uint8 NHWC in, metric depth out."""
+    """What the exported graph computes: uint8 NHWC in, metric depth out.
 
-    def __init__(self, model: nn.Module) -> None:
+    The tensors named in ``live`` are taken from the extra ``forward`` arguments instead of
+    the modules (traced as graph inputs). Only used on a private copy of a model.
+    """
+
+    def __init__(self, model: nn.Module, live: tuple[str, ...] = ()) -> None:
         super().__init__()
         self.model = model
+        self.slots = []
+        for name in live:
+            owner, _, attr = name.rpartition(".")
+            module = model.get_submodule(owner)
+            self.slots.append((module, attr, "_parameters" if attr in module._parameters else "_buffers"))
 
-    def forward(self, rgb: Tensor, focal: Tensor) -> Tensor:
+    def forward(self, rgb: Tensor, focal: Tensor, *live: Tensor) -> Tensor:
+        for (module, attr, store), tensor in zip(self.slots, live):
+            getattr(module, store)[attr] = tensor
         x = rgb.permute(0, 3, 1, 2).float() / 255.0
         return self.model.forward_unchecked(x, focal)
 
@@ -94,7 +111,8 @@ class ExportedModel:
 
     Attributes:
         data: the ``.onnx`` bytes.
-        initializers: state dict keys of the model that are graph initializers (swappable).
+        initializers: state dict keys of the model that are graph initializers (swapped by a new session).
+        live: state dict keys fed as graph inputs, in input order (swapped at once).
         max_abs_diff_m: largest |onnxruntime - torch| on the check input, metres.
         export_s: seconds the export and the check took.
     """
@@ -103,6 +121,7 @@ class ExportedModel:
     initializers: frozenset[str]
     max_abs_diff_m: float
     export_s: float
+    live: tuple[str, ...] = ()
 
 
 def export_onnx(model: nn.Module, *, tolerance_m: float = EXPORT_TOLERANCE_M, seed: int = 0) -> ExportedModel:
@@ -124,16 +143,15 @@ def export_onnx(model: nn.Module, *, tolerance_m: float = EXPORT_TOLERANCE_M, se
             more than ``tolerance_m``, or a weight is not a swappable initializer.
         ImportError: onnxruntime or onnx is not installed.
     """
-    import copy
-
     import onnx
 
     started = time.perf_counter()
     real = {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items() if v.is_floating_point()}
-    graph = _Graph(copy.deepcopy(model).to("cpu").eval()).eval()
+    live = tuple(k for k in real if k.startswith(LIVE_PREFIXES))
+    graph = _Graph(copy.deepcopy(model).to("cpu").eval(), live).eval()
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():  # distinct values, so the exporter keeps one named initializer per tensor
-        for index, tensor in enumerate(t for k, t in graph.model.state_dict().items() if k in real):
+        for index, tensor in enumerate(t for k, t in graph.model.state_dict().items() if k in real and k not in live):
             tensor.add_(1e-3 * (index + 1) + 1e-4 * torch.rand(tensor.shape, generator=generator))
     h, w = (int(v) for v in model.input_size)
     rgb = torch.randint(0, 256, (2, h, w, 3), dtype=torch.uint8, generator=generator)
@@ -143,7 +161,8 @@ def export_onnx(model: nn.Module, *, tolerance_m: float = EXPORT_TOLERANCE_M, se
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about Python-side shape checks
             torch.onnx.export(
-                graph, (rgb, focal), buffer, input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+                graph, (rgb, focal, *(real[k] for k in live)), buffer, input_names=[*INPUT_NAMES, *live],
+                output_names=[OUTPUT_NAME],
                 opset_version=_OPSET, dynamic_axes={name: {0: "batch"} for name in (*INPUT_NAMES, OUTPUT_NAME)},
                 do_constant_folding=False, dynamo=False,
             )  # fmt: skip
@@ -151,13 +170,13 @@ def export_onnx(model: nn.Module, *, tolerance_m: float = EXPORT_TOLERANCE_M, se
         raise ValueError(f"{getattr(model, 'arch', type(model).__name__)} does not export to ONNX: "
                          f"{type(exc).__name__}: {exc}") from exc
     data = buffer.getvalue()
-    names = {init.name for init in onnx.load_from_string(data).graph.initializer}
-    floating = [k for k, v in model.state_dict().items() if v.is_floating_point()]
-    missing = [k for k in floating if _PREFIX + k not in names]
+    proto = onnx.load_from_string(data)
+    names = {init.name for init in proto.graph.initializer} | {i.name for i in proto.graph.input}
+    missing = [k for k in real if (k if k in live else _PREFIX + k) not in names]
     if missing:
-        raise ValueError(f"{len(missing)} weight(s) of {model.arch!r} are not initializers of the exported graph "
-                         f"(e.g. {missing[:3]}); live weight swaps would miss them")
-    exported = ExportedModel(data, frozenset(real), math.nan, 0.0)
+        raise ValueError(f"{len(missing)} weight(s) of {model.arch!r} are neither initializers nor inputs of the "
+                         f"exported graph (e.g. {missing[:3]}); live weight swaps would miss them")
+    exported = ExportedModel(data, frozenset(k for k in real if k not in live), math.nan, 0.0, live)
     return _checked(model, exported, tolerance_m, started, seed)
 
 
@@ -197,8 +216,10 @@ def cached_export(model: nn.Module, checkpoint: str | os.PathLike[str], cache_di
         path = folder / key
         if path.is_file():
             try:
-                names = frozenset(k for k, v in model.state_dict().items() if v.is_floating_point())
-                return _checked(model, ExportedModel(path.read_bytes(), names, math.nan, 0.0)), path
+                data = path.read_bytes()
+                live = _graph_inputs(data)[len(INPUT_NAMES):]
+                names = frozenset(k for k, v in model.state_dict().items() if v.is_floating_point() and k not in live)
+                return _checked(model, ExportedModel(data, names, math.nan, 0.0, live)), path
             except (ValueError, RuntimeError):
                 pass  # corrupt or stale: export again below
     exported = export_onnx(model)
@@ -213,6 +234,16 @@ def cached_export(model: nn.Module, checkpoint: str | os.PathLike[str], cache_di
         except OSError:
             continue
     raise OSError(f"no writable folder for the ONNX cache among {', '.join(map(str, folders))}")
+
+
+def _graph_inputs(data: bytes) -> tuple[str, ...]:
+    """Return the input names of a graph (RuntimeError when it is not one)."""
+    import onnx
+
+    try:
+        return tuple(i.name for i in onnx.load_from_string(data).graph.input)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise RuntimeError(f"onnxruntime cannot load the ONNX graph (not an ONNX graph: {exc})") from exc
 
 
 def _checked(
@@ -232,8 +263,9 @@ def _checked(
     focal = torch.tensor([0.95, 1.2], dtype=torch.float32)
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     with torch.inference_mode():
-        want = _Graph(model)(rgb.to(next(model.parameters()).device), focal.to(next(model.parameters()).device))
+        want = model.forward_unchecked(rgb.to(device).permute(0, 3, 1, 2).float() / 255.0, focal.to(device))
     model.train(was_training)
     diff = float(np.max(np.abs(session.run(rgb.numpy(), focal.numpy()) - want.cpu().numpy())))
     if not diff <= tolerance_m:
@@ -321,12 +353,18 @@ class OnnxSession:
         self._threads = int(threads)
         self._trt_cache_dir = trt_cache_dir
         self.overrides: dict[str, np.ndarray] = dict(overrides or {})
+        #: state dict keys fed as graph inputs (the decoder), in input order
+        self.live = _graph_inputs(data)[len(INPUT_NAMES):]
+        missing = [name for name in self.live if name not in self.overrides]
+        if missing:
+            raise ValueError(f"the graph takes {len(missing)} weight(s) as inputs that overrides lack: {missing[:3]}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = self._threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         try:
-            graph = _with_initializers(data, self.overrides) if self.overrides else data
+            fixed = {k: v for k, v in self.overrides.items() if k not in set(self.live)}
+            graph = _with_initializers(data, fixed) if fixed else data
             self._session = ort.InferenceSession(graph, options, providers=providers_for(self._device, trt_cache_dir))
         except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
             raise RuntimeError(f"onnxruntime cannot load the ONNX graph: {type(exc).__name__}: {exc}") from exc
@@ -336,16 +374,26 @@ class OnnxSession:
         """Return ``(B, 1, h, w)`` float32 depth for uint8 ``(B, h, w, 3)`` RGB and ``(B,)`` focal lengths."""
         feeds = {INPUT_NAMES[0]: np.ascontiguousarray(rgb, dtype=np.uint8),
                  INPUT_NAMES[1]: np.ascontiguousarray(focal, dtype=np.float32)}
+        feeds.update((name, self.overrides[name]) for name in self.live)
         return self._session.run([OUTPUT_NAME], feeds)[0]
 
     def with_weights(self, state: Mapping[str, Tensor]) -> "OnnxSession":
-        """Return a new session of the same graph with ``state``'s tensors as initializers.
+        """Return a session of the same graph with ``state``'s tensors in force.
 
         Earlier overrides stay unless ``state`` replaces them, so a partial state dict
-        (a payload of the decoder) keeps the rest of the weights in force. Building the
-        session takes tens of milliseconds: call it off the inference thread.
+        (a payload of the decoder) keeps the rest of the weights in force. When ``state``
+        only holds input-fed tensors (:attr:`live`) the onnxruntime session is shared and
+        this is immediate; otherwise a new session is built, which takes tens of
+        milliseconds: call it off the inference thread.
         """
-        arrays = dict(self.overrides)
-        arrays.update(state_arrays(state))
+        changed = state_arrays(state)
+        arrays = {**self.overrides, **{k: np.ascontiguousarray(v) for k, v in changed.items()}}
+        live = set(self.live)
+        fixed_changed = [k for k, v in changed.items()
+                         if k not in live and not (k in self.overrides and np.array_equal(v, self.overrides[k]))]
+        if not fixed_changed:  # only input-fed tensors changed: the same session, new arrays
+            twin = copy.copy(self)
+            twin.overrides = arrays
+            return twin
         return OnnxSession(self._data, device=self._device, threads=self._threads, overrides=arrays,
                            trt_cache_dir=self._trt_cache_dir)
