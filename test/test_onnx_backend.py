@@ -74,13 +74,18 @@ def test_live_swap_answers_with_the_new_weights_exactly_like_torch():
     assert after[1] == 7
     assert not np.allclose(after[0], before, equal_nan=True)
     np.testing.assert_allclose(after[0], torch_pred.predict(rgb), atol=1e-3, equal_nan=True)
+    with torch.no_grad():  # the caller's tensors changing afterwards (a staging model) change nothing
+        for tensor in partial.values():
+            tensor.fill_(0.0)
+        model.decoder.head.bias.fill_(3.0)
+    np.testing.assert_array_equal(onnx_pred.predict(rgb), after[0])
     # a second partial swap keeps the first one's tensors in force
-    head = {"decoder.head.bias": partial["decoder.head.bias"] + 0.3}
+    head = {"decoder.head.bias": torch.full_like(model.decoder.head.bias, 0.3)}
     onnx_pred.swap_state(head)
     torch_pred.swap_state(head)
     np.testing.assert_allclose(onnx_pred.predict(rgb), torch_pred.predict(rgb), atol=1e-3, equal_nan=True)
     # a full state dict, and a refused one that changes nothing
-    full = {k: v.clone() for k, v in model.state_dict().items()}
+    full = {k: v.clone() for k, v in _model().state_dict().items()}
     onnx_pred.load_state_dict(full)
     np.testing.assert_allclose(onnx_pred.predict(rgb), before, atol=1e-5, equal_nan=True)
     with pytest.raises(ValueError, match="shape"):

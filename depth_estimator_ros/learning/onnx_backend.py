@@ -276,7 +276,9 @@ def _checked(
 
 def state_arrays(state: Mapping[str, Tensor]) -> dict[str, np.ndarray]:
     """Return the floating tensors of a state dict as float32 numpy arrays (initializer overrides)."""
-    return {name: t.detach().to("cpu", torch.float32).numpy() for name, t in state.items() if t.is_floating_point()}
+    # copies: a view would follow later in-place changes of the caller's tensors (a staging model)
+    return {name: t.detach().to("cpu", torch.float32).numpy().copy() for name, t in state.items()
+            if t.is_floating_point()}
 
 
 def providers_for(device: str, trt_cache_dir: str | os.PathLike[str] | None = None) -> list[Any]:
