@@ -32,10 +32,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import io
-import math
 import os
 import tempfile
-import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -110,18 +108,13 @@ class ExportedModel:
     """An exported graph and what its check measured.
 
     Attributes:
-        data: the ``.onnx`` bytes.
-        initializers: state dict keys of the model that are graph initializers (swapped by a new session).
-        live: state dict keys fed as graph inputs, in input order (swapped at once).
+        data: the ``.onnx`` bytes (its inputs after ``rgb`` and ``focal`` name the tensors fed
+            as inputs, :attr:`OnnxSession.live`).
         max_abs_diff_m: largest |onnxruntime - torch| on the check input, metres.
-        export_s: seconds the export and the check took.
     """
 
     data: bytes
-    initializers: frozenset[str]
     max_abs_diff_m: float
-    export_s: float
-    live: tuple[str, ...] = ()
 
 
 def export_onnx(model: nn.Module, *, tolerance_m: float = EXPORT_TOLERANCE_M, seed: int = 0) -> ExportedModel:
@@ -145,7 +138,6 @@ def export_onnx(model: nn.Module, *, tolerance_m: float = EXPORT_TOLERANCE_M, se
     """
     import onnx
 
-    started = time.perf_counter()
     real = {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items() if v.is_floating_point()}
     live = tuple(k for k in real if k.startswith(LIVE_PREFIXES))
     graph = _Graph(copy.deepcopy(model).to("cpu").eval(), live).eval()
@@ -176,8 +168,7 @@ def export_onnx(model: nn.Module, *, tolerance_m: float = EXPORT_TOLERANCE_M, se
     if missing:
         raise ValueError(f"{len(missing)} weight(s) of {model.arch!r} are neither initializers nor inputs of the "
                          f"exported graph (e.g. {missing[:3]}); live weight swaps would miss them")
-    exported = ExportedModel(data, frozenset(k for k in real if k not in live), math.nan, 0.0, live)
-    return _checked(model, exported, tolerance_m, started, seed)
+    return _checked(model, data, tolerance_m, seed)
 
 
 def _file_digest(path: Path) -> str:
@@ -216,10 +207,7 @@ def cached_export(model: nn.Module, checkpoint: str | os.PathLike[str], cache_di
         path = folder / key
         if path.is_file():
             try:
-                data = path.read_bytes()
-                live = _graph_inputs(data)[len(INPUT_NAMES):]
-                names = frozenset(k for k, v in model.state_dict().items() if v.is_floating_point() and k not in live)
-                return _checked(model, ExportedModel(data, names, math.nan, 0.0, live)), path
+                return _checked(model, path.read_bytes()), path
             except (ValueError, RuntimeError):
                 pass  # corrupt or stale: export again below
     exported = export_onnx(model)
@@ -246,18 +234,14 @@ def _graph_inputs(data: bytes) -> tuple[str, ...]:
         raise RuntimeError(f"onnxruntime cannot load the ONNX graph (not an ONNX graph: {exc})") from exc
 
 
-def _checked(
-    model: nn.Module, exported: ExportedModel, tolerance_m: float = EXPORT_TOLERANCE_M,
-    started: float | None = None, seed: int = 0,
-) -> ExportedModel:
+def _checked(model: nn.Module, data: bytes, tolerance_m: float = EXPORT_TOLERANCE_M, seed: int = 0) -> ExportedModel:
     """Run the graph with the model's weights against torch; return it with the measured difference.
 
     Raises:
         ValueError: the graph disagrees with torch by more than ``tolerance_m``.
         RuntimeError: onnxruntime cannot load the graph.
     """
-    started = time.perf_counter() if started is None else started
-    session = OnnxSession(exported.data, device="cpu", threads=1, overrides=state_arrays(model.state_dict()))
+    session = OnnxSession(data, device="cpu", threads=1, overrides=state_arrays(model.state_dict()))
     h, w = (int(v) for v in model.input_size)
     rgb = torch.randint(0, 256, (2, h, w, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
     focal = torch.tensor([0.95, 1.2], dtype=torch.float32)
@@ -271,7 +255,7 @@ def _checked(
     if not diff <= tolerance_m:
         raise ValueError(f"the ONNX graph of {getattr(model, 'arch', '?')!r} differs from torch by {diff:.3g} m "
                          f"(tolerance {tolerance_m:g} m); not used")
-    return ExportedModel(exported.data, exported.initializers, diff, time.perf_counter() - started)
+    return ExportedModel(data, diff)
 
 
 def state_arrays(state: Mapping[str, Tensor]) -> dict[str, np.ndarray]:

@@ -22,9 +22,10 @@ input buffer.
 Backends: ``torch`` runs the private model copy; ``onnxruntime`` runs the model's exported
 graph (:mod:`~depth_estimator_ros.learning.onnx_backend`) and keeps the torch copy only as
 the record of the weights in force. Both share every step outside the network (resize,
-upload, upsampling, range mask). With onnxruntime a swap also builds a new session with
-the new weights as initializer overrides, before taking the lock (a second lock keeps
-swaps in order), so frames wait only for the reference to change.
+upload, upsampling, range mask). With onnxruntime a swap also prepares the session for
+the new weights before taking the lock (new input arrays for decoder tensors, a new
+session when other tensors change; a second lock keeps swaps in order), so frames wait
+only for the reference to change.
 """
 
 from __future__ import annotations
