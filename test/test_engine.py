@@ -142,9 +142,10 @@ def test_poisoned_rounds_are_rolled_back(room) -> None:
     assert engine.stats()["frames_dropped_invalid"] == 6
     assert engine.run_round().outcome == "skipped"
 
-    # A corrupted batch: NaN in the RGB tensor the training forward sees.
-    hook = engine.training_model.register_forward_pre_hook(
-        lambda module, args: (args[0] * float("nan"),) if module.training else None
+    # A corrupted batch: NaN in the features the training decoder sees (the decoder runs
+    # on every step, with or without the feature cache).
+    hook = engine.training_model.decoder.register_forward_pre_hook(
+        lambda module, args: ([f * float("nan") for f in args[0]],) if module.training else None
     )
     poisoned_round(engine, predictor, room[6:12], {"rejected_nan"})
     hook.remove()
@@ -163,6 +164,104 @@ def test_poisoned_rounds_are_rolled_back(room) -> None:
     assert engine.version == predictor.version == 2
 
 
+class _InjectedFault(RuntimeError):
+    pass
+
+
+def _fault_on_training_call(engine: AdaptationEngine, call: int, error: BaseException):
+    """Make the training decoder raise ``error`` on its ``call``-th training-mode forward."""
+    calls = {"n": 0}
+
+    def hook(module, args):
+        if module.training:
+            calls["n"] += 1
+            if calls["n"] == call:
+                raise error
+
+    return engine.training_model.decoder.register_forward_pre_hook(hook)
+
+
+@pytest.mark.parametrize("error", [_InjectedFault("injected fault"), KeyboardInterrupt()], ids=["error", "interrupt"])
+def test_a_round_that_raises_mid_round_is_rolled_back_and_the_next_round_runs(room, error) -> None:
+    model = base_model()
+    predictor = Predictor(model)
+    engine = AdaptationEngine(model, config(), seed=1)
+    wire(engine, predictor)
+    for f in room[:6]:
+        engine.offer(f)
+    assert engine.run_round().outcome == "accepted"
+    weights_before = {k: v.clone() for k, v in engine.training_model.state_dict().items()}
+    optimizer_steps = dict(engine._optimizer.state_dict()["state"][0])["step"].clone()
+
+    # Raise on the third training step: two optimizer steps have already changed the weights.
+    hook = _fault_on_training_call(engine, 3, error)
+    for f in room[6:12]:
+        engine.offer(f)
+    if isinstance(error, KeyboardInterrupt):
+        with pytest.raises(KeyboardInterrupt):
+            engine.run_round()
+    else:
+        assert engine.run_round().outcome == "failed"
+    hook.remove()
+
+    after = engine.training_model.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in weights_before.items()), "half-trained weights were kept"
+    assert torch.equal(dict(engine._optimizer.state_dict()["state"][0])["step"], optimizer_steps)
+    stats = engine.stats()
+    assert stats["rounds_failed"] == 1 and stats["last_outcome"] == "failed"
+    assert not stats["round_in_progress"]
+    assert type(error).__name__ in stats["last_error"]
+    assert engine.version == predictor.version == 1
+
+    for f in room[12:18]:
+        engine.offer(f)
+    assert engine.run_round().outcome == "accepted"
+    assert engine.version == predictor.version == 2
+
+
+def test_feature_cache_trains_like_the_encoder_path_and_follows_the_buffer(room) -> None:
+    results = {}
+    for cache in (True, False):
+        engine = AdaptationEngine(
+            base_model(), config(feature_cache=cache, buffer_capacity=12, max_new_frames=6), base_frames=room[44:48], seed=3
+        )
+        engine.configure(base_replay_fraction=0.25)
+        rounds = []
+        for lo in range(0, 36, 6):
+            for f in room[lo : lo + 6]:
+                engine.offer(f)
+            rounds.append(engine.run_round())
+        results[cache] = (rounds, engine.stats(), engine)
+    cached, plain = results[True], results[False]
+    assert [r.outcome for r in cached[0]] == [r.outcome for r in plain[0]]
+    for a, b in zip(cached[0], plain[0]):
+        # Same frames, same order, float32 features: the same computation (up to how
+        # convolution kernels round for another batch composition).
+        assert a.loss == pytest.approx(b.loss, rel=1e-5)
+        assert a.holdout_after == pytest.approx(b.holdout_after, rel=1e-5)
+    assert plain[1]["feature_cache_nbytes"] == 0
+    # Entries only for frames still in the buffer (12) plus the 4 base frames.
+    per_frame = cached[1]["feature_cache_nbytes"] / len(cached[2]._features)
+    assert 0 < len(cached[2]._features) <= 12 + 4
+    assert cached[1]["feature_cache_nbytes"] == pytest.approx(per_frame * len(cached[2]._features))
+
+    # A scope that trains the encoder does not use (and drops) the cache.
+    engine = cached[2]
+    engine.configure(scope="all")
+    for f in room[36:42]:
+        engine.offer(f)
+    engine.run_round()
+    assert engine.stats()["feature_cache_nbytes"] == 0
+    engine.configure(scope="decoder")
+    for f in room[0:6]:
+        engine.offer(f)
+    engine.run_round()
+    assert engine.stats()["feature_cache_nbytes"] > 0
+    # A reset (the encoder returns to the base) clears it.
+    engine.reset()
+    assert engine.stats()["feature_cache_nbytes"] == 0
+
+
 def test_export_import_reproduces_engine_predictions(room) -> None:
     model = base_model()
     engine = AdaptationEngine(model, config(), seed=2)
@@ -177,9 +276,8 @@ def test_export_import_reproduces_engine_predictions(room) -> None:
     x = torch.rand(2, 3, *SIZE, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.equal(receiver(x), engine.training_model.eval()(x))
-    version, payload = engine.export_payload()
-    assert version == 1
-    exported = read_payload(payload)[1]
+    # The published payload is the delta of the training copy against the base.
+    exported = read_payload(payloads[-1][1])[1]
     direct = read_payload(export_payload(engine.training_model, 1, base_state=engine.base_state))[1]
     assert exported.keys() == direct.keys() and all(torch.equal(exported[k], direct[k]) for k in exported)
 
@@ -197,7 +295,7 @@ def round_held(engine: AdaptationEngine) -> Iterator[threading.Event]:
             in_round.set()
             release.wait(DEADLINE_S)
 
-    hook = engine.training_model.register_forward_pre_hook(hold)
+    hook = engine.training_model.decoder.register_forward_pre_hook(hold)  # runs on every step
     try:
         yield in_round
     finally:

@@ -79,6 +79,9 @@ class AdaptationConfig:
             the model's input size (smaller = cheaper rounds).
         freeze_bn: keep BatchNorm layers in eval mode (running statistics fixed)
             during rounds.
+        feature_cache: keep the encoder's features of stored frames while the
+            encoder does not train (``scope="decoder"``), so rounds skip the encoder;
+            costs memory (``feature_cache_nbytes`` in the stats).
     """
 
     enabled: bool = True
@@ -102,6 +105,7 @@ class AdaptationConfig:
     base_replay_fraction: float = 0.5
     train_size: tuple[int, int] | None = None
     freeze_bn: bool = True
+    feature_cache: bool = True
 
     def __post_init__(self) -> None:
         if self.train_size is not None and not isinstance(self.train_size, tuple):
@@ -114,6 +118,8 @@ class AdaptationConfig:
             raise ValueError(f"enabled must be a bool, got {self.enabled!r}")
         if not isinstance(self.freeze_bn, bool):
             raise ValueError(f"freeze_bn must be a bool, got {self.freeze_bn!r}")
+        if not isinstance(self.feature_cache, bool):
+            raise ValueError(f"feature_cache must be a bool, got {self.feature_cache!r}")
         _int_at_least("buffer_capacity", self.buffer_capacity, 2)
         _int_at_least("min_new_frames", self.min_new_frames, 2)
         _int_at_least("max_new_frames", self.max_new_frames, 2)

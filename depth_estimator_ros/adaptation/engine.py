@@ -17,7 +17,13 @@ trainer's subscription: every frame), are resized once into a bounded
    (measured before training). The round is accepted only when the loss, the gradient
    norm, every parameter and buffer stayed finite and the RMSE after is at most
    ``(1 + accept_tolerance)`` times the RMSE before. Otherwise the weights *and* the
-   optimizer state are restored and the rejection is counted with its reason.
+   optimizer state are restored and the rejection is counted with its reason. A round
+   that raises (out of memory, a shape or data error) is rolled back the same way and
+   counted as ``failed`` with the error as ``last_error``; the next round runs as usual.
+
+With the default ``scope="decoder"`` the encoder never changes, so its features of each
+stored frame are computed once and kept (:class:`~depth_estimator_ros.adaptation.features.FeatureCache`,
+``feature_cache``); rounds then run only the decoder's forward and backward passes.
 
 Accepted rounds bump :attr:`AdaptationEngine.version` (monotonic) and call
 ``on_update(version, payload_bytes)`` (a :func:`export_payload` delta against the base
@@ -56,6 +62,7 @@ from torch import Tensor, nn
 
 from depth_estimator_ros.adaptation.buffer import BufferedFrame, ReplayBuffer, prepare_frame, stack_frames
 from depth_estimator_ros.adaptation.config import AdaptationConfig
+from depth_estimator_ros.adaptation.features import FeatureCache
 from depth_estimator_ros.adaptation.payload import export_payload
 from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.learning.losses import masked_rmse, model_loss, valid_mask
@@ -73,14 +80,14 @@ GIL while a round runs. Measured on the kitchen bag through ``live`` (240 frames
 owner (``live``, the prequential evaluator) sets it; the engine itself does not.
 """
 
-ROUND_OUTCOMES: tuple[str, ...] = ("accepted", "rejected_nan", "rejected_worse", "aborted", "skipped")
+ROUND_OUTCOMES: tuple[str, ...] = ("accepted", "rejected_nan", "rejected_worse", "aborted", "failed", "skipped")
 """What a round can end as."""
 
 LIVE_FIELDS: frozenset[str] = frozenset(
     {
         "enabled", "min_new_frames", "max_new_frames", "batch_size", "epochs_per_round", "lr", "weight_decay",
         "scope", "grad_clip", "holdout_frames", "accept_tolerance", "replay_ratio", "anchor_weight",
-        "base_replay_fraction", "freeze_bn",
+        "base_replay_fraction", "freeze_bn", "feature_cache",
     }
 )
 """Config fields :meth:`AdaptationEngine.configure` may change at run time (the buffer's
@@ -169,9 +176,11 @@ class AdaptationEngine:
             depth_range=self._range,
             seed=seed,
         )
+        # Negative indices: base frames never share a feature-cache key with stored frames.
         self._base_frames: list[BufferedFrame] = [
-            prepare_frame(f, self._size, i) for i, f in enumerate(base_frames or ())
+            prepare_frame(f, self._size, -1 - i) for i, f in enumerate(base_frames or ())
         ]
+        self._features = FeatureCache()
         self._rng = np.random.default_rng(seed)
         self._config = config
         self._applied: AdaptationConfig | None = None
@@ -309,7 +318,7 @@ class AdaptationEngine:
             if self.enabled and self._buffer.new_count >= self._config.min_new_frames:
                 try:
                     self.run_round()
-                except Exception as exc:  # keep the worker alive; the round was rolled back
+                except Exception as exc:  # outside a round's training (it rolls itself back): keep the worker alive
                     with self._lock:
                         self._last_error = f"{type(exc).__name__}: {exc}"
 
@@ -389,40 +398,64 @@ class AdaptationEngine:
                 self._rounds_run += 1
             snapshot = {k: v.detach().clone() for k, v in self._model.state_dict().items()}
             opt_snapshot = copy.deepcopy(self._optimizer.state_dict())
-            hold = tuple(t.to(self._device) for t in stack_frames(holdout))
-            before = self._holdout_rmse(*hold)
-            outcome, loss, after = "accepted", math.nan, math.nan
+            outcome, error, cached = "failed", "", False
+            loss = before = after = math.nan
             try:
-                loss = self._train(train, cfg)
-                after = self._holdout_rmse(*hold)
+                self._model.train()
+                cached = cfg.feature_cache and self._model.encoder_is_frozen()
+                self._model.eval()
+                if cached:
+                    self._features.retain([*self._buffer.indices(), *(f.index for f in self._base_frames)])
+                else:
+                    self._features.clear()
+                before = self._holdout_rmse(holdout, cached)
+                loss = self._train(train, cfg, cached)
+                after = self._holdout_rmse(holdout, cached)
                 if not (math.isfinite(loss) and math.isfinite(after) and self._state_finite()):
                     outcome = "rejected_nan"
                 elif math.isfinite(before) and after > before * (1.0 + cfg.accept_tolerance):
                     outcome = "rejected_worse"
+                else:
+                    outcome = "accepted"
             except _Abort as exc:
                 outcome = str(exc)
-            if outcome != "accepted":
-                with torch.no_grad():
-                    self._model.load_state_dict(snapshot)
-                self._optimizer.load_state_dict(opt_snapshot)
-            self._model.eval()
-            duration = time.monotonic() - start
-            state = _cpu_copy(self._model) if outcome == "accepted" else {}
-            with self._lock:
-                if outcome == "accepted":
-                    self._version += 1
-                    self._in_force = (self._version, state)
-                    self._last_update = time.monotonic()
-                self._counts[outcome] += 1
-                self._round_started = None
-                result = RoundResult(outcome, self._version, loss, before, after, duration, len(train))
-                self._last = result
+            except Exception as exc:  # a failed round is rolled back and counted, never kept
+                error = f"{type(exc).__name__}: {exc}"
+            except BaseException as exc:  # interrupted: rolled back and counted below, then raised
+                error = f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                # Every exit restores the weights and optimizer state unless the round
+                # was accepted, including exceptions that propagate (KeyboardInterrupt).
+                if outcome != "accepted":
+                    with torch.no_grad():
+                        self._model.load_state_dict(snapshot)
+                    self._optimizer.load_state_dict(opt_snapshot)
+                self._model.eval()
+                state = _cpu_copy(self._model) if outcome == "accepted" else {}
+                with self._lock:
+                    if outcome == "accepted":
+                        self._version += 1
+                        self._in_force = (self._version, state)
+                        self._last_update = time.monotonic()
+                    if error:
+                        self._last_error = error
+                    self._counts[outcome] += 1
+                    self._round_started = None
+                    result = RoundResult(
+                        outcome, self._version, loss, before, after, time.monotonic() - start, len(train)
+                    )
+                    self._last = result
             if outcome == "accepted":
                 self._publish(result.version, state, full=False)
             return result
 
-    def _train(self, frames: list[BufferedFrame], cfg: AdaptationConfig) -> float:
-        """Run the round's epochs; return the mean loss (NaN as soon as one step is non-finite)."""
+    def _train(self, frames: list[BufferedFrame], cfg: AdaptationConfig, cached: bool) -> float:
+        """Run the round's epochs; return the mean loss (NaN as soon as one step is non-finite).
+
+        ``cached``: decode from the feature cache (the encoder is frozen) instead of
+        running the encoder on every step.
+        """
         n_base = 0
         if self._base_frames and cfg.base_replay_fraction > 0:
             n_base = min(cfg.batch_size - 1, max(1, round(cfg.batch_size * cfg.base_replay_fraction)))
@@ -440,8 +473,7 @@ class AdaptationEngine:
                     n_pick = min(n_base, len(self._base_frames))
                     picks = self._rng.choice(len(self._base_frames), size=n_pick, replace=False)
                     batch += [self._base_frames[int(i)] for i in picks]
-                rgb, depth, focal = (t.to(self._device) for t in stack_frames(batch))
-                pred = self._model(rgb, focal)
+                pred, depth = self._predict(batch, cached)
                 loss = model_loss(self._model, pred, depth, valid_mask(depth, *self._range))
                 if cfg.anchor_weight > 0:
                     loss = loss + cfg.anchor_weight * torch.stack([(p - p0).square().sum() for p, p0 in anchor]).sum()
@@ -459,10 +491,19 @@ class AdaptationEngine:
                 steps += 1
         return total / steps if steps else math.nan
 
+    def _predict(self, frames: list[BufferedFrame], cached: bool) -> tuple[Tensor, Tensor]:
+        """Return the training copy's prediction for ``frames`` and their sensor depth."""
+        rgb, depth, focal = stack_frames(frames)
+        depth, focal = depth.to(self._device), focal.to(self._device)
+        if not cached:
+            return self._model(rgb.to(self._device), focal), depth
+        features = self._features.features(self._model, frames, [f.index for f in frames], self._device)
+        return self._model.forward_features(features, self._size, focal), depth
+
     @torch.no_grad()
-    def _holdout_rmse(self, rgb: Tensor, depth: Tensor, focal: Tensor) -> float:
+    def _holdout_rmse(self, frames: list[BufferedFrame], cached: bool) -> float:
         self._model.eval()
-        pred = self._model(rgb, focal)
+        pred, depth = self._predict(frames, cached)
         return float(masked_rmse(pred, depth, valid_mask(depth, *self._range)))
 
     def _state_finite(self) -> bool:
@@ -496,6 +537,7 @@ class AdaptationEngine:
         with self._round_lock:
             with torch.no_grad():
                 self._model.load_state_dict(self._base_state)
+            self._features.clear()
             self._optimizer = None
             self._applied = None
             self._apply_config()
@@ -510,12 +552,6 @@ class AdaptationEngine:
             self._publish(version, state, full=True)
             self._abort.clear()
         return version
-
-    def export_payload(self) -> tuple[int, bytes]:
-        """Return ``(version, payload)`` of the weights in force (a delta against the base)."""
-        with self._round_lock:
-            version = self.version
-            return version, export_payload(self._model, version, base_state=self._base_state)
 
     def state_dict(self) -> tuple[int, dict[str, Tensor]]:
         """Return ``(version, CPU copy of the state dict)`` of the weights in force.
@@ -534,7 +570,7 @@ class AdaptationEngine:
         Returns:
             A JSON-able dict: ``version``, ``enabled``, ``round_in_progress``,
             ``rounds_run``, ``rounds_accepted``, ``rounds_rejected_nan``,
-            ``rounds_rejected_worse``, ``rounds_aborted``, ``last_loss``,
+            ``rounds_rejected_worse``, ``rounds_aborted``, ``rounds_failed``, ``last_loss``,
             ``last_holdout_rmse_before``/``_after`` (m), ``round_duration_s``,
             ``last_update_age_s`` (None before the first update), ``buffer_fill``,
             ``buffer_capacity``, ``buffer_nbytes``, ``buffer_capacity_nbytes``,
@@ -555,6 +591,7 @@ class AdaptationEngine:
                 "rounds_rejected_nan": self._counts["rejected_nan"],
                 "rounds_rejected_worse": self._counts["rejected_worse"],
                 "rounds_aborted": self._counts["aborted"],
+                "rounds_failed": self._counts["failed"],
                 "last_outcome": None if last is None else last.outcome,
                 "last_loss": math.nan if last is None else last.loss,
                 "last_holdout_rmse_before": math.nan if last is None else last.holdout_before,
@@ -568,6 +605,7 @@ class AdaptationEngine:
             buffer_capacity=self._buffer.capacity,
             buffer_nbytes=self._buffer.nbytes,
             buffer_capacity_nbytes=self._buffer.capacity * self._buffer.frame_nbytes,
+            feature_cache_nbytes=self._features.nbytes,
             frames_offered=counters["offered"],
             frames_kept=counters["kept"],
             frames_pending=counters["pending"],

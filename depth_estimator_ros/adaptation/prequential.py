@@ -350,6 +350,8 @@ def run_prequential(
         "rounds_rejected_nan": stats["rounds_rejected_nan"],
         "rounds_rejected_worse": stats["rounds_rejected_worse"],
         "rounds_aborted": stats["rounds_aborted"],
+        "rounds_failed": stats["rounds_failed"],
+        "feature_cache_nbytes": stats["feature_cache_nbytes"],
         "final_version": stats["version"],
         "forgetting_rmse_percent": None if forgetting is None else forgetting["rmse_change_percent"],
         "time_to_rmse_below_s_adapted": adapted_s["time_to_rmse_below_s"],

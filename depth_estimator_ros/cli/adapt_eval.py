@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--duplicate-threshold", type=float, default=d.duplicate_threshold)
     e.add_argument("--train-size", type=_size, default=d.train_size, help="HxW rounds train at (default: model input)")
     e.add_argument("--no-freeze-bn", action="store_true", help="let BatchNorm statistics update during rounds")
+    e.add_argument("--no-feature-cache", action="store_true", help="run the encoder on every training step")
     return p
 
 
@@ -123,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             grad_clip=args.grad_clip, weight_decay=args.weight_decay, anchor_weight=args.anchor,
             base_replay_fraction=args.base_replay, replay_ratio=args.replay_ratio, subsample=args.subsample,
             duplicate_threshold=args.duplicate_threshold, train_size=args.train_size,
-            freeze_bn=not args.no_freeze_bn,
+            freeze_bn=not args.no_freeze_bn, feature_cache=not args.no_feature_cache,
         )
         if args.checkpoint is None:
             size = {} if args.input_size is None else {"input_size": args.input_size}

@@ -186,8 +186,58 @@ class DepthModel(nn.Module):
         depth = self.predict_depth((rgb - self.rgb_mean) / self.rgb_std)
         return self.bound_depth(depth * (focal.reshape(-1, 1, 1, 1) / CANONICAL_FOCAL))
 
+    def encode(self, rgb: Tensor) -> list[Tensor]:
+        """Return the encoder's features of ``rgb`` (``(B, 3, H, W)`` in ``[0, 1]``).
+
+        ``forward(rgb, focal)`` equals ``forward_features(encode(rgb), rgb.shape[-2:], focal)``.
+        While :meth:`encoder_is_frozen` holds, the features of an image do not change,
+        so a caller that trains only the decoder may compute them once per image.
+        """
+        self._check_input(rgb)
+        return self._encode((rgb - self.rgb_mean) / self.rgb_std)
+
+    def forward_features(
+        self, features: Sequence[Tensor], size: Sequence[int], focal: Tensor | float | None = None
+    ) -> Tensor:
+        """Predict metric depth from :meth:`encode` features of images of ``size`` ``(H, W)``.
+
+        Returns:
+            ``(B, 1, H, W)`` depth in metres, as :meth:`forward` returns it.
+        """
+        depth = self.decode(list(features), (int(size[0]), int(size[1])))
+        if focal is None:
+            return depth
+        return self.bound_depth(depth * camera_scale(focal, depth))
+
+    def encoder_is_frozen(self) -> bool:
+        """Whether :meth:`encode` is a fixed function in the model's current mode.
+
+        True when no encoder parameter requires a gradient and no encoder layer
+        behaves differently in training mode right now (batch norm updating its
+        statistics, dropout with ``p > 0``).
+        """
+        if any(p.requires_grad for p in self.encoder.parameters()):
+            return False
+        for module in self.encoder.modules():
+            if not module.training:
+                continue
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                return False
+            if isinstance(module, nn.modules.dropout._DropoutNd) and module.p > 0:
+                return False
+        return True
+
     def predict_depth(self, x: Tensor) -> Tensor:
         """Map normalised ``(B, 3, H, W)`` input to ``(B, 1, H, W)`` depth in metres."""
+        return self.decode(self._encode(x), (int(x.shape[-2]), int(x.shape[-1])))
+
+    def _encode(self, x: Tensor) -> list[Tensor]:
+        """Run the encoder on normalised input; always a list of feature maps."""
+        features = self.encoder(x)
+        return list(features) if isinstance(features, (list, tuple)) else [features]
+
+    def decode(self, features: list[Tensor], size: tuple[int, int]) -> Tensor:
+        """Map encoder features of images of ``size`` ``(H, W)`` to ``(B, 1, H, W)`` depth in metres."""
         raise NotImplementedError
 
     def _check_input(self, rgb: Tensor) -> None:

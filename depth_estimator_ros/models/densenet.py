@@ -102,11 +102,11 @@ class DenseNetDepth(DepthModel):
                 nn.init.zeros_(module.bias)
         self.set_trainable("default")
 
-    def predict_depth(self, x: Tensor) -> Tensor:
-        """Map normalised ``(B, 3, H, W)`` input to ``(B, 1, H, W)`` depth in metres."""
-        depth = self.decoder(self.encoder(x))
-        if depth.shape[-2:] != x.shape[-2:]:
-            depth = F.interpolate(depth, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    def decode(self, features: list[Tensor], size: tuple[int, int]) -> Tensor:
+        """Map the encoder's features to ``(B, 1, H, W)`` depth in metres."""
+        depth = self.decoder(features[0])
+        if tuple(depth.shape[-2:]) != tuple(size):
+            depth = F.interpolate(depth, size=size, mode="bilinear", align_corners=False)
         return self.bound_depth(depth)
 
     def _scope_modules(self, scope: str) -> list[nn.Module]:

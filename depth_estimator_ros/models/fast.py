@@ -209,10 +209,10 @@ class FastDepth(DepthModel):
         fraction = min(max((math.log(init) - log_lo) / (log_hi - log_lo), 0.05), 0.95)
         nn.init.constant_(head.bias, math.log(fraction / (1.0 - fraction)))
 
-    def predict_depth(self, x: Tensor) -> Tensor:
-        """Map normalised ``(B, 3, H, W)`` input to ``(B, 1, H, W)`` depth in metres."""
-        logits = self.decoder(self.encoder(x))
-        logits = F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    def decode(self, features: list[Tensor], size: tuple[int, int]) -> Tensor:
+        """Map encoder features (strides 2..32) to ``(B, 1, H, W)`` depth in metres."""
+        logits = self.decoder(features)
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         log_lo, log_hi = math.log(self.min_depth), math.log(self.max_depth)
         depth = torch.exp(log_lo + (log_hi - log_lo) * torch.sigmoid(logits))
         return depth.clamp(self.min_depth, self.max_depth)  # exp() may round a hair outside

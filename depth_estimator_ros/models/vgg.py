@@ -86,10 +86,10 @@ class VGGDepthBase(DepthModel):
         """Return the head mapping conv5_3 features to ``(B, 1, 24, 24)`` depth at the default size."""
         raise NotImplementedError
 
-    def predict_depth(self, x: Tensor) -> Tensor:
-        """Map normalised ``(B, 3, H, W)`` input to ``(B, 1, H, W)`` depth in metres."""
-        coarse = self.decoder(self.encoder(x))
-        depth = F.interpolate(coarse, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    def decode(self, features: list[Tensor], size: tuple[int, int]) -> Tensor:
+        """Map conv5_3 features to ``(B, 1, H, W)`` depth in metres."""
+        coarse = self.decoder(features[0])
+        depth = F.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
         return self.bound_depth(depth)
 
     def _scope_modules(self, scope: str) -> list[nn.Module]:

@@ -108,7 +108,7 @@ _ENGINE_FIELDS: tuple[str, ...] = (
     "buffer_capacity", "recent_fraction", "min_new_frames", "max_new_frames", "batch_size",
     "epochs_per_round", "lr", "weight_decay", "scope", "grad_clip", "holdout_frames",
     "accept_tolerance", "subsample", "duplicate_threshold", "min_valid_fraction", "replay_ratio",
-    "anchor_weight", "base_replay_fraction", "train_size", "freeze_bn",
+    "anchor_weight", "base_replay_fraction", "train_size", "freeze_bn", "feature_cache",
 )
 
 
@@ -170,6 +170,7 @@ def parameter_descriptors() -> dict[str, ParameterDescriptor]:
         ("base_replay_fraction", "share of each mini-batch drawn from base_data frames", {"low": 0.0, "high": 0.9}),
         ("train_size", "[H, W] frames are stored and trained at; [0, 0] = model input size", {}),
         ("freeze_bn", "keep BatchNorm statistics fixed during rounds", {}),
+        ("feature_cache", "keep the frozen encoder's features of stored frames (decoder-only rounds skip it)", {}),
     ):
         out[name] = engine(description, **kwargs)
     return out
