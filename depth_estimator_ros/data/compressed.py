@@ -1,0 +1,117 @@
+"""Decode compressed colour images (``sensor_msgs/CompressedImage`` payloads) without ROS.
+
+``image_transport``'s ``compressed`` plugin publishes a camera's colour stream on
+``<topic>/compressed`` as JPEG (default) or PNG, with ``format`` like
+``"rgb8; jpeg compressed bgr8"``; older publishers write just ``"jpeg"`` or ``"png"``.
+The payload is an ordinary image file, so the container is recognised by its magic bytes
+and the format string is only checked for what cannot be a colour image
+(``compressedDepth``, the depth plugin's format).
+
+Bad payloads raise :class:`~depth_estimator_ros.data.image_encoding.ImageDecodeError`
+with the reason, like raw images: an unknown container, a truncated file (JPEG without
+its end marker, PNG without its ``IEND`` chunk), an image larger than ``max_pixels``
+(refused from the header, before anything is decompressed), or data the decoder rejects.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import cv2
+import numpy as np
+
+from depth_estimator_ros.data.image_encoding import ImageDecodeError
+
+__all__ = ["COMPRESSED_CONTAINERS", "compressed_size", "decode_compressed_rgb"]
+
+#: Containers :func:`decode_compressed_rgb` reads.
+COMPRESSED_CONTAINERS: tuple[str, ...] = ("jpeg", "png")
+
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_PNG_END = b"IEND\xaeB`\x82"
+_JPEG_MAGIC = b"\xff\xd8\xff"
+# Start-of-frame markers (baseline, progressive, lossless...); C4, C8 and CC are not frames.
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _container(data: bytes) -> str:
+    if data.startswith(_PNG_MAGIC):
+        return "png"
+    if data.startswith(_JPEG_MAGIC):
+        return "jpeg"
+    head = data[:8].hex(" ") if data else "nothing"
+    raise ImageDecodeError(f"compressed image is neither JPEG nor PNG (first bytes: {head})")
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            raise ImageDecodeError(f"corrupt JPEG: no marker at byte {pos}")
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        length = struct.unpack(">H", data[pos + 2 : pos + 4])[0]
+        if marker in _JPEG_SOF:
+            if pos + 9 > len(data):
+                break
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return height, width
+        if length < 2:
+            raise ImageDecodeError(f"corrupt JPEG: segment length {length} at byte {pos}")
+        pos += 2 + length
+    raise ImageDecodeError("corrupt JPEG: no frame header (truncated?)")
+
+
+def compressed_size(data: Any) -> tuple[str, int, int]:
+    """Return ``(container, height, width)`` from a JPEG or PNG header, decoding nothing.
+
+    Raises:
+        ImageDecodeError: not JPEG or PNG, or a header that cannot be read.
+    """
+    data = bytes(data)
+    kind = _container(data)
+    if kind == "png":
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise ImageDecodeError("corrupt PNG: no IHDR header")
+        width, height = struct.unpack(">II", data[16:24])
+    else:
+        height, width = _jpeg_size(data)
+    if height <= 0 or width <= 0:
+        raise ImageDecodeError(f"compressed image size must be positive, got {width}x{height} (width x height)")
+    return kind, height, width
+
+
+def decode_compressed_rgb(fmt: str, data: Any, *, max_pixels: int | None = None) -> np.ndarray:
+    """Decode a JPEG or PNG colour (or grey) image to RGB.
+
+    Args:
+        fmt: the message's ``format`` field (``"jpeg"``, ``"png"``,
+            ``"rgb8; jpeg compressed bgr8"``...); ``compressedDepth`` is refused.
+        data: the file's bytes (bytes-like).
+        max_pixels: refuse images with more pixels than this, read from the header.
+
+    Returns:
+        ``(H, W, 3)`` uint8, RGB order, a new array (grey images are replicated).
+
+    Raises:
+        ImageDecodeError: the reason it cannot be decoded (see the module docstring).
+    """
+    if "compresseddepth" in str(fmt).lower():
+        raise ImageDecodeError(f"format {fmt!r} is a compressed depth image, not a colour image")
+    data = bytes(data)
+    kind, height, width = compressed_size(data)
+    if max_pixels is not None and height * width > max_pixels:
+        raise ImageDecodeError(f"image has {height * width} pixels ({width}x{height}), more than max_pixels={max_pixels}")
+    if kind == "jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
+        raise ImageDecodeError("truncated JPEG: no end-of-image marker")
+    if kind == "png" and not data.endswith(_PNG_END):
+        raise ImageDecodeError("truncated PNG: no IEND chunk at the end")
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageDecodeError(f"corrupt {kind.upper()}: the decoder rejected the data")
+    if bgr.shape[:2] != (height, width):
+        raise ImageDecodeError(f"corrupt {kind.upper()}: decoded {bgr.shape[1]}x{bgr.shape[0]}, header says {width}x{height}")
+    return np.ascontiguousarray(bgr[:, :, ::-1])
