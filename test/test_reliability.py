@@ -42,7 +42,7 @@ from depth_estimator_ros.cli import make_bag as make_bag_cli
 from depth_estimator_ros.cli import train as train_cli
 from depth_estimator_ros.data.image_encoding import encode_depth, encode_rgb
 from depth_estimator_ros.ros import codec
-from depth_estimator_ros.ros.bench.roshelpers import PacedPublisher, stamp_ns
+from depth_estimator_ros.benchmarks.roshelpers import PacedPublisher, stamp_ns
 from depth_estimator_ros.ros.diagnostics import image_drop_reason
 from depth_estimator_ros.ros.estimator_node import DepthEstimatorNode
 from depth_estimator_ros.ros.qos import SENSOR_QOS, WEIGHTS_QOS

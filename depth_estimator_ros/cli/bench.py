@@ -163,7 +163,7 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
         )
         return result, model_speed.summary_rows(result)
     if name == "pipeline":
-        from depth_estimator_ros.ros.bench import pipeline
+        from depth_estimator_ros.benchmarks import pipeline
 
         result = pipeline.run(
             args.out, device=args.device, quick=args.quick, arch=args.pipeline_arch, progress=progress,
@@ -171,7 +171,7 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
         )
         return result, pipeline.summary_rows(result)
     if name == "adaptation":
-        from depth_estimator_ros.ros.bench import adaptation
+        from depth_estimator_ros.benchmarks import adaptation
 
         result = adaptation.run(
             args.out,
@@ -184,7 +184,7 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
         )
         return result, adaptation.summary_rows(result)
     if name == "memory":
-        from depth_estimator_ros.ros.bench import memory
+        from depth_estimator_ros.benchmarks import memory
 
         result = memory.run(
             args.out,
@@ -221,7 +221,7 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
         )
         return result, rooms.summary_rows(result)
     if name == "soak":
-        from depth_estimator_ros.ros.bench import soak
+        from depth_estimator_ros.benchmarks import soak
 
         result = soak.run(
             args.out,
