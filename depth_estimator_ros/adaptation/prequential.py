@@ -28,7 +28,6 @@ and :func:`~depth_estimator_ros.learning.metrics.pool_frame_metrics`, the defini
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import threading
@@ -41,6 +40,7 @@ import numpy as np
 
 from depth_estimator_ros.adaptation.config import AdaptationConfig
 from depth_estimator_ros.adaptation.engine import SHARED_PROCESS_SWITCH_INTERVAL_S, AdaptationEngine
+from depth_estimator_ros.atomic import write_json
 from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.learning.losses import valid_mask
 from depth_estimator_ros.learning.metrics import POOLED_METRICS, compute_metrics, pool_frame_metrics, window_metrics
@@ -344,24 +344,9 @@ def run_prequential(
     }
 
 
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        return _json_ready(value.item())
-    return value
-
-
 def write_result(result: dict[str, Any], path: Path) -> Path:
-    """Write a result as indented JSON (NaN becomes null) and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_json_ready(result), indent=2, allow_nan=False) + "\n")
-    return path
+    """Write a result as indented JSON (NaN becomes null), atomically, and return the path."""
+    return write_json(path, result)
 
 
 def plot_result(result: dict[str, Any], path: Path) -> Path:

@@ -28,7 +28,6 @@ CSV, JSON and the loss curve.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -40,6 +39,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from depth_estimator_ros.atomic import write_json
 from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.learning.device import resolve_device
 from depth_estimator_ros.learning.losses import LOSSES, model_loss, valid_mask
@@ -273,12 +273,6 @@ def _plot(path: Path, step_losses: list[float], history: list[dict[str, Any]], t
     tmp.replace(path)
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=True) + "\n")
-    tmp.replace(path)
-
-
 class TrainingRecorder:
     """Keep the best model of a run and its record in ``out_dir``.
 
@@ -368,14 +362,14 @@ class TrainingRecorder:
         self.log.update(best_epoch=self.best_epoch, best_val=self.best_metrics, steps=steps,
                         skipped_steps=skipped_steps, stopped=stopped, seconds=self.elapsed(),
                         checkpoint=str(self.checkpoint))
-        _write_json(self.out / LOG_JSON, self.log)
+        write_json(self.out / LOG_JSON, self.log)
         _plot(self.out / CURVE_PNG, self.step_losses, self.history, self.title)
         return improved
 
     def finish(self, *, stopped: str, epochs_run: int, skipped_steps: int) -> None:
         """Write the final ``train_log.json`` of the run."""
         self.log.update(stopped=stopped, seconds=self.elapsed(), epochs_run=epochs_run, skipped_steps=skipped_steps)
-        _write_json(self.out / LOG_JSON, self.log)
+        write_json(self.out / LOG_JSON, self.log)
 
     def restore_best(self) -> None:
         """Load the best weights recorded so far into the model."""
