@@ -36,12 +36,12 @@ from depth_estimator_ros.adaptation.payload import (
     import_payload,
     read_payload,
 )
+from depth_estimator_ros.benchmarks.roshelpers import PacedPublisher, stamp_ns
 from depth_estimator_ros.cli import evaluate as evaluate_cli
 from depth_estimator_ros.cli import make_bag as make_bag_cli
 from depth_estimator_ros.cli import train as train_cli
 from depth_estimator_ros.data.image_encoding import encode_depth, encode_rgb
 from depth_estimator_ros.ros import codec
-from depth_estimator_ros.benchmarks.roshelpers import PacedPublisher, stamp_ns
 from depth_estimator_ros.ros.estimator_node import DepthEstimatorNode
 from depth_estimator_ros.ros.qos import SENSOR_QOS, WEIGHTS_QOS
 from depth_estimator_ros.ros.trainer_node import OnlineTrainerNode

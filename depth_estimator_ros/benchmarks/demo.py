@@ -32,12 +32,12 @@ import numpy as np
 
 from depth_estimator_ros import models
 from depth_estimator_ros.atomic import write_json
+from depth_estimator_ros.benchmarks.roshelpers import NodeProcess, RosClient, set_bench_domain, stamp_ns, wait_until
 from depth_estimator_ros.data import open_source
 from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.learning.losses import valid_mask
 from depth_estimator_ros.learning.metrics import POOLED_METRICS, compute_metrics, pool_frame_metrics, window_metrics
 from depth_estimator_ros.ros import codec
-from depth_estimator_ros.benchmarks.roshelpers import NodeProcess, RosClient, set_bench_domain, stamp_ns, wait_until
 from depth_estimator_ros.ros.pairing import StampPairer
 
 __all__ = ["DemoRun", "default_data", "ensure_base_checkpoint", "ensure_bag", "play_through_live", "run_demo"]

@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default="fast", help="architecture for a cold start (default: %(default)s)")
     p.add_argument("--input-size", type=_size, default=None,
                    help="HxW input size for a cold start (default: the architecture's own)")
-    p.add_argument("--rate", type=positive_float, default=30.0, help="stream rate in Hz (default: %(default)s, a Kinect)")
+    p.add_argument("--rate", type=positive_float, default=30.0,
+                   help="stream rate in Hz (default: %(default)s, a Kinect)")
     p.add_argument("--frames", type=positive_int, default=None, help="stream only the first N frames")
     p.add_argument("--forget-data", default="synthetic:seed=0,frames=24,rooms=4,width=320,height=240",
                    help="second sequence for forgetting ('none' to skip; default: %(default)s)")
@@ -67,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("torch", "onnxruntime", "auto"), default="auto",
                    help="the estimator's inference backend (training is torch; default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="engine seed (default: %(default)s)")
-    p.add_argument("--window", type=positive_float, default=2.0, help="metric window in stream seconds (default: %(default)s)")
+    p.add_argument("--window", type=positive_float, default=2.0,
+                   help="metric window in stream seconds (default: %(default)s)")
     p.add_argument("--threshold", type=positive_float, default=0.5,
                    help="RMSE (m) of the time-to-threshold figure (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")

@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also score a trivial predictor: mean = the training-set mean depth everywhere")
     parser.add_argument("--mean-depth", type=positive_float, default=None,
                         help="metres for --baseline mean (default: train_mean_depth from the checkpoint)")
-    parser.add_argument("--max-frames", type=positive_int, default=None, help="evaluate at most N frames, evenly spaced")
+    parser.add_argument("--max-frames", type=positive_int, default=None,
+                        help="evaluate at most N frames, evenly spaced")
     parser.add_argument("--panels", type=int, default=8, help="figure panels for N evenly spaced frames (default 8)")
     parser.add_argument("--border-crop", type=int, default=0, help="pixels cut from every border first")
     add_runtime_arguments(parser)
