@@ -100,11 +100,29 @@ class RosTestContext:
     destroys the nodes and shuts the context down; it is idempotent.
     """
 
-    def __init__(self) -> None:
-        """Create the context and start spinning (single-threaded, as the nodes' executables do)."""
+    def __init__(self, *, private: bool = False) -> None:
+        """Create the context and start spinning (single-threaded, as the nodes' executables do).
+
+        Args:
+            private: a graph of its own: automatic discovery off, so the nodes of this
+                context talk to each other (one DDS participant) and to nothing else,
+                whatever else runs in the domain (other tests' processes, other test runs
+                on the machine that drew the same ``ROS_DOMAIN_ID``).
+        """
         self.context = Context()
-        # No signal handlers: Ctrl-C must keep reaching pytest, not rclpy.
-        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
+        # rcl reads the discovery range when the context is initialised; nodes created in
+        # it later keep that setting.
+        saved = os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE")
+        if private:
+            os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "OFF"
+        try:
+            # No signal handlers: Ctrl-C must keep reaching pytest, not rclpy.
+            rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
+        finally:
+            if saved is None:
+                os.environ.pop("ROS_AUTOMATIC_DISCOVERY_RANGE", None)
+            else:
+                os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = saved
         self.executor: Executor = SingleThreadedExecutor(context=self.context)
         self._nodes: list[Node] = []
         self._thread = threading.Thread(target=self._spin, name="ros-test-executor", daemon=True)
@@ -151,15 +169,17 @@ class RosTestContext:
 
 
 @contextmanager
-def isolated_ros(*, check_threads: bool = True) -> Iterator[RosTestContext]:
+def isolated_ros(*, check_threads: bool = True, private: bool = False) -> Iterator[RosTestContext]:
     """Yield a :class:`RosTestContext`; shut it down on exit and check no thread leaked.
 
     Args:
         check_threads: after shutdown, require ``threading.enumerate()`` to be back to
             what it was on entry (within 2 s, for threads that are finishing).
+        private: no discovery (see :class:`RosTestContext`): for tests whose nodes all
+            live in this context and must hear nothing else.
     """
     baseline = set(threading.enumerate())
-    ros = RosTestContext()
+    ros = RosTestContext(private=private)
     try:
         yield ros
     finally:

@@ -78,3 +78,18 @@ def test_quick_accuracy_section_trains_each_model_on_the_same_data_and_scores_it
     assert (tmp_path / "accuracy.png").read_bytes()[:8] == PNG_MAGIC
     rows = json.loads((tmp_path / "summary.json").read_text())["rows"]
     assert [r["section"] for r in rows] == ["accuracy", "accuracy"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_quick_pipeline_section_streams_camera_frames_through_the_estimator_process(tmp_path: Path) -> None:
+    args = ["--out", str(tmp_path), "--quick", "--only", "pipeline", "--device", "cpu", "--no-progress"]
+    assert bench.main(args) == 0
+
+    result = json.loads((tmp_path / "pipeline.json").read_text())
+    assert result["section"] == "pipeline" and result["settings"]["quick"] is True
+    [run] = result["runs"]
+    assert run["device"] == "cpu"
+    assert run["stream"]["received"] > 0  # depth images came back over DDS from the node's own process
+    assert (tmp_path / "pipeline.png").read_bytes()[:8] == PNG_MAGIC
+    assert {r["section"] for r in json.loads((tmp_path / "summary.json").read_text())["rows"]} == {"pipeline"}

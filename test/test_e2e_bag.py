@@ -73,7 +73,10 @@ def play(bag: Path, frames: list[Frame], checkpoint: Path, *, adapt: bool, rate_
         Parameter("adaptation_enabled", value=adapt),
         Parameter("max_future_stamp", value=0.0),  # recorded stamps, whatever the clock says
     ]
-    with isolated_ros() as ros:
+    # A graph of its own: every node is in this context, and a publisher elsewhere in the
+    # domain (another test's process, another run that drew the same domain) on the Kinect
+    # topics, `depth` or the transient-local `weights` would otherwise feed or be counted here.
+    with isolated_ros(private=True) as ros:
         estimator, trainer = build_live_nodes(
             context=ros.context, parameter_overrides=overrides, cli_args=with_default_remaps([])
         )

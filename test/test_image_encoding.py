@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from depth_estimator_ros.data.image_encoding import (
+    DECODE_REASONS,
     DEPTH_ENCODINGS,
     IMAGE_ENCODINGS,
     ImageDecodeError,
@@ -136,21 +137,24 @@ def test_16uc1_marks_unrepresentable_depth_invalid() -> None:
 
 
 @pytest.mark.parametrize(
-    ("fields", "message"),
+    ("fields", "message", "reason"),
     [
-        (("yuv422", 2, 2, 4, 0, bytes(8)), "unsupported encoding 'yuv422'; supported: rgb8, bgr8"),
-        (("rgb8", 0, 2, 6, 0, b""), "image size must be positive, got 2x0"),
-        (("rgb8", 2, 0, 0, 0, b""), "image size must be positive, got 0x2"),
-        (("rgb8", 2, 2, 5, 0, bytes(10)), "step 5 is smaller than width * pixel size = 2 * 3 = 6"),
-        (("rgb8", 2, 2, 6, 0, bytes(11)), "data too short: 11 bytes, expected height * step = 2 * 6 = 12"),
-        (("rgb8", 2, 2, 6, 0, bytes(13)), "data too long: 13 bytes, expected height * step = 2 * 6 = 12"),
-        (("rgb8", 1, 1, 3, 0, 12345), "data is not a byte buffer (int)"),
+        (("yuv422", 2, 2, 4, 0, bytes(8)), "unsupported encoding 'yuv422'; supported: rgb8, bgr8", "bad_encoding"),
+        (("rgb8", 0, 2, 6, 0, b""), "image size must be positive, got 2x0", "zero_size"),
+        (("rgb8", 2, 0, 0, 0, b""), "image size must be positive, got 0x2", "zero_size"),
+        (("rgb8", 2, 2, 5, 0, bytes(10)), "step 5 is smaller than width * pixel size = 2 * 3 = 6", "bad_step"),
+        (("rgb8", 2, 2, 6, 0, bytes(11)), "data too short: 11 bytes, expected height * step = 2 * 6 = 12",
+         "bad_data_length"),
+        (("rgb8", 2, 2, 6, 0, bytes(13)), "data too long: 13 bytes, expected height * step = 2 * 6 = 12",
+         "bad_data_length"),
+        (("rgb8", 1, 1, 3, 0, 12345), "data is not a byte buffer (int)", "bad_data_length"),
     ],
 )
-def test_decode_image_refusals(fields: tuple, message: str) -> None:
+def test_decode_image_refusals(fields: tuple, message: str, reason: str) -> None:
     with pytest.raises(ImageDecodeError) as info:
         decode_image(*fields)
     assert message in str(info.value)
+    assert info.value.reason == reason and reason in DECODE_REASONS  # the diagnostics key, carried by the error
     assert isinstance(info.value, ValueError)
 
 
@@ -164,8 +168,9 @@ def test_max_pixels_refuses_before_reading_data() -> None:
     # 10000 x 10000 with only 4 bytes of data: the pixel limit fires first
     with pytest.raises(ImageDecodeError, match="10000x10000 = 100000000 pixels exceeds the limit of 1000000"):
         decode_image("rgb8", 10000, 10000, 30000, 0, bytes(4), max_pixels=1_000_000)
-    with pytest.raises(ImageDecodeError, match="exceeds the limit"):
+    with pytest.raises(ImageDecodeError, match="exceeds the limit") as info:
         decode_depth("16UC1", 10000, 10000, 20000, 0, bytes(4), max_pixels=1_000_000)
+    assert info.value.reason == "too_large"
     assert decode_image("rgb8", 2, 2, 6, 0, bytes(12), max_pixels=4).shape == (2, 2, 3)
 
 

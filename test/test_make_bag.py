@@ -33,12 +33,13 @@ def test_kitchen_folder_few_frames(tmp_path: Path, kitchen_dir: Path) -> None:
 
 
 def test_bad_input_exits_nonzero(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["--source", str(tmp_path / "nothing"), "--out", str(tmp_path / "b")]) == 1
+    # exit status 2 for bad data or paths, as every command of cli/ (cli._common.run_main)
+    assert main(["--source", str(tmp_path / "nothing"), "--out", str(tmp_path / "b")]) == 2
     assert "no such file or folder" in capsys.readouterr().err
     assert main(["--source", "synthetic:frames=1,width=16,height=16", "--out", str(tmp_path / "b")]) == 0
-    assert main(["--source", "synthetic:frames=1,width=16,height=16", "--out", str(tmp_path / "b")]) == 1
+    assert main(["--source", "synthetic:frames=1,width=16,height=16", "--out", str(tmp_path / "b")]) == 2
     assert "exists already" in capsys.readouterr().err
-    assert main(["--source", "synthetic:colour=red", "--out", str(tmp_path / "c")]) == 1
+    assert main(["--source", "synthetic:colour=red", "--out", str(tmp_path / "c")]) == 2
     with pytest.raises(SystemExit) as info:
         main(["--source", "synthetic", "--out", str(tmp_path / "d"), "--frames", "0"])
     assert info.value.code == 2

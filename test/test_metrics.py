@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from depth_estimator_ros.learning.metrics import METRIC_NAMES, MetricAccumulator, compute_metrics
+from depth_estimator_ros.learning.metrics import (
+    METRIC_NAMES,
+    MetricAccumulator,
+    compute_metrics,
+    pool_frame_metrics,
+    window_metrics,
+)
 
 NAN = float("nan")
 
@@ -98,3 +104,40 @@ def test_accumulator_equals_one_shot_over_concatenation():
     assert acc.per_frame == []
     acc.reset()
     assert acc.result()["n_valid"] == 0 and acc.frames == 0
+
+
+def test_pool_frame_metrics_weights_by_pixels() -> None:
+    rows = [
+        {"rmse": 1.0, "abs_rel": 0.1, "delta1": 1.0, "n_valid": 100},
+        {"rmse": 2.0, "abs_rel": 0.3, "delta1": 0.0, "n_valid": 300},
+        {"rmse": math.nan, "abs_rel": math.nan, "delta1": math.nan, "n_valid": 0},
+    ]
+    out = pool_frame_metrics(rows)
+    assert out["rmse"] == pytest.approx(math.sqrt((1 * 100 + 4 * 300) / 400))
+    assert out["abs_rel"] == pytest.approx(0.25) and out["delta1"] == pytest.approx(0.25)
+    assert out["n_valid"] == 400 and out["frames"] == 3
+    assert math.isnan(pool_frame_metrics(rows[2:])["rmse"])
+    # the same numbers as the accumulator fed with the pixels
+    rng = np.random.default_rng(0)
+    acc = MetricAccumulator(keep_per_frame=True)
+    for n in (10, 200, 37):
+        target = rng.uniform(0.5, 5.0, n).astype(np.float32)
+        acc.update(target * rng.uniform(0.7, 1.3, n).astype(np.float32), target, np.ones(n, bool))
+    pooled, exact = pool_frame_metrics(acc.per_frame), acc.result()
+    for key in ("rmse", "abs_rel", "delta1"):
+        assert pooled[key] == pytest.approx(exact[key], rel=1e-9)
+
+
+def test_window_metrics_pool_pixels_per_window_and_keep_empty_windows() -> None:
+    rows = [
+        {"t": 0.0, "rmse": 1.0, "abs_rel": 0.1, "delta1": 1.0, "n_valid": 100},
+        {"t": 0.5, "rmse": 3.0, "abs_rel": 0.3, "delta1": 0.0, "n_valid": 300},
+        {"t": 2.5, "rmse": 2.0, "abs_rel": 0.2, "delta1": 0.5, "n_valid": 10},
+    ]
+    windows = window_metrics(rows, 1.0, 3.0)
+    assert [(w["t0"], w["t1"], w["frames"]) for w in windows] == [(0.0, 1.0, 2), (1.0, 2.0, 0), (2.0, 3.0, 1)]
+    assert windows[0]["rmse"] == pytest.approx(math.sqrt((1 * 100 + 9 * 300) / 400))  # not (1 + 3) / 2
+    assert math.isnan(windows[1]["rmse"]) and windows[2]["rmse"] == pytest.approx(2.0)
+    assert window_metrics(rows, 2.0, 3.0)[-1]["t1"] == 3.0
+    with pytest.raises(ValueError, match="window_s"):
+        window_metrics(rows, 0.0, 3.0)

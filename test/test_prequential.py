@@ -13,7 +13,6 @@ from depth_estimator_ros.adaptation.prequential import (
     evaluate_frames,
     load_frames,
     plot_result,
-    pool,
     run_prequential,
     stream,
     write_result,
@@ -40,19 +39,6 @@ def small_config(**changes) -> AdaptationConfig:
                 duplicate_threshold=0.0)
     base.update(changes)
     return AdaptationConfig(**base)
-
-
-def test_pool_weights_by_pixels() -> None:
-    rows = [
-        {"rmse": 1.0, "abs_rel": 0.1, "delta1": 1.0, "n_valid": 100},
-        {"rmse": 2.0, "abs_rel": 0.3, "delta1": 0.0, "n_valid": 300},
-        {"rmse": math.nan, "abs_rel": math.nan, "delta1": math.nan, "n_valid": 0},
-    ]
-    out = pool(rows)
-    assert out["rmse"] == pytest.approx(math.sqrt((1 * 100 + 4 * 300) / 400))
-    assert out["abs_rel"] == pytest.approx(0.25) and out["delta1"] == pytest.approx(0.25)
-    assert out["n_valid"] == 400 and out["frames"] == 3
-    assert math.isnan(pool(rows[2:])["rmse"])
 
 
 def test_frozen_stream_takes_newest_frames_in_real_time(frames) -> None:

@@ -8,10 +8,9 @@ that nothing else changes. docs/RELIABILITY.md maps every case of issue 7 to its
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
-import os
 import pickle
-import tempfile
 import threading
 import time
 import tracemalloc
@@ -37,13 +36,12 @@ from depth_estimator_ros.adaptation.payload import (
     import_payload,
     read_payload,
 )
+from depth_estimator_ros.benchmarks.roshelpers import PacedPublisher, stamp_ns
 from depth_estimator_ros.cli import evaluate as evaluate_cli
 from depth_estimator_ros.cli import make_bag as make_bag_cli
 from depth_estimator_ros.cli import train as train_cli
 from depth_estimator_ros.data.image_encoding import encode_depth, encode_rgb
 from depth_estimator_ros.ros import codec
-from depth_estimator_ros.ros.bench.roshelpers import PacedPublisher, stamp_ns
-from depth_estimator_ros.ros.diagnostics import image_drop_reason
 from depth_estimator_ros.ros.estimator_node import DepthEstimatorNode
 from depth_estimator_ros.ros.qos import SENSOR_QOS, WEIGHTS_QOS
 from depth_estimator_ros.ros.trainer_node import OnlineTrainerNode
@@ -107,8 +105,7 @@ def test_10000x10000_image_is_refused_before_anything_is_allocated(encoding, max
         assert "data" in str(refused.value)
     else:
         assert "exceeds the limit of 4194304 pixels" in str(refused.value)
-        encodings = codec.IMAGE_ENCODINGS if encoding == "rgb8" else codec.DEPTH_ENCODINGS
-        assert image_drop_reason(msg, encodings, max_pixels) == "too_large"
+        assert refused.value.reason == "too_large"  # the nodes' diagnostics key, carried by the error
 
 
 def test_odd_big_endian_flags_mean_big_endian_and_do_not_matter_for_8_bit(checkpoint):
@@ -213,18 +210,44 @@ def _rewritten(path: Path, out: Path, change) -> Path:
     return out
 
 
+_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH = 1, 2  # linux/capability.h
+_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
 @contextlib.contextmanager
-def _effective_user(uid: int) -> Iterator[None]:
-    """Run the body with effective uid ``uid`` (root reads any file whatever its mode)."""
-    previous = os.geteuid()
-    if previous != 0:
-        yield
-        return
-    os.seteuid(uid)
+def _file_permissions_enforced() -> Iterator[None]:
+    """Run the body with this thread's file-permission override dropped (root reads any file otherwise).
+
+    Only the calling thread loses ``CAP_DAC_OVERRIDE`` / ``CAP_DAC_READ_SEARCH`` from its
+    effective set (Linux capabilities are per thread); it keeps its uid, so it still reads
+    whatever its owner bits allow: the checkout, the Python installation and every module
+    a code path may import on first use. Switching the whole process to another user
+    instead (``seteuid``) made the result depend on where the checkout lies (a folder that
+    user may not enter) and on what other threads or a first import do meanwhile.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    header = _CapHeader(_CAPABILITY_VERSION_3, 0)  # pid 0: the calling thread
+    data = (_CapData * 2)()
+    if libc.capget(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capget failed")
+    saved = data[0].effective
+    data[0].effective = saved & ~((1 << _CAP_DAC_OVERRIDE) | (1 << _CAP_DAC_READ_SEARCH))
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
     try:
         yield
     finally:
-        os.seteuid(previous)
+        data[0].effective = saved
+        if libc.capset(ctypes.byref(header), data) != 0:
+            raise OSError(ctypes.get_errno(), "capset failed restoring the capabilities")
 
 
 def _bad_checkpoints(folder: Path, good: Path, marker: Path) -> list[tuple[str, Path, dict, str]]:
@@ -260,10 +283,9 @@ def test_unusable_checkpoint_parameters_are_refused_with_the_reason_and_nothing_
 ):
     marker = tmp_path / "UNPICKLED"
     cases = _bad_checkpoints(tmp_path, checkpoint, marker)
-    # unreadable: a file that exists but this user may not read (in a folder it may enter)
-    folder = Path(tempfile.mkdtemp(prefix="unreadable_"))
-    folder.chmod(0o755)
-    unreadable = folder / "locked.safetensors"
+    # unreadable: a file that exists but that nobody may read (mode 000; root too, once the
+    # permission override of the thread is dropped)
+    unreadable = tmp_path / "locked.safetensors"
     unreadable.write_bytes(checkpoint.read_bytes())
     unreadable.chmod(0o000)
     try:
@@ -273,12 +295,13 @@ def test_unusable_checkpoint_parameters_are_refused_with_the_reason_and_nothing_
                 overrides += [Parameter(k, value=v) for k, v in params.items()]
                 with pytest.raises(ValueError, match=reason):
                     node_class(context=ros.context, parameter_overrides=overrides)
-            with _effective_user(65534), pytest.raises(ValueError, match="cannot read checkpoint.*Permission denied"):
-                node_class(context=ros.context, parameter_overrides=[Parameter("checkpoint", value=str(unreadable))])
+            with _file_permissions_enforced():
+                with pytest.raises(OSError):  # the test itself cannot read it: the node is refused the same way
+                    unreadable.read_bytes()
+                with pytest.raises(ValueError, match="cannot read checkpoint.*Permission denied"):
+                    node_class(context=ros.context, parameter_overrides=[Parameter("checkpoint", value=str(unreadable))])
     finally:
         unreadable.chmod(0o600)
-        unreadable.unlink()
-        folder.rmdir()
     assert not marker.exists(), "a pickle was unpickled"
     for _, path, params, _ in cases:  # also straight through the loader, with and without an expected arch
         for arch in [params["arch"]] if "arch" in params else [None, "fast"]:
@@ -371,7 +394,7 @@ def test_cli_data_file_problems_name_the_file_and_exit_non_zero(kind, tmp_path, 
     ckpt = tmp_path / "fast32.safetensors"
     models.save_checkpoint(ckpt, models.build_model("fast", input_size=(32, 32)))
     runs = {
-        "make_bag": (make_bag_cli.main, ["--source", str(data), "--out", str(tmp_path / "bag")], 1),
+        "make_bag": (make_bag_cli.main, ["--source", str(data), "--out", str(tmp_path / "bag")], 2),
         "evaluate": (evaluate_cli.main, ["--checkpoint", str(ckpt), "--data", str(data), "--out",
                                          str(tmp_path / "eval"), "--panels", "0", "--device", "cpu", "--quiet"], 2),
         "train": (train_cli.main, ["--data", str(data), "--input-size", "32", "32", "--epochs", "1",

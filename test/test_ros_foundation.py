@@ -164,3 +164,21 @@ def test_sigint_stops_child_cleanly_and_no_thread_leaks():
         assert ros.context.ok()
     assert not ros.context.ok()
     assert set(threading.enumerate()) == baseline
+
+
+def test_a_private_context_talks_within_itself_and_hears_nothing_else_in_the_domain():
+    with isolated_ros() as shared, isolated_ros(private=True) as private:
+        inside_pub = private.create_node("inside_pub").create_publisher(Float64, "chat", 10)
+        inside = MessageCollector(private.create_node("inside_sub"), Float64, "chat")
+        outside_pub = shared.create_node("outside_pub").create_publisher(Float64, "chat", 10)
+        outside = MessageCollector(shared.create_node("outside_sub"), Float64, "chat")
+        wait_for(lambda: outside_pub.get_subscription_count() >= 1 and inside_pub.get_subscription_count() >= 1,
+                 10.0, what="each publisher to match its own context's subscriber")
+        for value in range(5):  # one at a time: each reaches its own context's subscriber
+            inside_pub.publish(Float64(data=float(value)))
+            outside_pub.publish(Float64(data=-1.0 - value))
+            inside.wait_for_count(value + 1, 10.0)
+            outside.wait_for_count(value + 1, 10.0)
+        # each publisher matched only the subscriber of its own context
+        assert inside_pub.get_subscription_count() == 1 and outside_pub.get_subscription_count() == 1
+    assert all(m.data >= 0 for m in inside.messages) and all(m.data < 0 for m in outside.messages)

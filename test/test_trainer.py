@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from depth_estimator_ros.data import Frame, open_source
-from depth_estimator_ros.learning.trainer import TrainConfig, fit, prepare_frames
+from depth_estimator_ros.learning import trainer
+from depth_estimator_ros.learning.trainer import TrainConfig, TrainingRecorder, fit, prepare_frames
 from depth_estimator_ros.models import build_model, load_checkpoint
 
 SIZE = (32, 32)
@@ -106,3 +107,61 @@ def test_rejects_bad_input(frames, tmp_path):
         TrainConfig(epochs=0)
     with pytest.raises(ValueError, match="minutes"):
         TrainConfig(minutes=0)
+
+
+def test_step_budget_stops_mid_epoch_and_records_the_partial_epoch(frames, tmp_path):
+    # 10 frames in micro-batches of 2: 5 steps per epoch; 7 steps end inside epoch 2.
+    result = fit(_model(), frames[:10], frames[10:], tmp_path,
+                 _config(epochs=5, max_steps=7, cosine=True, encoder_lr_scale=0.5))
+    assert result.stopped == "steps" and result.steps == 7 and result.epochs_run == 2
+    assert [(row["epoch"], row["partial"], row["images"]) for row in result.history] == [
+        (0, False, 0), (1, False, 10), (2, True, 4)]
+    log = json.loads((tmp_path / "train_log.json").read_text())
+    assert log["stopped"] == "steps" and log["steps"] == 7 and log["epochs_run"] == 2
+    assert len(log["step_losses"]) == 7
+
+
+def test_a_non_finite_loss_drops_its_step_and_is_counted(frames, tmp_path, monkeypatch):
+    calls = []
+
+    def loss_with_a_nan(*args, **kwargs):
+        loss = trainer_model_loss(*args, **kwargs)
+        calls.append(1)
+        return loss * float("nan") if len(calls) == 2 else loss
+
+    trainer_model_loss = trainer.model_loss
+    monkeypatch.setattr(trainer, "model_loss", loss_with_a_nan)
+    model = _model()
+    result = fit(model, frames[:10], frames[10:], tmp_path, _config(epochs=1))
+    assert result.steps == 4  # 5 micro-batches, one step dropped
+    log = json.loads((tmp_path / "train_log.json").read_text())
+    assert log["skipped_steps"] == 1 and len(log["step_losses"]) == 4
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values() if v.is_floating_point())
+
+
+def test_recorder_keeps_the_best_weights_and_counts_epochs_without_improvement(tmp_path):
+    model = _model()
+    log = {"train_mean_depth": 2.0, "n_train": 3, "n_val": 1, "config": {}}
+    recorder = TrainingRecorder(tmp_path, model, log, {"data": "none"}, "title")
+    metrics = {"rmse": 1.0, "mae": 0.8, "abs_rel": 0.3, "delta1": 0.5}
+    common = {"partial": False, "images": 4, "losses": [0.5], "skipped_steps": 0, "stopped": "epochs"}
+    assert recorder.record(0, metrics, **{**common, "images": 0, "losses": []}, steps=0)
+    best = {k: v.clone() for k, v in model.state_dict().items()}
+    first_write = recorder.checkpoint.stat().st_mtime_ns
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    assert not recorder.record(1, {**metrics, "rmse": 1.5}, **common, steps=2)
+    assert recorder.stale == 1 and recorder.best_epoch == 0
+    assert recorder.checkpoint.stat().st_mtime_ns == first_write  # a worse epoch writes no checkpoint
+    recorder.finish(stopped="early_stopping", epochs_run=1, skipped_steps=0)
+    recorder.restore_best()
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, best[name]), name
+    saved = json.loads((tmp_path / "train_log.json").read_text())
+    assert saved["stopped"] == "early_stopping" and saved["best_epoch"] == 0
+    assert [row["improved"] for row in saved["epochs"]] == [True, False]
+    with (tmp_path / "train_log.csv").open() as handle:
+        assert [row["epoch"] for row in csv.DictReader(handle)] == ["0", "1"]
+    assert load_checkpoint(recorder.checkpoint)[1]["provenance"]["data"] == "none"
+

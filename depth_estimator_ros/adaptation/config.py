@@ -1,30 +1,27 @@
 """Settings of online adaptation: one frozen, validated dataclass shared by engine and nodes.
 
-Choices behind the defaults (measured with ``adapt_eval`` on the 7-Scenes kitchen stream
-at 30 Hz on a shared 2-core CPU; see the README's adaptation section):
+Choices behind the defaults (judged with ``adapt_eval`` on the 7-Scenes kitchen stream
+at 30 Hz on a 2-core CPU; the figures are in the README's adaptation section):
 
 - ``epochs_per_round=3`` is the seed's choice (seed 1, section 6.3: "running 3 epochs
   on each batch of collected data");
 - short rounds (``min_new_frames=8``, ``max_new_frames=12``: 10 new + 10 replayed
   frames, 15 steps of 4) so improved weights reach the estimator every few seconds; a
-  round over 30 new frames took longer than half of the 33 s kitchen stream;
+  round over many more new frames takes a large part of a half-minute stream;
 - BatchNorm layers stay in eval mode (``freeze_bn``): mini-batches of 4 frames from one
   room give unreliable batch statistics, and updating running statistics would shift
   weights outside the trainable scope;
 - ``accept_tolerance=0.05``: a round may make the held-out RMSE at most 5 % worse and
   still be accepted. Two held-out frames are a noisy judge; a tolerance of 0 rejects
   useful rounds, while NaN and divergence are caught regardless;
-- ``base_replay_fraction=0.5`` (used when the engine is given base-domain frames, e.g. the
-  synthetic pretraining rooms): on the kitchen stream it cut forgetting on the
-  pretraining rooms from +455 % (no replay) to +74 % (0.25) and +13 % (0.5) without
-  hurting kitchen accuracy;
-- ``scope="decoder"``: from the synthetic-pretrained base, adapting the decoder alone
-  reached a second-half RMSE of 0.300 m vs 0.355 m for all parameters (0.45x vs 0.54x
-  the frozen model): no encoder backward pass, so about three times as many rounds
-  (109 vs 39) fit in the stream. A *cold start* (no pretrained encoder) needs
+- ``base_replay_fraction=0.5`` (used when the engine is given base-domain frames): of
+  the fractions tried on the kitchen stream it forgot least on the base rooms; the price
+  is a smaller gain on the kitchen itself;
+- ``scope="decoder"``: adapting the decoder alone beat adapting every parameter: no
+  encoder backward pass, so several times as many rounds fit in the stream. A *cold start* (no pretrained encoder) needs
   ``scope="all"``; ``adapt_eval --cold-start`` and the benchmark's cold start set it;
-- ``train_size`` defaults to the model's input size; a smaller size makes steps about 3x
-  cheaper at half the resolution (set it per model, e.g. ``(96, 128)`` for 192x256).
+- ``train_size`` defaults to the model's input size; a smaller size makes steps cheaper
+  (about 4x fewer pixels at half the resolution) (set it per model, e.g. ``(96, 128)`` for 192x256).
 """
 
 from __future__ import annotations

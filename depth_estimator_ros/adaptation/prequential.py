@@ -21,12 +21,13 @@ rooms the base model was pretrained on): pooled metrics with the base weights an
 with the weights in force at the end of the adapted stream.
 
 Metrics per window and per half are pooled over pixels (RMSE over all valid pixels of
-the window, not a mean of per-frame RMSEs).
+the window, not a mean of per-frame RMSEs): :func:`~depth_estimator_ros.learning.metrics.window_metrics`
+and :func:`~depth_estimator_ros.learning.metrics.pool_frame_metrics`, the definitions
+``make demo`` reports too.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import threading
@@ -39,17 +40,16 @@ import numpy as np
 
 from depth_estimator_ros.adaptation.config import AdaptationConfig
 from depth_estimator_ros.adaptation.engine import SHARED_PROCESS_SWITCH_INTERVAL_S, AdaptationEngine
+from depth_estimator_ros.atomic import write_json
 from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.learning.losses import valid_mask
-from depth_estimator_ros.learning.metrics import compute_metrics
+from depth_estimator_ros.learning.metrics import POOLED_METRICS, compute_metrics, pool_frame_metrics, window_metrics
 from depth_estimator_ros.learning.predictor import Predictor
 from depth_estimator_ros.learning.transforms import frame_focal
 from depth_estimator_ros.models.base import DepthModel
 
 __all__ = [
-    "POOLED_METRICS",
     "load_frames",
-    "pool",
     "stream",
     "evaluate_frames",
     "run_prequential",
@@ -57,9 +57,6 @@ __all__ = [
     "write_result",
     "run_benchmark",
 ]
-
-POOLED_METRICS: tuple[str, ...] = ("rmse", "abs_rel", "delta1")
-"""The metrics reported per window: RMSE (m), AbsRel, and the share of pixels within 1.25x."""
 
 
 def load_frames(
@@ -96,29 +93,6 @@ def load_frames(
         if frame.depth is None:
             raise ValueError(f"frame {frame.name!r} has no sensor depth; prequential evaluation needs RGB-D frames")
     return frames
-
-
-def pool(rows: Sequence[dict[str, float]]) -> dict[str, float]:
-    """Pool per-frame metrics over pixels: RMSE, AbsRel and delta1 weighted by valid pixels.
-
-    Args:
-        rows: per-frame dicts with ``rmse``, ``abs_rel``, ``delta1`` and ``n_valid``.
-
-    Returns:
-        ``{"rmse", "abs_rel", "delta1", "n_valid", "frames"}``; metrics NaN when no
-        pixel was scored.
-    """
-    scored = [r for r in rows if r["n_valid"] > 0]
-    n = float(sum(r["n_valid"] for r in scored))
-    if n == 0:
-        return {"rmse": math.nan, "abs_rel": math.nan, "delta1": math.nan, "n_valid": 0, "frames": len(rows)}
-    return {
-        "rmse": math.sqrt(sum(r["rmse"] ** 2 * r["n_valid"] for r in scored) / n),
-        "abs_rel": sum(r["abs_rel"] * r["n_valid"] for r in scored) / n,
-        "delta1": sum(r["delta1"] * r["n_valid"] for r in scored) / n,
-        "n_valid": int(n),
-        "frames": len(rows),
-    }
 
 
 def _score(depth: np.ndarray, frame: Frame, min_depth: float, max_depth: float) -> dict[str, float]:
@@ -235,29 +209,21 @@ def stream(
 
 def evaluate_frames(predictor: Predictor, frames: Sequence[Frame]) -> dict[str, float]:
     """Return pooled RMSE / AbsRel / delta1 of ``predictor`` on ``frames`` (no timing)."""
-    return pool([_score(predictor.predict(f.rgb, frame_focal(f)), f, predictor.min_depth, predictor.max_depth) for f in frames])
-
-
-def _windows(rows: Sequence[dict[str, Any]], window_s: float, duration_s: float) -> list[dict[str, Any]]:
-    count = max(1, int(math.ceil(duration_s / window_s)))
-    out = []
-    for w in range(count):
-        t_lo, t_hi = w * window_s, (w + 1) * window_s
-        inside = [r for r in rows if t_lo <= r["t"] < t_hi]
-        out.append({"t0": t_lo, "t1": min(t_hi, duration_s), **pool(inside)})
-    return out
+    return pool_frame_metrics(
+        [_score(predictor.predict(f.rgb, frame_focal(f)), f, predictor.min_depth, predictor.max_depth) for f in frames]
+    )
 
 
 def _summarise(run: dict[str, Any], window_s: float, duration_s: float, threshold_m: float) -> dict[str, Any]:
     rows = run["per_frame"]
-    windows = _windows(rows, window_s, duration_s)
+    windows = window_metrics(rows, window_s, duration_s)
     reached = next((w["t1"] for w in windows if w["frames"] and w["rmse"] < threshold_m), None)
     summary = {k: v for k, v in run.items() if k != "per_frame"}
     summary.update(
         windows=windows,
-        overall=pool(rows),
-        first_half=pool([r for r in rows if r["t"] < duration_s / 2]),
-        second_half=pool([r for r in rows if r["t"] >= duration_s / 2]),
+        overall=pool_frame_metrics(rows),
+        first_half=pool_frame_metrics([r for r in rows if r["t"] < duration_s / 2]),
+        second_half=pool_frame_metrics([r for r in rows if r["t"] >= duration_s / 2]),
         time_to_rmse_below_s=reached,
         per_frame=[
             {k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()} for r in rows
@@ -380,24 +346,9 @@ def run_prequential(
     }
 
 
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, np.generic):
-        return _json_ready(value.item())
-    return value
-
-
 def write_result(result: dict[str, Any], path: Path) -> Path:
-    """Write a result as indented JSON (NaN becomes null) and return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_json_ready(result), indent=2, allow_nan=False) + "\n")
-    return path
+    """Write a result as indented JSON (NaN becomes null), atomically, and return the path."""
+    return write_json(path, result)
 
 
 def plot_result(result: dict[str, Any], path: Path) -> Path:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from depth_estimator_ros.atomic import write_json
 
 __all__ = [
     "DEVICE_CHOICES",
@@ -20,7 +19,6 @@ __all__ = [
     "fmt_ms",
     "rate_hz",
     "timed_loop",
-    "write_json",
     "pyplot",
     "save_figure",
 ]
@@ -135,29 +133,6 @@ def timed_loop(
         if end > budget_end and len(durations) >= min_iterations:
             break
     return durations
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def write_json(path: Path, data: dict[str, Any]) -> Path:
-    """Write ``data`` as indented JSON (NaN/inf become null), atomically; return the path."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(_json_safe(data), indent=2, allow_nan=False) + "\n")
-    os.replace(temporary, path)
-    return path
 
 
 def write_section(

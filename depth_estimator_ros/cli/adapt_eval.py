@@ -18,6 +18,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from depth_estimator_ros.cli._common import positive_float, positive_int, run_main
+
 __all__ = ["build_parser", "main"]
 
 
@@ -47,26 +49,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default="fast", help="architecture for a cold start (default: %(default)s)")
     p.add_argument("--input-size", type=_size, default=None,
                    help="HxW input size for a cold start (default: the architecture's own)")
-    p.add_argument("--rate", type=float, default=30.0, help="stream rate in Hz (default: %(default)s, a Kinect)")
-    p.add_argument("--frames", type=int, default=None, help="stream only the first N frames")
+    p.add_argument("--rate", type=positive_float, default=30.0,
+                   help="stream rate in Hz (default: %(default)s, a Kinect)")
+    p.add_argument("--frames", type=positive_int, default=None, help="stream only the first N frames")
     p.add_argument("--forget-data", default="synthetic:seed=0,frames=24,rooms=4,width=320,height=240",
                    help="second sequence for forgetting ('none' to skip; default: %(default)s)")
     p.add_argument("--base-data", default=None,
                    help="base-domain frames the engine replays (with --base-replay > 0), e.g. synthetic:...")
-    p.add_argument("--base-frames", type=int, default=64,
+    p.add_argument("--base-frames", type=positive_int, default=64,
                    help="frames read from --base-data, evenly spaced (default: %(default)s)")
-    p.add_argument("--forget-frames", type=int, default=None,
+    p.add_argument("--forget-frames", type=positive_int, default=None,
                    help="frames of --forget-data scored, evenly spaced (default: all)")
     p.add_argument("--out", type=Path, default=Path("out/adapt_eval"), help="output folder (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=positive_int, default=1,
                    help="torch intra-op threads for the whole process (default: %(default)s; 1 lets estimator "
                         "and trainer threads each use a core of a 2-core CPU)")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.add_argument("--backend", choices=("torch", "onnxruntime", "auto"), default="auto",
                    help="the estimator's inference backend (training is torch; default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="engine seed (default: %(default)s)")
-    p.add_argument("--window", type=float, default=2.0, help="metric window in stream seconds (default: %(default)s)")
-    p.add_argument("--threshold", type=float, default=0.5,
+    p.add_argument("--window", type=positive_float, default=2.0,
+                   help="metric window in stream seconds (default: %(default)s)")
+    p.add_argument("--threshold", type=positive_float, default=0.5,
                    help="RMSE (m) of the time-to-threshold figure (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     e = p.add_argument_group("engine")
@@ -95,16 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``adapt_eval``; return the exit status (0 ok, 2 bad arguments or data)."""
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.cold_start and args.checkpoint is not None:
         parser.error("--cold-start and --checkpoint exclude each other")
     if args.input_size is not None and args.checkpoint is not None:
         parser.error("--input-size applies to a cold start; a checkpoint fixes its own input size")
-    if args.threads < 1:
-        parser.error("--threads must be >= 1")
 
     import torch
 
@@ -115,32 +116,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     progress = not args.no_progress
-    try:
-        config = AdaptationConfig(
-            lr=args.lr, scope=args.scope or ("all" if args.checkpoint is None else AdaptationConfig.scope),
-            batch_size=args.batch_size, epochs_per_round=args.epochs,
-            buffer_capacity=args.buffer, recent_fraction=args.recent_fraction, min_new_frames=args.min_new,
-            max_new_frames=args.max_new, holdout_frames=args.holdout, accept_tolerance=args.tolerance,
-            grad_clip=args.grad_clip, weight_decay=args.weight_decay, anchor_weight=args.anchor,
-            base_replay_fraction=args.base_replay, replay_ratio=args.replay_ratio, subsample=args.subsample,
-            duplicate_threshold=args.duplicate_threshold, train_size=args.train_size,
-            freeze_bn=not args.no_freeze_bn, feature_cache=not args.no_feature_cache,
-        )
-        if args.checkpoint is None:
-            size = {} if args.input_size is None else {"input_size": args.input_size}
-            model, start = build_model(args.arch, **size), "cold"
-        else:
-            model, start = load_checkpoint(args.checkpoint)[0], str(args.checkpoint)
-        frames = load_frames(open_source(args.data), args.frames, progress=progress)
-        forget = None
-        if args.forget_data and args.forget_data.lower() != "none":
-            forget = load_frames(open_source(args.forget_data), args.forget_frames, spread=True, progress=progress)
-        base = None
-        if args.base_data:
-            base = load_frames(open_source(args.base_data), args.base_frames, spread=True, progress=progress)
-    except ValueError as exc:
-        print(f"adapt_eval: {exc}", file=sys.stderr)
-        return 2
+    config = AdaptationConfig(
+        lr=args.lr, scope=args.scope or ("all" if args.checkpoint is None else AdaptationConfig.scope),
+        batch_size=args.batch_size, epochs_per_round=args.epochs,
+        buffer_capacity=args.buffer, recent_fraction=args.recent_fraction, min_new_frames=args.min_new,
+        max_new_frames=args.max_new, holdout_frames=args.holdout, accept_tolerance=args.tolerance,
+        grad_clip=args.grad_clip, weight_decay=args.weight_decay, anchor_weight=args.anchor,
+        base_replay_fraction=args.base_replay, replay_ratio=args.replay_ratio, subsample=args.subsample,
+        duplicate_threshold=args.duplicate_threshold, train_size=args.train_size,
+        freeze_bn=not args.no_freeze_bn, feature_cache=not args.no_feature_cache,
+    )
+    if args.checkpoint is None:
+        size = {} if args.input_size is None else {"input_size": args.input_size}
+        model, start = build_model(args.arch, **size), "cold"
+    else:
+        model, start = load_checkpoint(args.checkpoint)[0], str(args.checkpoint)
+    frames = load_frames(open_source(args.data), args.frames, progress=progress)
+    forget = None
+    if args.forget_data and args.forget_data.lower() != "none":
+        forget = load_frames(open_source(args.forget_data), args.forget_frames, spread=True, progress=progress)
+    base = None
+    if args.base_data:
+        base = load_frames(open_source(args.base_data), args.base_frames, spread=True, progress=progress)
     result = run_prequential(
         model, frames, config=config, rate_hz=args.rate, base_frames=base, forgetting_frames=forget,
         device=args.device, seed=args.seed, window_s=args.window, threshold_m=args.threshold,
@@ -162,6 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(f"wrote {json_path} and {png_path}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``adapt_eval``; return the exit status (0 ok, 2 bad arguments or data)."""
+    return run_main("adapt_eval", _run, argv)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from depth_estimator_ros.benchmarks import SECTIONS
-from depth_estimator_ros.benchmarks.common import DEVICE_CHOICES, write_json
+from depth_estimator_ros.atomic import write_bytes, write_json
+from depth_estimator_ros.benchmarks.common import DEVICE_CHOICES
+from depth_estimator_ros.cli._common import positive_float, positive_int, run_main
 
 __all__ = ["OPTIONAL_SECTIONS", "build_parser", "main", "format_table"]
 
@@ -50,20 +52,10 @@ def _csv(allowed: Sequence[str] | None) -> Any:
 
 
 def _thread_counts(text: str) -> tuple[int, ...]:
-    try:
-        counts = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected positive integers such as 2,1, got {text!r}") from None
-    if not counts or min(counts) < 1:
+    counts = tuple(positive_int(part) for part in text.split(",") if part.strip())
+    if not counts:
         raise argparse.ArgumentTypeError(f"expected positive integers such as 2,1, got {text!r}")
     return counts
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,11 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", choices=DEVICE_CHOICES, default="auto", help="auto = CPU, plus CUDA where present (default)"
     )
     parser.add_argument(
-        "--minutes", type=_positive_float, default=10.0,
+        "--minutes", type=positive_float, default=10.0,
         help="length of the memory and soak runs in minutes (default 10)",
     )
     parser.add_argument(
-        "--train-minutes", type=_positive_float, default=4.0,
+        "--train-minutes", type=positive_float, default=4.0,
         help="training budget per architecture of the accuracy section, in minutes (default 4)",
     )
     parser.add_argument(
@@ -129,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default ../shared/data/7scenes_kitchen beside the project)",
     )
     parser.add_argument(
-        "--rooms-steps", type=int, default=None,
+        "--rooms-steps", type=positive_int, default=None,
         help="optimiser steps per fold of the rooms section (default: the shipped recipe's)",
     )
     parser.add_argument("--rooms-only", type=_csv(None), default=None, help="rooms section: score just these rooms")
@@ -163,7 +155,7 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
         )
         return result, model_speed.summary_rows(result)
     if name == "pipeline":
-        from depth_estimator_ros.ros.bench import pipeline
+        from depth_estimator_ros.benchmarks import pipeline
 
         result = pipeline.run(
             args.out, device=args.device, quick=args.quick, arch=args.pipeline_arch, progress=progress,
@@ -171,7 +163,7 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
         )
         return result, pipeline.summary_rows(result)
     if name == "adaptation":
-        from depth_estimator_ros.ros.bench import adaptation
+        from depth_estimator_ros.benchmarks import adaptation
 
         result = adaptation.run(
             args.out,
@@ -184,7 +176,7 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
         )
         return result, adaptation.summary_rows(result)
     if name == "memory":
-        from depth_estimator_ros.ros.bench import memory
+        from depth_estimator_ros.benchmarks import memory
 
         result = memory.run(
             args.out,
@@ -221,7 +213,7 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
         )
         return result, rooms.summary_rows(result)
     if name == "soak":
-        from depth_estimator_ros.ros.bench import soak
+        from depth_estimator_ros.benchmarks import soak
 
         result = soak.run(
             args.out,
@@ -245,8 +237,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the selected sections, print the summary table and write summary.json/.md."""
+def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
 
@@ -278,9 +269,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = format_table(rows)
     summary = {"machine": machine, "quick": args.quick, "device": args.device, "sections": sections, "rows": rows}
     write_json(args.out / "summary.json", summary)
-    (args.out / "summary.md").write_text(f"## {title}\n\n{table}\n")
+    write_bytes(args.out / "summary.md", f"## {title}\n\n{table}\n".encode())
     print(f"\n{title}\n{table}\n\nwritten to {args.out}/")
     return 1 if failed else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the selected sections, print the summary table and write summary.json/.md.
+
+    Returns 0, 1 when a section failed (the others still ran and were reported), 2 for bad arguments.
+    """
+    return run_main("bench", _run, argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """``make demo``: replay a recorded RGB-D session through the live pipeline, adaptation on vs off.
 
-See :mod:`depth_estimator_ros.ros.demo` for what it does; this is its command line.
+See :mod:`depth_estimator_ros.benchmarks.demo` for what it does; this is its command line.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+
+from depth_estimator_ros.cli._common import positive_float, positive_int, run_main
 
 __all__ = ["main"]
 
@@ -29,32 +31,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retrain", action="store_true",
                         help="use <out>/../pretrained/fast_synthetic.safetensors instead, pretrained on "
                         "synthetic rooms when missing")
-    parser.add_argument("--pretrain-minutes", type=float, default=4.0,
+    parser.add_argument("--pretrain-minutes", type=positive_float, default=4.0,
                         help="budget of --retrain's pretraining when its checkpoint is missing (default 4)")
-    parser.add_argument("--every", type=int, default=2, help="keep every Nth frame of the source (default 2)")
-    parser.add_argument("--size", type=int, nargs=2, default=(320, 240), metavar=("W", "H"),
+    parser.add_argument("--every", type=positive_int, default=2, help="keep every Nth frame of the source (default 2)")
+    parser.add_argument("--sensor-rate", type=positive_float, default=30.0,
+                        help="frame rate of the source in Hz; the bag plays at this / --every (default 30)")
+    parser.add_argument("--size", type=positive_int, nargs=2, default=(320, 240), metavar=("W", "H"),
                         help="image size in the bag (default 320 240)")
+    parser.add_argument("--window", type=positive_float, default=3.0,
+                        help="length of the report's time windows in seconds of stream time (default 3)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the demo; return the process exit status."""
+def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    if args.every < 1 or min(args.size) < 16 or args.pretrain_minutes <= 0:
-        print("demo: --every must be >= 1, --size at least 16 16, --pretrain-minutes > 0", file=sys.stderr)
-        return 2
-    from depth_estimator_ros.ros.demo import run_demo
+    if min(args.size) < 16:
+        raise ValueError(f"--size must be at least 16 16, got {args.size[0]} {args.size[1]}")
+    from depth_estimator_ros.benchmarks.demo import run_demo
 
     try:
         report = run_demo(args.out, data=args.data, checkpoint=args.checkpoint, retrain=args.retrain,
-                          pretrain_minutes=args.pretrain_minutes, every=args.every,
-                          width=args.size[0], height=args.size[1], progress=not args.no_progress)
-    except (RuntimeError, ValueError, OSError) as exc:
+                          pretrain_minutes=args.pretrain_minutes, every=args.every, sensor_rate_hz=args.sensor_rate,
+                          width=args.size[0], height=args.size[1], window_s=args.window,
+                          progress=not args.no_progress)
+    except RuntimeError as exc:  # a live process that did not come up, an interrupted playback
         print(f"demo: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
     print(f"\nstream: {report['data']} ({report['rate_hz']:g} Hz, {report['image_size'][0]}x{report['image_size'][1]})")
     print(f"{'run':<10}{'frames':>8}{'Hz':>7}{'RMSE':>8}{'2nd half RMSE':>15}{'AbsRel':>8}{'δ1':>7}{'versions':>10}")
     for name, run in report["runs"].items():
@@ -65,6 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{fmt(run['delta1'], '7.3f')}{run['weights_versions']:>10}")
     print(f"report: {args.out / 'report.json'}, {args.out / 'report.png'}")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo; return the process exit status (2 for bad arguments, data or paths, 1 when a run fails)."""
+    return run_main("demo", _run, argv)
 
 
 if __name__ == "__main__":

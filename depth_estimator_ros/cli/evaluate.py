@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import sys
 import time
@@ -30,7 +29,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from depth_estimator_ros.cli._common import add_runtime_arguments, apply_runtime, positive_float, run_main
+from depth_estimator_ros.atomic import write_json
+from depth_estimator_ros.cli._common import add_runtime_arguments, apply_runtime, positive_float, positive_int, run_main
 from depth_estimator_ros.data import open_source
 from depth_estimator_ros.learning.losses import valid_mask
 from depth_estimator_ros.learning.metrics import METRIC_NAMES, MetricAccumulator
@@ -56,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also score a trivial predictor: mean = the training-set mean depth everywhere")
     parser.add_argument("--mean-depth", type=positive_float, default=None,
                         help="metres for --baseline mean (default: train_mean_depth from the checkpoint)")
-    parser.add_argument("--max-frames", type=int, default=None, help="evaluate at most N frames, evenly spaced")
+    parser.add_argument("--max-frames", type=positive_int, default=None,
+                        help="evaluate at most N frames, evenly spaced")
     parser.add_argument("--panels", type=int, default=8, help="figure panels for N evenly spaced frames (default 8)")
     parser.add_argument("--border-crop", type=int, default=0, help="pixels cut from every border first")
     add_runtime_arguments(parser)
@@ -203,7 +204,7 @@ def _run(argv: Sequence[str] | None) -> int:
         "seconds": round(time.monotonic() - started, 2),
         "provenance": meta["provenance"],
     }
-    (args.out / "metrics.json").write_text(json.dumps(report, indent=2, allow_nan=True) + "\n")
+    write_json(args.out / "metrics.json", report)
     print(f"{len(indices)} frames of {args.data}")
     print(format_table(table))
     print(f"written to {args.out}/ (metrics.json, per_frame.csv, panels/)")

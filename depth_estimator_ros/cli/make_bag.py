@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 from tqdm import tqdm
 
-from depth_estimator_ros.data import DataError, open_source
+from depth_estimator_ros.cli._common import positive_float, positive_int, run_main
+from depth_estimator_ros.data import open_source
 from depth_estimator_ros.data.rosbag import (
     DEFAULT_DEPTH_TOPIC,
     DEFAULT_INFO_TOPIC,
@@ -24,20 +25,6 @@ from depth_estimator_ros.data.rosbag import (
 )
 
 __all__ = ["build_parser", "main"]
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,8 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", required=True, help="bag folder to create")
     parser.add_argument("--storage", choices=STORAGES, default="sqlite3", help="rosbag2 storage (default sqlite3)")
-    parser.add_argument("--rate", type=_positive_float, default=30.0, help="frame rate of the stamps in Hz (default 30)")
-    parser.add_argument("--frames", type=_positive_int, default=None, help="record only the first N frames")
+    parser.add_argument("--rate", type=positive_float, default=30.0, help="frame rate of the stamps in Hz (default 30)")
+    parser.add_argument("--frames", type=positive_int, default=None, help="record only the first N frames")
     parser.add_argument(
         "--depth-encoding", choices=("16UC1", "32FC1"), default="16UC1", help="depth encoding (default 16UC1 mm)"
     )
@@ -68,30 +55,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; return the exit status (0 ok, 1 bad input, 2 usage error)."""
+def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        source = open_source(args.source)
-        frames = source if args.frames is None else source[: args.frames]
-        progress = tqdm(frames, total=len(frames), desc=f"make_bag {source.name}", unit="frame")
-        count = write_bag(
-            args.out,
-            progress,
-            storage=args.storage,
-            rgb_topic=args.rgb_topic,
-            depth_topic=args.depth_topic,
-            info_topic=args.info_topic,
-            depth_encoding=args.depth_encoding,
-            rate_hz=args.rate,
-            depth_stamp_offset=args.depth_offset,
-            overwrite=args.overwrite,
-        )
-    except (DataError, FileExistsError, ValueError) as exc:
-        print(f"make_bag: error: {exc}", file=sys.stderr)
-        return 1
+    source = open_source(args.source)
+    frames = source if args.frames is None else source[: args.frames]
+    progress = tqdm(frames, total=len(frames), desc=f"make_bag {source.name}", unit="frame")
+    count = write_bag(
+        args.out,
+        progress,
+        storage=args.storage,
+        rgb_topic=args.rgb_topic,
+        depth_topic=args.depth_topic,
+        info_topic=args.info_topic,
+        depth_encoding=args.depth_encoding,
+        rate_hz=args.rate,
+        depth_stamp_offset=args.depth_offset,
+        overwrite=args.overwrite,
+    )
     print(f"wrote {count} frames to {args.out} ({args.storage})")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; return the exit status (0 ok, 2 bad arguments, data or an existing bag)."""
+    return run_main("make_bag", _run, argv)
 
 
 if __name__ == "__main__":

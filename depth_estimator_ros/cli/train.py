@@ -21,8 +21,6 @@ folder gets ``best.safetensors``, ``train_log.csv``, ``train_log.json``,
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -30,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from depth_estimator_ros.atomic import write_json
 from depth_estimator_ros.cli._common import add_runtime_arguments, apply_runtime, positive_float, positive_int, run_main
 from depth_estimator_ros.data.collection import open_training_sources, split_sources
 from depth_estimator_ros.learning.losses import LOSSES
@@ -141,9 +140,8 @@ def _run(argv: Sequence[str] | None) -> int:
         weights = None if args.encoder_weights == "none" else args.encoder_weights
         model = build_model(args.arch or "fast", encoder_weights=weights, **options)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "split.json").write_text(json.dumps(
-        {"data": args.data, "leave_out": args.leave_out, "seed": args.seed, "fractions": list(args.split),
-         "sources": split}) + "\n")
+    write_json(args.out / "split.json", {"data": args.data, "leave_out": args.leave_out, "seed": args.seed,
+                                         "fractions": list(args.split), "sources": split})
     config = TrainConfig(
         epochs=args.epochs, minutes=args.minutes, max_steps=args.steps, cosine=args.cosine,
         encoder_lr_scale=args.encoder_lr_scale, max_zoom=args.max_zoom, loss=args.loss, micro_batch=args.micro_batch, accumulation=args.accumulation,
@@ -182,11 +180,7 @@ def export_checkpoint(source: Path, target: Path, *, half: bool = False) -> Path
     save_checkpoint(target, model, provenance=meta["provenance"], dtype=torch.float16 if half else None)
     _, meta = load_checkpoint(target)
     meta["stored_dtype"] = "float16" if half else "float32"
-    sidecar = target.with_suffix(".json")
-    tmp = sidecar.with_name(sidecar.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    tmp.replace(sidecar)
-    return sidecar
+    return write_json(target.with_suffix(".json"), meta, sort_keys=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

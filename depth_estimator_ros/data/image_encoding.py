@@ -27,6 +27,7 @@ import numpy as np
 
 __all__ = [
     "ImageDecodeError",
+    "DECODE_REASONS",
     "IMAGE_ENCODINGS",
     "DEPTH_ENCODINGS",
     "decode_image",
@@ -36,8 +37,23 @@ __all__ = [
 ]
 
 
+#: Why an image was refused, as :attr:`ImageDecodeError.reason` carries it (the nodes'
+#: ``dropped_<reason>`` diagnostics keys).
+DECODE_REASONS: tuple[str, ...] = ("bad_encoding", "zero_size", "too_large", "bad_step", "bad_data_length")
+
+
 class ImageDecodeError(ValueError):
-    """Raised when raw image fields cannot be decoded; the message says why."""
+    """Raised when raw image fields cannot be decoded; the message says why for people.
+
+    Attributes:
+        reason: the same for counters, one of :data:`DECODE_REASONS`.
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        if reason not in DECODE_REASONS:
+            raise ValueError(f"reason must be one of {DECODE_REASONS}, got {reason!r}")
+        super().__init__(message)
+        self.reason = reason
 
 
 # encoding -> (channels, bytes per channel, numpy kind)
@@ -84,30 +100,33 @@ def _view(
 ) -> np.ndarray:
     """Validate the fields and return a zero-copy ``(H, W, C)`` view of ``data``."""
     if encoding not in allowed:
-        raise ImageDecodeError(f"unsupported encoding {encoding!r}; supported: {', '.join(allowed)}")
+        raise ImageDecodeError(f"unsupported encoding {encoding!r}; supported: {', '.join(allowed)}", "bad_encoding")
     channels, size, kind = _LAYOUT[encoding]
     height, width, step = int(height), int(width), int(step)
     if height <= 0 or width <= 0:
-        raise ImageDecodeError(f"image size must be positive, got {width}x{height} (width x height)")
+        raise ImageDecodeError(f"image size must be positive, got {width}x{height} (width x height)", "zero_size")
     if max_pixels is not None and height * width > max_pixels:
         raise ImageDecodeError(
-            f"image of {width}x{height} = {height * width} pixels exceeds the limit of {max_pixels} pixels"
+            f"image of {width}x{height} = {height * width} pixels exceeds the limit of {max_pixels} pixels",
+            "too_large",
         )
     row = width * channels * size
     if step < row:
         raise ImageDecodeError(
             f"step {step} is smaller than width * pixel size = {width} * {channels * size} = {row} bytes "
-            f"for {encoding}"
+            f"for {encoding}",
+            "bad_step",
         )
     try:
         buf = np.frombuffer(data, dtype=np.uint8)
     except (TypeError, ValueError) as exc:
-        raise ImageDecodeError(f"data is not a byte buffer ({type(data).__name__}): {exc}") from exc
+        raise ImageDecodeError(f"data is not a byte buffer ({type(data).__name__}): {exc}", "bad_data_length") from exc
     expected = height * step
     if buf.size != expected:
         relation = "short" if buf.size < expected else "long"
         raise ImageDecodeError(
-            f"data too {relation}: {buf.size} bytes, expected height * step = {height} * {step} = {expected}"
+            f"data too {relation}: {buf.size} bytes, expected height * step = {height} * {step} = {expected}",
+            "bad_data_length",
         )
     dtype = np.dtype(f"{'>' if is_bigendian else '<'}{kind}{size}")
     return np.ndarray(
@@ -269,7 +288,7 @@ def encode_depth(depth_m: np.ndarray, encoding: str = "32FC1") -> tuple[int, byt
         out[invalid] = np.nan
         return depth_m.shape[1] * 4, out.tobytes()
     if encoding == "16UC1":
-        # in place, float64 (exact rounding to the millimetre): 0.46 ms for 640x480, was 2.7 ms
+        # in place, in float64 (exact rounding to the millimetre), without temporaries
         mm = depth_m.astype(np.float64)
         mm *= 1000.0
         np.rint(mm, out=mm)

@@ -16,19 +16,39 @@ range) is not scored but counted in ``n_missing`` so it is never silently lost. 
 so a zero or negative prediction gives a large finite error instead of ``inf``.
 When ``S`` is empty every error metric is ``NaN`` (there is nothing to score; callers
 check ``n_valid``) and ``n_valid`` is 0. Sums run in float64.
+
+Over a stream (a time window, a half, a whole run) the metrics are **pooled over
+pixels**, never averaged over frames: :class:`MetricAccumulator` while the pixels are at
+hand, :func:`pool_frame_metrics` from per-frame results, and :func:`window_metrics` for
+consecutive windows of stream time. A window's RMSE is the RMSE of all its valid pixels,
+so a frame with more valid depth weighs more. ``adapt_eval`` and ``make demo`` both
+report these.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["METRIC_NAMES", "PRED_FLOOR", "compute_metrics", "MetricAccumulator"]
+__all__ = [
+    "METRIC_NAMES",
+    "POOLED_METRICS",
+    "PRED_FLOOR",
+    "compute_metrics",
+    "MetricAccumulator",
+    "pool_frame_metrics",
+    "window_metrics",
+]
 
 METRIC_NAMES: tuple[str, ...] = ("rmse", "mae", "abs_rel", "sq_rel", "log10", "delta1", "delta2", "delta3")
 """The error metrics every result dict holds, besides ``n_valid`` and ``n_missing``."""
+
+POOLED_METRICS: tuple[str, ...] = ("rmse", "abs_rel", "delta1")
+"""The metrics :func:`pool_frame_metrics` pools: RMSE (m), AbsRel, and the share of pixels within 1.25x."""
 
 PRED_FLOOR = 1e-3
 """Metres; predictions below this are raised to it for ``log10`` and the ``delta`` ratios."""
@@ -162,3 +182,58 @@ class MetricAccumulator:
         self._sums = dict.fromkeys(_SUM_KEYS, 0.0)
         self.per_frame = []
         self.frames = 0
+
+
+def pool_frame_metrics(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """Pool per-frame metrics over pixels: RMSE, AbsRel and delta1 weighted by valid pixels.
+
+    The same numbers a :class:`MetricAccumulator` fed with those frames gives, from the
+    frames' own results (``compute_metrics``) instead of their pixels.
+
+    Args:
+        rows: per-frame dicts with ``rmse``, ``abs_rel``, ``delta1`` and ``n_valid``
+            (other keys are ignored).
+
+    Returns:
+        ``{"rmse", "abs_rel", "delta1", "n_valid", "frames"}``; the metrics are NaN when
+        no pixel was scored.
+    """
+    scored = [r for r in rows if r["n_valid"] > 0]
+    n = float(sum(r["n_valid"] for r in scored))
+    if n == 0:
+        return {"rmse": math.nan, "abs_rel": math.nan, "delta1": math.nan, "n_valid": 0, "frames": len(rows)}
+    return {
+        "rmse": math.sqrt(sum(r["rmse"] ** 2 * r["n_valid"] for r in scored) / n),
+        "abs_rel": sum(r["abs_rel"] * r["n_valid"] for r in scored) / n,
+        "delta1": sum(r["delta1"] * r["n_valid"] for r in scored) / n,
+        "n_valid": int(n),
+        "frames": len(rows),
+    }
+
+
+def window_metrics(rows: Sequence[dict[str, Any]], window_s: float, duration_s: float) -> list[dict[str, Any]]:
+    """Pool per-frame metrics over consecutive windows of stream time.
+
+    Args:
+        rows: per-frame dicts as :func:`pool_frame_metrics` takes, each with ``t``, its
+            stream time in seconds from the first frame.
+        window_s: window length, seconds (> 0).
+        duration_s: length of the stream, seconds (frames x frame period, so the last
+            frame's ``t`` is below it); windows cover ``[0, duration_s)``.
+
+    Returns:
+        One dict per window, ``{"t0", "t1", **pool_frame_metrics(frames in [t0, t1))}``;
+        a window without frames has ``frames == 0`` and NaN metrics.
+
+    Raises:
+        ValueError: ``window_s`` is not > 0.
+    """
+    if not window_s > 0:
+        raise ValueError(f"window_s must be > 0, got {window_s}")
+    count = max(1, int(math.ceil(duration_s / window_s)))
+    out = []
+    for w in range(count):
+        t_lo, t_hi = w * window_s, (w + 1) * window_s
+        inside = [r for r in rows if t_lo <= r["t"] < t_hi]
+        out.append({"t0": t_lo, "t1": min(t_hi, duration_s), **pool_frame_metrics(inside)})
+    return out

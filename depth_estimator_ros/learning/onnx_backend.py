@@ -33,7 +33,6 @@ import copy
 import hashlib
 import io
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,6 +42,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+
+from depth_estimator_ros.atomic import write_bytes
 
 __all__ = [
     "BACKENDS",
@@ -214,11 +215,7 @@ def cached_export(model: nn.Module, checkpoint: str | os.PathLike[str], cache_di
     for folder in folders:
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{key}.", suffix=".tmp")
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(exported.data)
-            os.replace(tmp, folder / key)
-            return exported, folder / key
+            return exported, write_bytes(folder / key, exported.data)
         except OSError:
             continue
     raise OSError(f"no writable folder for the ONNX cache among {', '.join(map(str, folders))}")

@@ -19,12 +19,15 @@ unless :class:`TrainConfig` overrides it:
   ``loss_curve.png`` in ``out_dir``, so an interrupted run keeps its record.
 
 Mixed precision (float16 autocast with a gradient scaler) is used on CUDA only.
+
+Inside, :func:`fit` is the loop (set-up, budgets, stopping), ``_train_epoch`` one epoch
+of optimiser steps, and :class:`TrainingRecorder` the record: best weights, checkpoint,
+CSV, JSON and the loss curve.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -36,6 +39,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from depth_estimator_ros.atomic import write_json
 from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.learning.device import resolve_device
 from depth_estimator_ros.learning.losses import LOSSES, model_loss, valid_mask
@@ -43,7 +47,7 @@ from depth_estimator_ros.learning.metrics import MetricAccumulator
 from depth_estimator_ros.learning.transforms import border_crop, resize_depth, resize_rgb, to_tensor_batch
 from depth_estimator_ros.models import DepthModel, save_checkpoint
 
-__all__ = ["TrainConfig", "TrainResult", "fit", "prepare_frames"]
+__all__ = ["TrainConfig", "TrainResult", "TrainingRecorder", "fit", "prepare_frames"]
 
 CHECKPOINT_NAME = "best.safetensors"
 LOG_CSV = "train_log.csv"
@@ -269,10 +273,217 @@ def _plot(path: Path, step_losses: list[float], history: list[dict[str, Any]], t
     tmp.replace(path)
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=True) + "\n")
-    tmp.replace(path)
+class TrainingRecorder:
+    """Keep the best model of a run and its record in ``out_dir``.
+
+    Every :meth:`record` call (one per validated epoch) appends a row to
+    ``train_log.csv``, rewrites ``train_log.json`` and redraws ``loss_curve.png``, so an
+    interrupted run keeps its record; when the validation RMSE improves it writes
+    ``best.safetensors`` (atomically, with ``provenance`` and the epoch's facts) and keeps
+    a CPU copy of the weights for :meth:`restore_best`.
+
+    Args:
+        out_dir: output folder (must exist).
+        model: the model being trained.
+        log: the run's facts, the body of ``train_log.json``; ``epochs`` (the rows) and
+            ``step_losses`` (every micro-batch loss) are added and filled here.
+        provenance: extra JSON-able facts stored in the checkpoint.
+        title: title of the loss curve.
+        started: ``time.monotonic()`` at the start of the run (default: now), for ``elapsed_s``.
+    """
+
+    def __init__(
+        self, out_dir: Path, model: DepthModel, log: dict[str, Any], provenance: dict[str, Any], title: str,
+        *, started: float | None = None,
+    ) -> None:
+        self.out = Path(out_dir)
+        self.checkpoint = self.out / CHECKPOINT_NAME
+        self.model = model
+        self.log = log
+        self.provenance = provenance
+        self.title = title
+        self.started = time.monotonic() if started is None else started
+        self.history: list[dict[str, Any]] = log.setdefault("epochs", [])
+        self.step_losses: list[float] = log.setdefault("step_losses", [])
+        self.best_rmse = math.inf
+        self.best_epoch = 0
+        self.best_metrics: dict[str, float] = {}
+        self.stale = 0  # validated epochs since the best one
+        self._best_state: dict[str, torch.Tensor] = {}
+        with (self.out / LOG_CSV).open("w", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=_CSV_FIELDS).writeheader()
+
+    def elapsed(self) -> float:
+        """Return the seconds since the run started, rounded to 10 ms."""
+        return round(time.monotonic() - self.started, 2)
+
+    def record(
+        self, epoch: int, metrics: dict[str, float], *, partial: bool, images: int, losses: Sequence[float],
+        steps: int, skipped_steps: int, stopped: str,
+    ) -> bool:
+        """Record one validated epoch (0 = before training); return whether it is the best so far.
+
+        Args:
+            epoch: the epoch's number.
+            metrics: its validation metrics (``compute_metrics`` keys).
+            partial: the epoch stopped early (time or step budget).
+            images: training images it fed.
+            losses: its finite micro-batch losses.
+            steps: optimiser steps taken so far in the run.
+            skipped_steps: steps dropped so far for a NaN/inf loss.
+            stopped: why the run would stop if it ended now.
+        """
+        improved = metrics["rmse"] < self.best_rmse
+        if improved:
+            self.best_rmse, self.best_epoch, self.best_metrics, self.stale = metrics["rmse"], epoch, metrics, 0
+            self._best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            save_checkpoint(self.checkpoint, self.model, provenance={
+                **self.provenance,
+                "trainer": "depth_estimator_ros.learning.trainer.fit",
+                "epoch": epoch,
+                "steps": steps,
+                "val_metrics": metrics,
+                "train_mean_depth": self.log["train_mean_depth"],
+                "n_train": self.log["n_train"],
+                "n_val": self.log["n_val"],
+                "config": self.log["config"],
+            })
+        elif epoch > 0:
+            self.stale += 1
+        row = {
+            "epoch": epoch, "partial": partial, "steps": steps, "images": images,
+            "train_loss": float(np.mean(losses)) if losses else math.nan,
+            "val_rmse": metrics["rmse"], "val_mae": metrics["mae"], "val_abs_rel": metrics["abs_rel"],
+            "val_delta1": metrics["delta1"], "improved": improved, "elapsed_s": self.elapsed(),
+        }  # fmt: skip
+        self.history.append(row)
+        with (self.out / LOG_CSV).open("a", newline="") as handle:
+            csv.DictWriter(handle, fieldnames=_CSV_FIELDS).writerow(row)
+        self.log.update(best_epoch=self.best_epoch, best_val=self.best_metrics, steps=steps,
+                        skipped_steps=skipped_steps, stopped=stopped, seconds=self.elapsed(),
+                        checkpoint=str(self.checkpoint))
+        write_json(self.out / LOG_JSON, self.log)
+        _plot(self.out / CURVE_PNG, self.step_losses, self.history, self.title)
+        return improved
+
+    def finish(self, *, stopped: str, epochs_run: int, skipped_steps: int) -> None:
+        """Write the final ``train_log.json`` of the run."""
+        self.log.update(stopped=stopped, seconds=self.elapsed(), epochs_run=epochs_run, skipped_steps=skipped_steps)
+        write_json(self.out / LOG_JSON, self.log)
+
+    def restore_best(self) -> None:
+        """Load the best weights recorded so far into the model."""
+        self.model.load_state_dict(self._best_state)
+
+
+@dataclass
+class _Step:
+    """What the training loop needs between epochs: the optimiser and its bookkeeping."""
+
+    model: DepthModel
+    frames: list[Frame]
+    config: TrainConfig
+    device: torch.device
+    amp: bool
+    micro: int
+    accumulation: int
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler | None
+    scaler: torch.amp.GradScaler
+    rng: np.random.Generator
+    steps: int = 0
+    skipped_steps: int = 0
+
+
+@dataclass
+class _EpochOutcome:
+    images: int = 0
+    losses: list[float] = field(default_factory=list)
+    partial: bool = False  # stopped before the end of the epoch
+    out_of_steps: bool = False  # the ``max_steps`` budget is spent
+
+
+def _micro_batches(order: np.ndarray, micro: int) -> list[np.ndarray]:
+    batches = [order[i : i + micro] for i in range(0, len(order), micro)]
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        # Batch norm cannot train on one frame whose coarsest feature map is 1x1
+        # (small inputs); the lone frame joins the previous micro-batch instead.
+        batches[-2:] = [np.concatenate(batches[-2:])]
+    return batches
+
+
+def _train_epoch(
+    run: _Step, epoch: int, *, deadline: float | None, reserve: float, step_losses: list[float]
+) -> _EpochOutcome:
+    """Run one epoch of optimiser steps, stopping early at the time or step budget.
+
+    Every micro-batch's finite loss is appended to ``step_losses`` as it is computed.
+    """
+    config, model = run.config, run.model
+    batches = _micro_batches(run.rng.permutation(len(run.frames)), run.micro)
+    outcome = _EpochOutcome()
+    run.optimizer.zero_grad(set_to_none=True)
+    bar = tqdm(total=len(batches), desc=f"epoch {epoch}/{config.epochs}", unit="batch",
+               disable=not config.progress, leave=False)
+    for group_start in range(0, len(batches), run.accumulation):
+        group = batches[group_start : group_start + run.accumulation]
+        if deadline is not None and time.monotonic() + reserve >= deadline:
+            outcome.partial = True
+            break
+        if config.max_steps is not None and run.steps >= config.max_steps:
+            outcome.partial = group_start > 0
+            outcome.out_of_steps = True
+            break
+        finite = True
+        for indices in group:
+            rgb, depth, focal = to_tensor_batch([run.frames[i] for i in indices], model.input_size,
+                                                augment=config.augment, rng=run.rng, max_zoom=config.max_zoom)
+            rgb = rgb.to(run.device, non_blocking=True)
+            depth = depth.to(run.device, non_blocking=True)
+            with torch.autocast(run.device.type, dtype=torch.float16, enabled=run.amp):
+                pred = model(rgb, focal.to(run.device))
+            loss = model_loss(model, pred.float(), depth, valid_mask(depth, model.min_depth, model.max_depth),
+                              config.loss)
+            value = float(loss.detach())
+            finite = finite and math.isfinite(value)
+            if finite:
+                run.scaler.scale(loss / len(group)).backward()
+                outcome.losses.append(value)
+                step_losses.append(value)
+            outcome.images += len(indices)
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.3f}")
+        if finite:
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+            run.steps += 1
+            if run.schedule is not None:
+                run.schedule.step()
+        else:
+            # A NaN/inf loss would poison the weights (on CPU there is no scaler to
+            # catch it): drop the whole accumulated step and count it.
+            run.skipped_steps += 1
+        run.optimizer.zero_grad(set_to_none=True)
+    bar.close()
+    return outcome
+
+
+def _optimizer(
+    model: DepthModel, params: list[torch.nn.Parameter], config: TrainConfig, lr: float, weight_decay: float
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler | None]:
+    """Return Adam over ``params`` (the encoder's at ``lr * encoder_lr_scale``) and the cosine schedule, if any."""
+    encoder_ids = {id(p) for p in model.encoder.parameters()}
+    groups = [
+        {"params": [p for p in params if id(p) not in encoder_ids], "lr": lr},
+        {"params": [p for p in params if id(p) in encoder_ids], "lr": lr * config.encoder_lr_scale},
+    ]
+    optimizer = torch.optim.Adam([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay)
+    schedule = None
+    if config.cosine:
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, config.max_steps) / config.max_steps))
+        )
+    return optimizer, schedule
 
 
 def fit(
@@ -322,8 +533,6 @@ def fit(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint = out / CHECKPOINT_NAME
-    csv_path = out / LOG_CSV
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     if device.type == "cuda":
@@ -339,18 +548,10 @@ def fit(
 
     model.to(device)
     params = model.set_trainable(config.scope)
-    encoder_ids = {id(p) for p in model.encoder.parameters()}
-    groups = [
-        {"params": [p for p in params if id(p) not in encoder_ids], "lr": lr},
-        {"params": [p for p in params if id(p) in encoder_ids], "lr": lr * config.encoder_lr_scale},
-    ]
-    optimizer = torch.optim.Adam([g for g in groups if g["params"]], lr=lr, weight_decay=weight_decay)
-    schedule = None
-    if config.cosine:
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, config.max_steps) / config.max_steps))
-        )
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    optimizer, schedule = _optimizer(model, params, config, lr, weight_decay)
+    run = _Step(model=model, frames=train, config=config, device=device, amp=amp, micro=micro,
+                accumulation=accumulation, optimizer=optimizer, schedule=schedule,
+                scaler=torch.amp.GradScaler(device.type, enabled=amp), rng=rng)
     model.train()
 
     log: dict[str, Any] = {
@@ -367,138 +568,46 @@ def fit(
         "epochs": [],
         "step_losses": [],
     }
-    history: list[dict[str, Any]] = log["epochs"]
-    step_losses: list[float] = log["step_losses"]
-    with csv_path.open("w", newline="") as handle:
-        csv.DictWriter(handle, fieldnames=_CSV_FIELDS).writeheader()
-
-    best_rmse = math.inf
-    best_epoch = 0
-    best_metrics: dict[str, float] = {}
-    best_state: dict[str, torch.Tensor] = {}
-    steps = 0
-    epochs_run = 0
+    recorder = TrainingRecorder(out, model, log, provenance or {}, f"{model.arch}: {len(train)} training frames",
+                                started=started)
     stopped = "epochs"
-    stale = 0
 
-    def record(epoch: int, partial: bool, images: int, losses: list[float]) -> bool:
-        nonlocal best_rmse, best_epoch, best_metrics, best_state, stale
-        metrics = _validate(model, val, device, amp, micro)
-        improved = metrics["rmse"] < best_rmse
-        if improved:
-            best_rmse, best_epoch, best_metrics, stale = metrics["rmse"], epoch, metrics, 0
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-            save_checkpoint(checkpoint, model, provenance={
-                **(provenance or {}),
-                "trainer": "depth_estimator_ros.learning.trainer.fit",
-                "epoch": epoch,
-                "steps": steps,
-                "val_metrics": metrics,
-                "train_mean_depth": train_mean,
-                "n_train": len(train),
-                "n_val": len(val),
-                "config": log["config"],
-            })
-        elif epoch > 0:
-            stale += 1
-        row = {
-            "epoch": epoch, "partial": partial, "steps": steps, "images": images,
-            "train_loss": float(np.mean(losses)) if losses else math.nan,
-            "val_rmse": metrics["rmse"], "val_mae": metrics["mae"], "val_abs_rel": metrics["abs_rel"],
-            "val_delta1": metrics["delta1"], "improved": improved,
-            "elapsed_s": round(time.monotonic() - started, 2),
-        }  # fmt: skip
-        history.append(row)
-        with csv_path.open("a", newline="") as handle:
-            csv.DictWriter(handle, fieldnames=_CSV_FIELDS).writerow(row)
-        log.update(best_epoch=best_epoch, best_val=best_metrics, steps=steps, stopped=stopped,
-                   seconds=round(time.monotonic() - started, 2), checkpoint=str(checkpoint))
-        _write_json(out / LOG_JSON, log)
-        _plot(out / CURVE_PNG, step_losses, history, f"{model.arch}: {len(train)} training frames")
-        return improved
+    def validate_and_record(epoch: int, outcome: _EpochOutcome, stopped: str) -> None:
+        recorder.record(epoch, _validate(model, val, device, amp, micro), partial=outcome.partial,
+                        images=outcome.images, losses=outcome.losses, steps=run.steps,
+                        skipped_steps=run.skipped_steps, stopped=stopped)
 
     tic = time.monotonic()
-    record(0, False, 0, [])
+    validate_and_record(0, _EpochOutcome(), stopped)
     # Reserve one validation pass plus a checkpoint write at the end of a time budget.
     reserve = 1.5 * (time.monotonic() - tic) + 1.0
 
+    epochs_run = 0
     for epoch in range(1, config.epochs + 1):
         epochs_run = epoch
-        order = rng.permutation(len(train))
-        batches = [order[i : i + micro] for i in range(0, len(order), micro)]
-        if len(batches) > 1 and len(batches[-1]) == 1:
-            # Batch norm cannot train on one frame whose coarsest feature map is 1x1
-            # (small inputs); the lone frame joins the previous micro-batch instead.
-            batches[-2:] = [np.concatenate(batches[-2:])]
-        losses: list[float] = []
-        images = 0
-        partial = False
-        optimizer.zero_grad(set_to_none=True)
-        bar = tqdm(total=len(batches), desc=f"epoch {epoch}/{config.epochs}", unit="batch",
-                   disable=not config.progress, leave=False)
-        for group_start in range(0, len(batches), accumulation):
-            group = batches[group_start : group_start + accumulation]
-            if deadline is not None and time.monotonic() + reserve >= deadline:
-                partial = True
-                break
-            if config.max_steps is not None and steps >= config.max_steps:
-                partial = group_start > 0
-                stopped = "steps"
-                break
-            finite = True
-            for indices in group:
-                rgb, depth, focal = to_tensor_batch([train[i] for i in indices], model.input_size,
-                                                    augment=config.augment, rng=rng, max_zoom=config.max_zoom)
-                rgb = rgb.to(device, non_blocking=True)
-                depth = depth.to(device, non_blocking=True)
-                with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-                    pred = model(rgb, focal.to(device))
-                loss = model_loss(model, pred.float(), depth, valid_mask(depth, model.min_depth, model.max_depth),
-                                  config.loss)
-                value = float(loss.detach())
-                finite = finite and math.isfinite(value)
-                if finite:
-                    scaler.scale(loss / len(group)).backward()
-                    losses.append(value)
-                    step_losses.append(value)
-                images += len(indices)
-                bar.update(1)
-                bar.set_postfix(loss=f"{value:.3f}")
-            if finite:
-                scaler.step(optimizer)
-                scaler.update()
-                steps += 1
-                if schedule is not None:
-                    schedule.step()
-            else:
-                # A NaN/inf loss would poison the weights (on CPU there is no scaler to
-                # catch it): drop the whole accumulated step and count it.
-                log["skipped_steps"] += 1
-            optimizer.zero_grad(set_to_none=True)
-        bar.close()
-        if partial and stopped != "steps":
+        outcome = _train_epoch(run, epoch, deadline=deadline, reserve=reserve, step_losses=recorder.step_losses)
+        if outcome.out_of_steps:
+            stopped = "steps"
+        elif outcome.partial:
             stopped = "time_budget"
-        if images:
-            record(epoch, partial, images, losses)
-        if partial or stopped == "steps":
+        if outcome.images:
+            validate_and_record(epoch, outcome, stopped)
+        if outcome.partial or outcome.out_of_steps:
             break
-        if stale >= config.patience:
+        if recorder.stale >= config.patience:
             stopped = "early_stopping"
             break
 
-    log["stopped"] = stopped
-    log["seconds"] = round(time.monotonic() - started, 2)
-    log["epochs_run"] = epochs_run
-    _write_json(out / LOG_JSON, log)
-    model.load_state_dict(best_state)
+    recorder.finish(stopped=stopped, epochs_run=epochs_run, skipped_steps=run.skipped_steps)
+    recorder.restore_best()
     return TrainResult(
-        checkpoint=checkpoint,
-        best_epoch=best_epoch,
-        best_metrics=best_metrics,
+        checkpoint=recorder.checkpoint,
+        best_epoch=recorder.best_epoch,
+        best_metrics=recorder.best_metrics,
         epochs_run=epochs_run,
-        steps=steps,
+        steps=run.steps,
         stopped=stopped,
         seconds=log["seconds"],
         train_mean_depth=train_mean,
-        history=history,
+        history=recorder.history,
     )

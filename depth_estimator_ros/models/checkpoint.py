@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
 from .. import __version__
+from ..atomic import write_bytes
 from .base import DepthModel
 from .registry import ARCHITECTURES, build_model
 
@@ -122,7 +122,7 @@ def save_checkpoint(
     if bad:
         raise CheckpointError(f"refusing to save {path}: tensor(s) with NaN/inf values: {', '.join(bad)}")
     payload = safetensors_save(tensors, metadata=metadata)
-    _write_atomic(path, payload)
+    write_bytes(path, payload)
 
 
 def load_checkpoint(
@@ -188,27 +188,6 @@ def _json_or_type_error(value: Any, what: str) -> str:
 def _non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
     """Return the names of floating tensors holding NaN or inf."""
     return [name for name, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())]
-
-
-def _write_atomic(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` through a fsynced temporary file and a rename."""
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp_name = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; a checkpoint is shared like any model file
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
 
 
 def _read_file(path: Path) -> bytes:

@@ -1,7 +1,7 @@
 """Counters and meters the nodes report on ``/diagnostics``, and the message builder.
 
-All classes are thread-safe: image callbacks, worker threads and the diagnostics
-timer of a multi-threaded executor touch them concurrently.
+All classes are thread-safe: the callbacks and the diagnostics timer (on the executor
+thread) and the inference and training worker threads touch them concurrently.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from collections.abc import Mapping
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from sensor_msgs.msg import Image
 
-__all__ = ["DropCounter", "RateMeter", "LatencyMeter", "build_status", "build_array", "image_drop_reason"]
+__all__ = ["DropCounter", "RateMeter", "LatencyMeter", "build_status", "build_array"]
 
 
 class DropCounter:
@@ -155,27 +154,3 @@ def build_array(stamp: Time, statuses: list[DiagnosticStatus]) -> DiagnosticArra
     array = DiagnosticArray(status=statuses)
     array.header.stamp = stamp
     return array
-
-
-def image_drop_reason(msg: Image, encodings: tuple[str, ...], max_pixels: int) -> str:
-    """Name why an image message failed to decode, as a diagnostics key.
-
-    The codec raises with a human-readable reason; this classifies the message's
-    fields into a stable key for counters: ``bad_encoding``, ``zero_size``,
-    ``too_large``, ``bad_step`` or ``bad_data_length``.
-
-    Args:
-        msg: the refused ``sensor_msgs/Image``.
-        encodings: encodings the decoder accepted.
-        max_pixels: the size limit in force.
-    """
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if msg.encoding not in encodings:
-        return "bad_encoding"
-    if height <= 0 or width <= 0:
-        return "zero_size"
-    if height * width > max_pixels:
-        return "too_large"
-    if len(msg.data) != height * step:
-        return "bad_data_length"
-    return "bad_step"

@@ -76,7 +76,6 @@ from depth_estimator_ros.ros.diagnostics import (
     RateMeter,
     build_array,
     build_status,
-    image_drop_reason,
 )
 from depth_estimator_ros.ros.latest import LatestWorker
 from depth_estimator_ros.ros.pairing import StampGuard
@@ -361,7 +360,7 @@ class DepthEstimatorNode(Node):
         self._predictor.load_state_dict({**self._base_state, **state}, version=version)
 
     def _on_weights(self, msg: UInt8MultiArray) -> None:
-        # Only this callback (its own mutually exclusive group) touches the staging model.
+        # Only this callback touches the staging model (the callbacks share one single-threaded executor).
         self._staging.load_state_dict(self._base_state)  # payloads are deltas against the base
         try:
             version = import_payload(self._staging, bytes(msg.data))
@@ -415,7 +414,7 @@ class DepthEstimatorNode(Node):
         try:
             rgb = codec.image_to_rgb(msg, max_pixels=self._max_pixels)
         except codec.ImageDecodeError as exc:
-            self._drop(image_drop_reason(msg, codec.IMAGE_ENCODINGS, self._max_pixels), str(exc))
+            self._drop(exc.reason, str(exc))
             return
         started = time.monotonic()
         self._stages["decode"].add(started - taken)

@@ -1,13 +1,13 @@
 """Process settings that make camera-sized messages cheap: Fast DDS shared memory and malloc.
 
-Two measured problems with 1 MB messages (640x480 rgb8 in, 32FC1 depth out), both on
-the package's own processes, fixed by :func:`configure_large_messages` before
-``rclpy.init``:
+Two problems with 1 MB messages (640x480 rgb8 in, 32FC1 depth out), both measured on
+the package's own processes (figures in the README, "Large images over Fast DDS" and the
+pipeline section), fixed by :func:`configure_large_messages` before ``rclpy.init``:
 
 - **Fast DDS shared-memory segment.** The built-in shared-memory transport has a
   512 KiB segment per participant; a larger message falls back to 64 KiB UDP
-  fragments and a best-effort reader loses most of them (77 of 300 frames arrived at
-  30 Hz). :data:`FASTDDS_PROFILE` raises the segment to 16 MiB (300 of 300, 3 ms).
+  fragments and a best-effort reader loses most of them. :data:`FASTDDS_PROFILE` raises
+  the segment to 16 MiB.
   Set as ``FASTRTPS_DEFAULT_PROFILES_FILE`` (the name Fast DDS 2.x reads) and
   ``FASTDDS_DEFAULT_PROFILES_FILE`` (3.x) when the user has set neither and the rmw is
   Fast DDS (the default); child processes inherit it. The segment belongs to the
@@ -15,8 +15,8 @@ the package's own processes, fixed by :func:`configure_large_messages` before
   exported in its environment (README, "Large images over Fast DDS").
 - **glibc returning big buffers to the kernel.** Each 1 MB buffer (rclpy's message
   conversion, the CDR serialisation) is a fresh ``mmap`` that page-faults on first
-  touch and is unmapped on free: serialising one 640x480 image took 1.42 ms, 0.07 ms
-  with the thresholds below. ``mallopt`` keeps such buffers in the heap and stops
+  touch and is unmapped on free, which made serialising one image many times slower
+  than with the thresholds below. ``mallopt`` keeps such buffers in the heap and stops
   trimming it; memory stays at its working-set high-water mark instead of being
   handed back and faulted in again 30 times a second.
 

@@ -4,9 +4,9 @@ The estimator's inference loop. Camera callbacks :meth:`LatestWorker.offer` each
 frame; the worker thread takes the newest one when it is free, so a slow model drops
 stale frames instead of queueing them. It is a plain thread on a condition variable,
 deliberately outside the rclpy executor: a guard condition that re-triggers while its
-callback group is busy kept rclpy 7.1.6's ``MultiThreadedExecutor`` spinning in Python
-at ~90 % of a core, holding the GIL that inference needs (measured: 3.5 Hz instead of
-30 Hz at 640x480 on a 2-core CPU).
+callback group is busy kept rclpy 7.1.6's ``MultiThreadedExecutor`` spinning in Python,
+holding the GIL that inference needs (ros2/rclpy#1452; the README's pipeline section has
+the figures).
 
 ROS-free: any callable works as the handler.
 """

@@ -8,8 +8,8 @@ and with bounded memory. :class:`StampGuard` refuses the stamps a healthy
 driver never sends (backwards, repeated, far in the future) while accepting a
 deliberate time reset (a bag played in a loop, a simulator restarted).
 
-Both classes are thread-safe: a multi-threaded executor may call them from
-several callbacks at once.
+Both classes are thread-safe: callers on several threads (the executor's and the
+workers') may use them at once.
 """
 
 from __future__ import annotations

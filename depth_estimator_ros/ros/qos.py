@@ -30,10 +30,11 @@ def image_qos(reliability: str = "best_effort") -> QoSProfile:
     """Return the keep-last-1, volatile QoS of camera image subscriptions.
 
     ``best_effort`` matches every camera publisher; ``reliable`` matches only reliable
-    ones. With Fast DDS's default 512 KiB shared-memory segment, 640x480 rgb8 at 30 Hz
-    between two processes arrived 24/300 best effort and 280/300 reliable; with the
-    package's profile (``ros.large_messages``) on the sending side, 300/300 best effort.
-    Keep-last 1 keeps the newest-frame semantics either way.
+    ones. With Fast DDS's default 512 KiB shared-memory segment a best-effort reader
+    loses most camera-sized images from another process and a reliable one few; with
+    the package's profile (``ros.large_messages``) on the sending side best effort loses
+    none (README, "Large images over Fast DDS"). Keep-last 1 keeps the newest-frame
+    semantics either way.
 
     Raises:
         ValueError: ``reliability`` not in :data:`IMAGE_RELIABILITY`.

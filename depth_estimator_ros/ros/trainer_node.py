@@ -77,7 +77,6 @@ from depth_estimator_ros.ros.diagnostics import (
     RateMeter,
     build_array,
     build_status,
-    image_drop_reason,
 )
 from depth_estimator_ros.ros.pairing import Pair, StampGuard, StampPairer
 from depth_estimator_ros.ros.params import (
@@ -327,14 +326,12 @@ class OnlineTrainerNode(Node):
         try:
             rgb = codec.image_to_rgb(rgb_msg, max_pixels=self._max_pixels)
         except codec.ImageDecodeError as exc:
-            reason = image_drop_reason(rgb_msg, codec.IMAGE_ENCODINGS, self._max_pixels)
-            self._drop(f"image_{reason}", str(exc))
+            self._drop(f"image_{exc.reason}", str(exc))
             return None
         try:
             depth = codec.image_to_depth(depth_msg, max_pixels=self._max_pixels)
         except codec.ImageDecodeError as exc:
-            reason = image_drop_reason(depth_msg, codec.DEPTH_ENCODINGS, self._max_pixels)
-            self._drop(f"depth_{reason}", str(exc))
+            self._drop(f"depth_{exc.reason}", str(exc))
             return None
         if depth.shape != rgb.shape[:2]:
             self._drop("size_mismatch", f"RGB {rgb.shape[1]}x{rgb.shape[0]}, depth {depth.shape[1]}x{depth.shape[0]}")

@@ -63,7 +63,7 @@ class RssSampler:
         return self
 
     def _run(self) -> None:
-        from depth_estimator_ros.ros.bench.roshelpers import read_rss
+        from depth_estimator_ros.benchmarks.roshelpers import read_rss
 
         while not self._stop.is_set():
             reading = read_rss(self.pid)
@@ -213,8 +213,8 @@ def stream_through_live(
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
 
-    from depth_estimator_ros.ros.bench.pipeline import measure_stream
-    from depth_estimator_ros.ros.bench.roshelpers import (
+    from depth_estimator_ros.benchmarks.pipeline import measure_stream
+    from depth_estimator_ros.benchmarks.roshelpers import (
         DiagnosticsRecorder,
         NodeProcess,
         RosClient,

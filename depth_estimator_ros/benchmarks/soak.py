@@ -30,7 +30,7 @@ from depth_estimator_ros.benchmarks.common import (
     write_section,
 )
 from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
-from depth_estimator_ros.ros.bench.memory import GROWTH_TARGET, stream_through_live
+from depth_estimator_ros.benchmarks.memory import GROWTH_TARGET, stream_through_live
 
 __all__ = ["SOAK_TARGETS", "latency_drift", "run", "summary_rows"]
 

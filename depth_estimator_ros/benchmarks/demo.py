@@ -21,7 +21,6 @@ What a user would do on a robot, end to end, with real processes and real DDS:
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -32,12 +31,13 @@ from typing import Any
 import numpy as np
 
 from depth_estimator_ros import models
+from depth_estimator_ros.atomic import write_json
+from depth_estimator_ros.benchmarks.roshelpers import NodeProcess, RosClient, set_bench_domain, stamp_ns, wait_until
 from depth_estimator_ros.data import open_source
 from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.learning.losses import valid_mask
-from depth_estimator_ros.learning.metrics import compute_metrics
+from depth_estimator_ros.learning.metrics import POOLED_METRICS, compute_metrics, pool_frame_metrics, window_metrics
 from depth_estimator_ros.ros import codec
-from depth_estimator_ros.ros.bench.roshelpers import NodeProcess, RosClient, set_bench_domain, stamp_ns, wait_until
 from depth_estimator_ros.ros.pairing import StampPairer
 
 __all__ = ["DemoRun", "default_data", "ensure_base_checkpoint", "ensure_bag", "play_through_live", "run_demo"]
@@ -45,6 +45,7 @@ __all__ = ["DemoRun", "default_data", "ensure_base_checkpoint", "ensure_bag", "p
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 KITCHEN = PROJECT_ROOT.parent / "shared" / "data" / "7scenes_kitchen"
 SYNTHETIC_FALLBACK = "synthetic:seed=1234,frames=450,width=320,height=240"
+PRETRAIN_DATA = "synthetic:seed=0,frames=2000,width=320,height=240,rooms=400"  # demo --retrain
 LIVE_MODULE = "depth_estimator_ros.ros.live"
 # The bag's topics are the Kinect driver's, which are the live process's defaults.
 RGB_TOPIC = "/camera/rgb/image_color"
@@ -57,31 +58,42 @@ def default_data() -> str:
     return str(KITCHEN) if KITCHEN.is_dir() else SYNTHETIC_FALLBACK
 
 
-def ensure_base_checkpoint(path: Path, *, minutes: float, progress: bool = True) -> Path:
+def ensure_base_checkpoint(path: Path, *, minutes: float, data: str = PRETRAIN_DATA, progress: bool = True) -> Path:
     """Return ``path``, pretraining ``fast`` on synthetic rooms for ``minutes`` first if it is missing.
 
     This is the product's base recipe before the shipped checkpoint (``demo --retrain``):
-    MobileNetV3-Small from random weights at 72x96, synthetic rooms only.
+    MobileNetV3-Small from random weights at 72x96, synthetic rooms only, trained with
+    :func:`depth_estimator_ros.learning.trainer.fit` (its logs go to ``<path stem>_training/``
+    beside ``path``).
+
+    Args:
+        path: the checkpoint to return (written atomically when missing).
+        minutes: wall-clock budget of the pretraining.
+        data: frame source to pretrain on (``data.open_source`` spec).
+        progress: show progress bars.
     """
     if path.is_file():
         return path
-    from depth_estimator_ros.cli import train
+    import torch
 
-    work = path.parent / (path.stem + "_training")
+    from depth_estimator_ros.data.collection import open_training_sources, split_sources
+    from depth_estimator_ros.learning.trainer import TrainConfig, fit
+
+    seed = 0
+    torch.manual_seed(seed)
     # 72x96 input: on a 2-core CPU the live pipeline then fits several adaptation rounds
     # into a 30 s stream; many rooms with few frames each generalise better than a few
     # long walks. Nothing else runs yet, so training gets every core.
-    argv = [
-        "--arch", "fast", "--backbone", "mobilenet_v3_small", "--input-size", "72", "96",
-        "--threads", str(os.cpu_count() or 1),
-        "--data", "synthetic:seed=0,frames=2000,width=320,height=240,rooms=400",
-        "--minutes", f"{minutes:g}", "--epochs", "50", "--out", str(work), "--checkpoint", str(path),
-    ]
-    if not progress:
-        argv.append("--quiet")
-    status = train.main(argv)
-    if status or not path.is_file():
-        raise RuntimeError(f"pretraining the base model failed (train {' '.join(argv)} exited with {status})")
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = models.build_model("fast", backbone="mobilenet_v3_small", input_size=(72, 96))
+    train, val, _test, _split = split_sources(open_training_sources([data]), (0.8, 0.1, 0.1), seed)
+    if val is None:
+        raise ValueError(f"{data}: no validation frames to pretrain with")
+    config = TrainConfig(epochs=50, minutes=minutes, seed=seed, progress=progress)
+    result = fit(model, train, val, path.parent / (path.stem + "_training"), config,
+                 provenance={"data": [data], "trainer": "depth_estimator_ros.benchmarks.demo.ensure_base_checkpoint"})
+    # ``fit`` leaves the best weights in ``model``; keep the provenance its checkpoint recorded.
+    models.save_checkpoint(path, model, provenance=models.load_checkpoint(result.checkpoint)[1]["provenance"])
     return path
 
 
@@ -129,35 +141,32 @@ class DemoRun:
     metrics: list[dict[str, float]] = field(default_factory=list)
     samples: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # frame index -> arrays
     frames_played: int = 0
+    duration_s: float = 0.0  # stream time of the bag: frames x frame period
     predictions_received: int = 0  # depth images the estimator published that reached us
     sensor_received: int = 0  # sensor depth images of the bag that reached us
     weights_versions: list[tuple[float, int]] = field(default_factory=list)  # (s, version)
     wall_s: float = 0.0
 
-    def window_metrics(self, window_s: float) -> list[dict[str, float]]:
-        """Return mean RMSE / AbsRel / delta1 over consecutive ``window_s`` windows of stream time."""
-        if not self.stamps:
-            return []
-        rows = []
-        t = np.asarray(self.stamps)
-        for start in np.arange(0.0, t.max() + 1e-9, window_s):
-            sel = [m for s, m in zip(self.stamps, self.metrics) if start <= s < start + window_s]
-            if sel:
-                rows.append({
-                    "t_start_s": float(start),
-                    "frames": len(sel),
-                    **{k: float(np.nanmean([m[k] for m in sel])) for k in ("rmse", "abs_rel", "delta1")},
-                })
-        return rows
+    def rows(self) -> list[dict[str, float]]:
+        """Return each scored depth image's metrics with its stream time ``t`` (s)."""
+        return [{**m, "t": s} for s, m in zip(self.stamps, self.metrics)]
+
+    def window_metrics(self, window_s: float) -> list[dict[str, Any]]:
+        """Return RMSE / AbsRel / delta1 pooled over the pixels of consecutive ``window_s`` windows.
+
+        The same definition ``adapt_eval`` reports (:func:`learning.metrics.window_metrics
+        <depth_estimator_ros.learning.metrics.window_metrics>`).
+        """
+        return window_metrics(self.rows(), window_s, self.duration_s)
 
     def summary(self) -> dict[str, Any]:
-        """Return the run's totals: frames, rates, mean metrics over the whole stream and its second half."""
-        half = (max(self.stamps) / 2) if self.stamps else 0.0
-        late = [m for s, m in zip(self.stamps, self.metrics) if s >= half]
+        """Return the run's totals: frames, rates, metrics pooled over the whole stream and its second half."""
+        rows = self.rows()
+        overall = pool_frame_metrics(rows)
+        late = pool_frame_metrics([r for r in rows if r["t"] >= self.duration_s / 2])
 
-        def mean(rows: list[dict[str, float]], key: str) -> float | None:
-            values = [r[key] for r in rows if np.isfinite(r[key])]
-            return float(np.mean(values)) if values else None
+        def finite(value: float) -> float | None:
+            return float(value) if np.isfinite(value) else None
 
         return {
             "adaptation": self.adapt,
@@ -167,12 +176,8 @@ class DemoRun:
             "depth_images_scored": len(self.metrics),
             "depth_rate_hz": len(self.metrics) / self.wall_s if self.wall_s else None,
             "weights_versions": self.weights_versions[-1][1] if self.weights_versions else 0,
-            "rmse": mean(self.metrics, "rmse"),
-            "abs_rel": mean(self.metrics, "abs_rel"),
-            "delta1": mean(self.metrics, "delta1"),
-            "second_half_rmse": mean(late, "rmse"),
-            "second_half_abs_rel": mean(late, "abs_rel"),
-            "second_half_delta1": mean(late, "delta1"),
+            **{key: finite(overall[key]) for key in POOLED_METRICS},
+            **{f"second_half_{key}": finite(late[key]) for key in POOLED_METRICS},
         }
 
 
@@ -239,7 +244,8 @@ def play_through_live(bag: Path, checkpoint: Path, *, adapt: bool, log_path: Pat
 
     meta = models.load_checkpoint(checkpoint)[1]
     rgb_stamps = _rgb_stamps(bag)
-    run = DemoRun(adapt=adapt, frames_played=len(rgb_stamps))
+    period_s = (rgb_stamps[-1] - rgb_stamps[0]) / 1e9 / (len(rgb_stamps) - 1) if len(rgb_stamps) > 1 else 0.0
+    run = DemoRun(adapt=adapt, frames_played=len(rgb_stamps), duration_s=len(rgb_stamps) * period_s)
     sample_at = {int(f * (len(rgb_stamps) - 1)) for f in SAMPLE_FRACTIONS}
     scorer = _Scorer(run, min_depth=meta["min_depth"], max_depth=meta["max_depth"], t0_ns=rgb_stamps[0],
                      sample_at=sample_at, rgb_stamps=rgb_stamps)
@@ -306,7 +312,7 @@ def _plot(runs: list[DemoRun], path: Path, *, window_s: float, max_depth: float,
         ax = fig.add_subplot(grid[0, columns])
         for run in runs:
             rows = run.window_metrics(window_s)
-            ax.plot([r["t_start_s"] + window_s / 2 for r in rows], [r[key] for r in rows], marker="o",
+            ax.plot([(r["t0"] + r["t1"]) / 2 for r in rows], [r[key] for r in rows], marker="o",
                     label="adaptation on" if run.adapt else "adaptation off (frozen)")
         ax.set_xlabel("stream time (s)")
         ax.set_ylabel(label)
@@ -335,7 +341,8 @@ def _plot(runs: list[DemoRun], path: Path, *, window_s: float, max_depth: float,
 
 
 def run_demo(out_dir: Path, *, data: str | None = None, checkpoint: Path | None = None,
-             retrain: bool = False, pretrain_minutes: float = 4.0, every: int = 2, sensor_rate_hz: float = 30.0,
+             retrain: bool = False, pretrain_minutes: float = 4.0, pretrain_data: str = PRETRAIN_DATA,
+             every: int = 2, sensor_rate_hz: float = 30.0,
              width: int = 320, height: int = 240, window_s: float = 3.0, progress: bool = True) -> dict[str, Any]:
     """Run the demo end to end and write ``report.json`` and ``report.png`` into ``out_dir``.
 
@@ -344,11 +351,12 @@ def run_demo(out_dir: Path, *, data: str | None = None, checkpoint: Path | None 
         data: frame source of the stream (default: :func:`default_data`).
         checkpoint: base model; default the shipped one (``models.SHIPPED_CHECKPOINT``).
         retrain: use ``<out_dir>/../pretrained/fast_synthetic.safetensors`` instead,
-            pretrained for ``pretrain_minutes`` on synthetic rooms when missing.
+            pretrained for ``pretrain_minutes`` on ``pretrain_data`` when missing.
         every: keep every Nth frame of the source (a 30 Hz stream played at 15 Hz).
         sensor_rate_hz: the source's own frame rate.
         width, height: image size of the bag.
-        window_s: width of the time windows of the report, seconds of stream time.
+        window_s: width of the time windows of the report, seconds of stream time; every
+            metric is pooled over the pixels of its window or half, as ``adapt_eval`` does.
 
     Returns:
         The report (also written as JSON).
@@ -360,7 +368,7 @@ def run_demo(out_dir: Path, *, data: str | None = None, checkpoint: Path | None 
     if retrain:
         checkpoint = ensure_base_checkpoint(
             Path(checkpoint) if checkpoint else out_dir.parent / "pretrained" / "fast_synthetic.safetensors",
-            minutes=pretrain_minutes, progress=progress,
+            minutes=pretrain_minutes, data=pretrain_data, progress=progress,
         )
     else:
         checkpoint = models.resolve_checkpoint(checkpoint or models.DEFAULT_CHECKPOINT)
@@ -386,7 +394,7 @@ def run_demo(out_dir: Path, *, data: str | None = None, checkpoint: Path | None 
     adapted, frozen = report["runs"]["adapted"], report["runs"]["frozen"]
     if adapted["second_half_rmse"] and frozen["second_half_rmse"]:
         report["second_half_rmse_ratio"] = adapted["second_half_rmse"] / frozen["second_half_rmse"]
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
+    write_json(out_dir / "report.json", report)
     _plot(runs, out_dir / "report.png", window_s=window_s, max_depth=max_depth,
           title=f"{Path(data).name}: live pipeline, adaptation on vs off ({rate_hz:g} Hz, {width}x{height})")
     return report

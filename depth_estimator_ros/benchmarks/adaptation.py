@@ -159,9 +159,9 @@ def _handover(
     from std_msgs.msg import UInt8MultiArray, UInt32
 
     from depth_estimator_ros.adaptation import read_payload
-    from depth_estimator_ros.ros.bench.memory import load_stream_messages
-    from depth_estimator_ros.ros.bench.pipeline import ESTIMATOR_MODULE, measure_stream
-    from depth_estimator_ros.ros.bench.roshelpers import (
+    from depth_estimator_ros.benchmarks.memory import load_stream_messages
+    from depth_estimator_ros.benchmarks.pipeline import ESTIMATOR_MODULE, measure_stream
+    from depth_estimator_ros.benchmarks.roshelpers import (
         DiagnosticsRecorder,
         NodeProcess,
         RosClient,
@@ -303,7 +303,7 @@ def run(
         ``section``, ``machine``, ``settings``, ``prequential`` (the evaluator's summary,
         or ``{"skipped": reason}``), ``handover`` and ``files``.
     """
-    from depth_estimator_ros.ros.bench.roshelpers import set_bench_domain
+    from depth_estimator_ros.benchmarks.roshelpers import set_bench_domain
 
     out_dir = Path(out_dir)
     domain = set_bench_domain()

@@ -121,7 +121,7 @@ def measure_stream(
     from sensor_msgs.msg import Image
     from tqdm import tqdm
 
-    from depth_estimator_ros.ros.bench.roshelpers import (
+    from depth_estimator_ros.benchmarks.roshelpers import (
         PacedPublisher,
         StampRecorder,
         wait_until,
@@ -297,14 +297,14 @@ def run(
     from diagnostic_msgs.msg import DiagnosticArray
     from std_msgs.msg import Header
 
-    from depth_estimator_ros.ros import codec
-    from depth_estimator_ros.ros.bench.roshelpers import (
+    from depth_estimator_ros.benchmarks.roshelpers import (
         DiagnosticsRecorder,
         NodeProcess,
         RosClient,
         base_checkpoint,
         set_bench_domain,
     )
+    from depth_estimator_ros.ros import codec
     from depth_estimator_ros.ros.qos import DIAGNOSTICS_QOS
 
     out_dir = Path(out_dir)
