@@ -42,8 +42,7 @@ Threading:
 
 The engine never calls ``torch.set_num_threads``: intra-op threads are process-global.
 On a 2-core machine the live process runs best with ``torch.set_num_threads(1)`` so the
-estimator thread and the training thread each get one core (measured with
-``adapt-eval --threads``; see the README).
+estimator thread and the training thread each get one core (see the README).
 """
 
 from __future__ import annotations
@@ -75,9 +74,8 @@ SHARED_PROCESS_SWITCH_INTERVAL_S = 0.0005
 
 The engine trains on a worker thread; an estimator in the same interpreter issues many
 small torch ops, and with Python's default 5 ms each of them can wait that long for the
-GIL while a round runs. Measured on the kitchen bag through ``live`` (240 frames at 8 Hz,
-2 cores): 176-219 frames reached the estimator with 5 ms, 239-240 with 0.5 ms. The process
-owner (``live``, the prequential evaluator) sets it; the engine itself does not.
+GIL while a round runs, and frames are missed (README, "live"). The process owner
+(``live``, the prequential evaluator) sets it; the engine itself does not.
 """
 
 ROUND_OUTCOMES: tuple[str, ...] = ("accepted", "rejected_nan", "rejected_worse", "aborted", "failed", "skipped")
