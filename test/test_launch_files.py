@@ -228,3 +228,52 @@ def test_live_launch_modes_create_the_right_processes(mode, executables):
     )
     nodes = module._nodes(context)
     assert [n.node_executable for n in nodes] == executables
+
+
+@needs_launch
+@pytest.mark.parametrize("mode", ["single", "separate"])
+def test_launch_arguments_win_over_the_params_file(mode, checkpoint):
+    """adapt:=false (and device/checkpoint) reach the real nodes although live.yaml has node sections."""
+    from launch import LaunchContext
+    from ros_helpers import isolated_ros
+
+    from depth_estimator_ros.ros.estimator_node import DepthEstimatorNode
+    from depth_estimator_ros.ros.live import build_live_nodes
+    from depth_estimator_ros.ros.trainer_node import OnlineTrainerNode
+
+    module = _load(ROOT / "launch" / "live.launch.py")
+    context = LaunchContext()
+    context.launch_configurations.update(
+        {
+            "mode": mode,
+            "params_file": str(ROOT / "config" / "live.yaml"),
+            "namespace": "",
+            "image_topic": "/cam/rgb",
+            "depth_topic": "/cam/depth",
+            "camera_info_topic": "/cam/info",
+            "adapt": "false",
+            "device": "cpu",
+            "checkpoint": str(checkpoint),
+        }
+    )
+    build = {
+        "live": lambda **kw: build_live_nodes(**kw),
+        "depth_estimator": lambda **kw: (DepthEstimatorNode(**kw),),
+        "online_trainer": lambda **kw: (OnlineTrainerNode(**kw),),
+    }
+    with isolated_ros() as ros:
+        started = []
+        for action in module._nodes(context):
+            # The parameter files launch_ros passes to the process, in order (what `ros2 launch` runs).
+            action._perform_substitutions(context)
+            files = [path for path, is_file in action._Node__expanded_parameter_arguments if is_file]
+            cli = ["--ros-args", *(item for path in files for item in ("--params-file", path))]
+            for node in build[action.node_executable](context=ros.context, cli_args=cli):
+                started.append(ros.add_node(node))
+        assert sorted(n.get_name() for n in started) == ["depth_estimator", "online_trainer"]
+        for node in started:
+            assert node.get_parameter("device").value == "cpu"
+            assert node.get_parameter("checkpoint").value == str(checkpoint)
+        (trainer,) = [n for n in started if isinstance(n, OnlineTrainerNode)]
+        assert trainer.get_parameter("adaptation_enabled").value is False
+        assert trainer.engine.enabled is False
