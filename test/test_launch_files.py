@@ -277,3 +277,24 @@ def test_launch_arguments_win_over_the_params_file(mode, checkpoint):
         (trainer,) = [n for n in started if isinstance(n, OnlineTrainerNode)]
         assert trainer.get_parameter("adaptation_enabled").value is False
         assert trainer.engine.enabled is False
+
+
+@needs_launch
+@pytest.mark.parametrize(("delay", "flag"), [("0", None), ("0.0", None), ("2.5", ["--delay", "2.5"])])
+def test_playback_passes_delay_only_when_positive(delay, flag):
+    """Jazzy's ``ros2 bag play`` accepts only --delay > 0: delay:=0 must leave the flag out."""
+    from launch import LaunchContext
+
+    module = _load(ROOT / "launch" / "playback.launch.py")
+    context = LaunchContext()
+    context.launch_configurations.update(
+        {"bag": "/data/bag", "rate": "1.0", "loop": "false", "delay": delay, "start_offset": "0.0"}
+    )
+    (play,) = module._bag_play(context)
+    cmd = ["".join(part.perform(context) for part in item) for item in play.cmd]
+    assert cmd[:4] == ["ros2", "bag", "play", "/data/bag"]
+    if flag is None:
+        assert "--delay" not in cmd
+    else:
+        index = cmd.index("--delay")
+        assert cmd[index : index + 2] == flag
