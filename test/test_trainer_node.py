@@ -320,3 +320,15 @@ def test_cold_start_with_a_partial_scope_is_warned_about(capfd):
             assert node.engine.config.scope == scope
         err = capfd.readouterr().err
         assert ("keeps the untrained encoder" in err) is warned, err
+
+
+def test_a_looped_short_bag_keeps_pairing_after_each_time_reset(checkpoint):
+    """The trainer's stamp guards take each pass of a looped 0.5 s bag as a time reset, not as 'backwards'."""
+    with running_trainer(checkpoint, adaptation_enabled=False, max_future_stamp=0.0) as (_, node, probe):
+        feeder = Feeder(probe, node)
+        for loop in range(3):
+            feeder.stamp = 1000.0 - 0.05  # send() steps 0.05 s before each pair
+            feeder.send(6)
+            assert node.stats()["time_resets"] == 2 * loop  # image and depth each start over
+        assert node.stats()["pairs"] == 18
+        assert not node.stats()["dropped"]

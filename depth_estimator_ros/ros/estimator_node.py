@@ -391,10 +391,17 @@ class DepthEstimatorNode(Node):
         self._rate_in.tick()
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         now = self.get_clock().now().nanoseconds * 1e-9
+        resets = self._guard.resets
         reason = self._guard.check(stamp, now)
         if reason is not None:
             self._drop(reason, f"stamp {stamp:.6f}")
             return
+        if self._guard.resets != resets:
+            self.get_logger().info(
+                f"time reset: stamp {stamp:.6f} starts a new timeline (looped bag, restarted simulation); "
+                f"{self._guard.resets} so far, in /diagnostics",
+                throttle_duration_sec=self._drops.throttle_sec,
+            )
         self._stages["receive"].add(now - stamp)
         if self._inference.offer((msg, arrived)):
             self._drops.record("stale")
