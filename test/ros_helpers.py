@@ -228,6 +228,7 @@ class NodeProcess:
         *,
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
+        process_group: bool = False,
     ) -> None:
         """Start ``argv``.
 
@@ -235,6 +236,8 @@ class NodeProcess:
             argv: the command line.
             env: variables added to (overriding) the inherited environment.
             cwd: working directory (default: the project root).
+            process_group: start the child in a process group of its own (as a terminal
+                starts a command), for :meth:`signal_group`.
         """
         self.argv = list(argv)
         self._dir = tempfile.TemporaryDirectory(prefix="ros_node_")
@@ -243,7 +246,8 @@ class NodeProcess:
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.popen = subprocess.Popen(
-                self.argv, stdout=out, stderr=err, env=full_env, cwd=cwd if cwd is not None else PROJECT_ROOT
+                self.argv, stdout=out, stderr=err, env=full_env, cwd=cwd if cwd is not None else PROJECT_ROOT,
+                start_new_session=process_group,
             )
 
     @classmethod
@@ -313,6 +317,18 @@ class NodeProcess:
             raise TimeoutError(
                 f"{self.argv[:4]} did not exit within {timeout:.1f} s of signal {sig}; stderr:\n{self.stderr[-2000:]}"
             ) from None
+
+    def signal_group(self, sig: int = signal.SIGINT) -> bool:
+        """Send ``sig`` to the child's whole process group, as a terminal's Ctrl-C does.
+
+        Returns:
+            False when the group no longer exists (every process in it has ended).
+        """
+        try:
+            os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            return False
+        return True
 
     def kill(self) -> None:
         """Kill the child if it still runs and reap it."""

@@ -60,6 +60,7 @@ import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
@@ -436,7 +437,16 @@ class DepthEstimatorNode(Node):
         self._processing.add(predicted - started)
         for stage, seconds in timings.items():
             self._stages[stage].add(seconds)
-        self._publish(msg.header, depth)
+        # The executables end this thread before the context (params.spin_nodes); a host
+        # process that shuts rclpy down first must not get a "context is invalid" error.
+        if not self.context.ok():
+            return
+        try:
+            self._publish(msg.header, depth)
+        except _rclpy.RCLError:
+            if self.context.ok():
+                raise
+            return
         self._stages["publish"].add(time.monotonic() - predicted)
 
     def _publish(self, header: Header, depth: np.ndarray) -> None:
