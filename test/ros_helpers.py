@@ -48,6 +48,7 @@ __all__ = [
     "wait_for",
     "MessageCollector",
     "NodeProcess",
+    "remote_parameter",
     "write_synthetic_bag",
 ]
 
@@ -211,6 +212,32 @@ class MessageCollector:
         )
         with self._lock:
             return list(self.messages)
+
+
+def remote_parameter(node: Node, target: str, name: str, timeout: float) -> Any:
+    """Return the value of parameter ``name`` of node ``target``, asked over its service (``ros2 param get``).
+
+    Args:
+        node: a node spun by a :class:`RosTestContext`.
+        target: the other node's fully qualified name, e.g. ``"/online_trainer"``.
+        name: the parameter.
+        timeout: seconds for the service to appear and for the answer.
+
+    Raises:
+        TimeoutError: no service or no answer in time.
+    """
+    from rcl_interfaces.srv import GetParameters
+    from rclpy.parameter import parameter_value_to_python
+
+    client = node.create_client(GetParameters, f"{target}/get_parameters")
+    try:
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"{target}/get_parameters not available after {timeout:.1f} s")
+        future = client.call_async(GetParameters.Request(names=[name]))
+        wait_for(future.done, timeout, what=f"{target}/get_parameters to answer")
+        return parameter_value_to_python(future.result().values[0])
+    finally:
+        node.destroy_client(client)
 
 
 class NodeProcess:
