@@ -267,6 +267,7 @@ class NodeProcess:
                 starts a command), for :meth:`signal_group`.
         """
         self.argv = list(argv)
+        self._process_group = process_group
         self._dir = tempfile.TemporaryDirectory(prefix="ros_node_")
         self.stdout_path = Path(self._dir.name) / "stdout.txt"
         self.stderr_path = Path(self._dir.name) / "stderr.txt"
@@ -358,7 +359,9 @@ class NodeProcess:
         return True
 
     def kill(self) -> None:
-        """Kill the child if it still runs and reap it."""
+        """Kill the child if it still runs (with its process group, when it has one) and reap it."""
+        if self._process_group:
+            self.signal_group(signal.SIGKILL)  # what it started (ros2 launch's nodes) goes too
         if self.popen.poll() is None:
             self.popen.kill()
         self.popen.wait(5.0)
