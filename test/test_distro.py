@@ -31,7 +31,7 @@ REQUIRED = os.environ.get("DEPTH_ESTIMATOR_ROS_DISTRO_CI") == "1"
 def _missing() -> str | None:
     """Why the distro path cannot run here, or None."""
     if shutil.which("ros2") is None or shutil.which("launch_test") is None:
-        return "the ros2 CLI / launch_test are not installed (pip mode; `make test` installs them from ../shared)"
+        return "the ros2 CLI / launch_test are not on PATH (pip mode; `make test` installs them from ../shared)"
     try:
         from ament_index_python.packages import get_package_share_directory
 
