@@ -22,6 +22,10 @@ trap 'rm -rf "$ws"' EXIT
 export PATH="$(dirname "$py"):$PATH"
 paths=(--base-paths "$root" --build-base "$ws/build" --install-base "$ws/install")
 
+# colcon-ros must see an ament_python package (a package.xml it cannot parse makes it plain
+# Python: built, but missing from the ament index).
+colcon list --base-paths "$root" | grep -q '(ros.ament_python)' \
+    || { echo "colcon does not identify depth_estimator_ros as ros.ament_python (package.xml?)" >&2; exit 1; }
 colcon --log-base "$ws/log" build "${paths[@]}" --packages-select depth_estimator_ros
 # The workspace's own setup script (AMENT_PREFIX_PATH, PYTHONPATH of the install), as a user
 # sources it; it reads unset variables. The launch stack registered itself in the

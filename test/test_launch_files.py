@@ -317,3 +317,15 @@ def test_playback_passes_delay_only_when_positive(delay, flag):
     else:
         index = cmd.index("--delay")
         assert cmd[index : index + 2] == flag
+
+
+def test_package_xml_is_well_formed_ament_python_without_pip_only_keys():
+    """colcon-ros must parse it (a '--' in a comment makes it a plain Python package: no ament index)."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(ROOT / "package.xml").getroot()
+    assert root.findtext("name") == PACKAGE
+    assert root.find("export").findtext("build_type") == "ament_python"
+    declared = {e.text for e in root if e.tag.endswith("depend")}
+    # no rosdep key on Jazzy: `rosdep install` fails on any unresolvable key (README, distro section)
+    assert not declared & {"python3-safetensors", "python3-onnxruntime", "python3-onnx", "python3-rosbags"}
