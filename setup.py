@@ -28,7 +28,9 @@ setup(
     maintainer_email="maintainers@depth-estimator-ros.invalid",
     description="Monocular metric depth for ROS 2 with online adaptation to the current room.",
     license="Apache-2.0",
-    tests_require=["pytest"],
+    # `colcon test` picks pytest from the "test" extra; `tests_require` is gone from
+    # setuptools >= 72, and with only that colcon falls back to unittest and runs 0 tests.
+    extras_require={"test": ["pytest"]},
     entry_points={
         "console_scripts": [
             # ROS nodes

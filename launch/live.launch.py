@@ -8,7 +8,9 @@
 Arguments (``ros2 launch depth_estimator_ros live.launch.py -s`` lists them):
 image_topic, depth_topic, camera_info_topic (the camera driver's topics),
 params_file (parameter defaults, config/live.yaml), device, checkpoint and adapt
-(override the params file only when given), rviz, mode (``single``: both nodes
+(override the params file only when given, and then win over it: they are passed
+under each node's own name, ahead of which a params file's ``/**`` and node
+sections both rank), rviz, mode (``single``: both nodes
 in the ``live`` process, one model copy; ``separate``: ``depth_estimator`` and
 ``online_trainer`` processes talking over the ``weights`` topic), namespace.
 
@@ -17,7 +19,9 @@ Predicted depth is published on ``<namespace>/depth`` (and ``depth/colored``,
 """
 
 import os
+import tempfile
 
+import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -55,6 +59,28 @@ def _overrides(context: LaunchContext) -> dict:
     return params
 
 
+def _node_key(namespace: str, node: str) -> str:
+    """Return the fully qualified node name a parameter file section must carry to target ``node``."""
+    namespace = namespace.strip("/")
+    return f"/{namespace}/{node}" if namespace else f"/{node}"
+
+
+def _override_file(namespace: str, per_node: dict) -> str:
+    """Write ``{node: {name: value}}`` as a parameter file with one section per node; return its path.
+
+    launch_ros writes a ``parameters=[{...}]`` dict under ``/**``, and rcl lets a node's
+    own section of the params file (``online_trainer:`` in config/live.yaml) win over
+    ``/**`` whatever the order, so a launch argument given that way has no effect.
+    Under the node's fully qualified name, in a file after the params file, it wins.
+    """
+    content = {_node_key(namespace, node): {"ros__parameters": params} for node, params in per_node.items() if params}
+    with tempfile.NamedTemporaryFile(
+        "w", prefix="depth_estimator_ros_launch_", suffix=".yaml", delete=False
+    ) as stream:
+        yaml.safe_dump(content, stream, default_flow_style=False)
+    return stream.name
+
+
 def _nodes(context: LaunchContext) -> list:
     """Create the node processes for the chosen mode."""
     mode = LaunchConfiguration("mode").perform(context)
@@ -72,8 +98,10 @@ def _nodes(context: LaunchContext) -> list:
         trainer_overrides["adaptation_enabled"] = _is_true(adapt, "adapt")
     camera = [("image", image), ("camera_info", camera_info)]
 
-    def parameters(extra: dict) -> list:
-        return [params_file, extra] if extra else [params_file]
+    def parameters(per_node: dict) -> list:
+        if not any(per_node.values()):
+            return [params_file]
+        return [params_file, _override_file(namespace, per_node)]
 
     if mode == "single":
         # One process holds both nodes: `depth` is the estimator's output and the
@@ -83,7 +111,7 @@ def _nodes(context: LaunchContext) -> list:
                 package=PACKAGE,
                 executable="live",
                 namespace=namespace,
-                parameters=parameters(trainer_overrides),
+                parameters=parameters({"depth_estimator": overrides, "online_trainer": trainer_overrides}),
                 remappings=camera + [("online_trainer:depth", depth)],
                 output="screen",
                 emulate_tty=True,
@@ -94,7 +122,7 @@ def _nodes(context: LaunchContext) -> list:
             package=PACKAGE,
             executable="depth_estimator",
             namespace=namespace,
-            parameters=parameters(overrides),
+            parameters=parameters({"depth_estimator": overrides}),
             remappings=camera,
             output="screen",
             emulate_tty=True,
@@ -103,7 +131,7 @@ def _nodes(context: LaunchContext) -> list:
             package=PACKAGE,
             executable="online_trainer",
             namespace=namespace,
-            parameters=parameters(trainer_overrides),
+            parameters=parameters({"online_trainer": trainer_overrides}),
             remappings=camera + [("depth", depth)],
             output="screen",
             emulate_tty=True,

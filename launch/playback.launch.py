@@ -48,11 +48,12 @@ def _bag_play(context: LaunchContext) -> list:
         bag,
         "--rate",
         _checked_number(context, "rate", allow_zero=False),
-        "--delay",
-        _checked_number(context, "delay", allow_zero=True),
         "--start-offset",
         _checked_number(context, "start_offset", allow_zero=True),
     ]
+    delay = _checked_number(context, "delay", allow_zero=True)
+    if float(delay) > 0:  # Jazzy's `ros2 bag play` refuses --delay 0: no delay means no flag
+        cmd += ["--delay", delay]
     if loop == "true":
         cmd.append("--loop")
     return [ExecuteProcess(cmd=cmd, name="bag_play", output="screen")]
@@ -67,7 +68,7 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument("rate", default_value="1.0", description="playback rate factor (> 0)"),
             DeclareLaunchArgument("loop", default_value="false", description="true | false: play in a loop"),
             DeclareLaunchArgument(
-                "delay", default_value="3.0", description="seconds to wait before playing, for the nodes to start"
+                "delay", default_value="3.0", description="seconds to wait before playing, for the nodes to start; 0 = none"
             ),
             DeclareLaunchArgument(
                 "start_offset", default_value="0.0", description="seconds into the bag to start from"

@@ -48,6 +48,7 @@ __all__ = [
     "wait_for",
     "MessageCollector",
     "NodeProcess",
+    "remote_parameter",
     "write_synthetic_bag",
 ]
 
@@ -233,6 +234,32 @@ class MessageCollector:
             return list(self.messages)
 
 
+def remote_parameter(node: Node, target: str, name: str, timeout: float) -> Any:
+    """Return the value of parameter ``name`` of node ``target``, asked over its service (``ros2 param get``).
+
+    Args:
+        node: a node spun by a :class:`RosTestContext`.
+        target: the other node's fully qualified name, e.g. ``"/online_trainer"``.
+        name: the parameter.
+        timeout: seconds for the service to appear and for the answer.
+
+    Raises:
+        TimeoutError: no service or no answer in time.
+    """
+    from rcl_interfaces.srv import GetParameters
+    from rclpy.parameter import parameter_value_to_python
+
+    client = node.create_client(GetParameters, f"{target}/get_parameters")
+    try:
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"{target}/get_parameters not available after {timeout:.1f} s")
+        future = client.call_async(GetParameters.Request(names=[name]))
+        wait_for(future.done, timeout, what=f"{target}/get_parameters to answer")
+        return parameter_value_to_python(future.result().values[0])
+    finally:
+        node.destroy_client(client)
+
+
 class NodeProcess:
     """A ROS node (or any command) in a child process, stdout/stderr captured to files.
 
@@ -248,6 +275,7 @@ class NodeProcess:
         *,
         env: Mapping[str, str] | None = None,
         cwd: str | os.PathLike[str] | None = None,
+        process_group: bool = False,
     ) -> None:
         """Start ``argv``.
 
@@ -255,15 +283,19 @@ class NodeProcess:
             argv: the command line.
             env: variables added to (overriding) the inherited environment.
             cwd: working directory (default: the project root).
+            process_group: start the child in a process group of its own (as a terminal
+                starts a command), for :meth:`signal_group`.
         """
         self.argv = list(argv)
+        self._process_group = process_group
         self._dir = tempfile.TemporaryDirectory(prefix="ros_node_")
         self.stdout_path = Path(self._dir.name) / "stdout.txt"
         self.stderr_path = Path(self._dir.name) / "stderr.txt"
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.popen = subprocess.Popen(
-                self.argv, stdout=out, stderr=err, env=full_env, cwd=cwd if cwd is not None else PROJECT_ROOT
+                self.argv, stdout=out, stderr=err, env=full_env, cwd=cwd if cwd is not None else PROJECT_ROOT,
+                start_new_session=process_group,
             )
 
     @classmethod
@@ -334,8 +366,22 @@ class NodeProcess:
                 f"{self.argv[:4]} did not exit within {timeout:.1f} s of signal {sig}; stderr:\n{self.stderr[-2000:]}"
             ) from None
 
+    def signal_group(self, sig: int = signal.SIGINT) -> bool:
+        """Send ``sig`` to the child's whole process group, as a terminal's Ctrl-C does.
+
+        Returns:
+            False when the group no longer exists (every process in it has ended).
+        """
+        try:
+            os.killpg(self.popen.pid, sig)
+        except ProcessLookupError:
+            return False
+        return True
+
     def kill(self) -> None:
-        """Kill the child if it still runs and reap it."""
+        """Kill the child if it still runs (with its process group, when it has one) and reap it."""
+        if self._process_group:
+            self.signal_group(signal.SIGKILL)  # what it started (ros2 launch's nodes) goes too
         if self.popen.poll() is None:
             self.popen.kill()
         self.popen.wait(5.0)

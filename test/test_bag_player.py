@@ -34,7 +34,25 @@ def _stamps(messages: list) -> list[tuple[int, int]]:
     return [(m.header.stamp.sec, m.header.stamp.nanosec) for m in messages]
 
 
-def test_message_class_resolves_installed_types_and_names_bad_ones():
+def _rosidl_runtime_py_imports() -> bool:
+    try:
+        import rosidl_runtime_py.utilities  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "lookup",
+    [
+        pytest.param("rosidl_runtime_py", marks=pytest.mark.skipif(
+            not _rosidl_runtime_py_imports(), reason="rosidl_runtime_py not installed (pip mode; a distro has it)")),
+        "import",
+    ],
+)
+def test_message_class_resolves_installed_types_and_names_bad_ones(lookup, monkeypatch):
+    if lookup == "import":  # the pip-mode route: as if rosidl_runtime_py were not installed
+        monkeypatch.setitem(sys.modules, "rosidl_runtime_py.utilities", None)
     assert message_class("sensor_msgs/msg/Image") is Image
     with pytest.raises(ValueError, match="package/msg/Name"):
         message_class("sensor_msgs/Image")

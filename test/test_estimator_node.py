@@ -376,6 +376,22 @@ def test_main_exits_cleanly_on_signal_within_2_s(checkpoint, sig):
     code = "from depth_estimator_ros.ros.estimator_node import main; main()"
     argv = [sys.executable, "-c", code, "--ros-args", "-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu"]
     with NodeProcess(argv, env={"RCUTILS_LOGGING_USE_STDOUT": "1"}) as child:
-        child.wait_for_output("fast model, input", timeout=60.0)
+        child.wait_for_output("ready: depth_estimator", timeout=60.0)  # spinning
         assert child.stop(timeout=2.0, sig=sig) == 0
         assert "Traceback" not in child.stderr + child.stdout
+
+
+def test_a_looped_short_bag_keeps_being_answered_and_counts_time_resets(checkpoint):
+    """ros2 bag play --loop republishes a 0.5 s bag's stamps: every pass is answered, jitter still dropped."""
+    bag = [1000.0 + i / 10 for i in range(6)]
+    with running_estimator(checkpoint, max_future_stamp=0.0) as (_, node, probe):
+        pub = probe.create_publisher(Image, "image", 10)
+        depth = MessageCollector(probe, Image, "depth")
+        for _ in range(3):
+            for stamp in bag:
+                answer = _send_and_wait(pub, depth, _image(_rgb(3), stamp))
+                assert _stamp(answer.header) == pytest.approx(stamp)
+        assert node.stats()["time_resets"] == 2
+        pub.publish(_image(_rgb(3), bag[-2]))  # an out-of-order frame within the pass
+        wait_for(lambda: node.stats()["dropped"].get("stamp_backwards", 0) == 1, TIMEOUT, what="the late frame dropped")
+        assert node.stats()["time_resets"] == 2

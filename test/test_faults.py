@@ -168,8 +168,8 @@ def test_disk_full_on_save_answers_failure_with_the_reason_and_the_trainer_keeps
 @pytest.mark.parametrize(
     ("module", "ready", "sig"),
     [
-        ("depth_estimator_ros.ros.estimator_node", "fast model, input", signal.SIGINT),
-        ("depth_estimator_ros.ros.trainer_node", "adapting fast", signal.SIGTERM),
+        ("depth_estimator_ros.ros.estimator_node", "ready: depth_estimator", signal.SIGINT),
+        ("depth_estimator_ros.ros.trainer_node", "ready: online_trainer", signal.SIGTERM),
     ],
     ids=["estimator-SIGINT", "trainer-SIGTERM"],  # the other pairs: test_estimator_node, test_trainer_node, test_live
 )
@@ -230,3 +230,38 @@ def test_two_estimators_and_a_trainer_in_one_domain_do_not_cross_talk(checkpoint
         follower = estimator("/side", "weights:=/front/weights")
         wait_for(lambda: follower.weights_version == 1, 1.0, what="the remapped estimator's weights within 1 s")
         assert trainer.engine.version == 1 and rear.weights_version == 0
+
+
+@pytest.mark.parametrize("module", ["depth_estimator_ros.ros.live", "depth_estimator_ros.ros.estimator_node"],
+                         ids=["live", "estimator"])
+def test_ctrl_c_twice_to_the_process_group_with_frames_flowing_exits_cleanly_within_2_s(module, tmp_path):
+    """A terminal's Ctrl-C under ``ros2 launch``: SIGINT to the whole group, then launch forwards another.
+
+    The model is slow enough (untrained ``fast`` at 240x320) that inference is busy when the
+    signals come, so a publish after the context went, or a KeyboardInterrupt in the cleanup,
+    would show.
+    """
+    params = tmp_path / "params.yaml"
+    params.write_text('/**:\n  ros__parameters:\n    checkpoint: ""\n    input_size: [240, 320]\n    device: cpu\n')
+    argv = [sys.executable, "-c", f"from {module} import main; main()", "--ros-args", "--params-file", str(params),
+            "-r", "image:=/fault/image"]
+    with isolated_ros() as ros, NodeProcess(argv, env={"RCUTILS_LOGGING_USE_STDOUT": "1"},
+                                            process_group=True) as child:
+        probe = ros.create_node("probe")
+        pub = probe.create_publisher(Image, "/fault/image", 10)
+        depth = MessageCollector(probe, Image, "/depth")
+        frames = iter(range(10**6))
+        probe.create_timer(1 / 30, lambda: pub.publish(_image(0, 100.0 + next(frames) / 30)))
+        child.wait_for_output("ready: depth_estimator", timeout=START_TIMEOUT)
+        depth.wait_for_count(3, TIMEOUT)  # frames are flowing through inference
+        started = time.monotonic()
+        assert child.signal_group(signal.SIGINT)
+        time.sleep(0.05)
+        child.signal_group(signal.SIGINT)  # launch's forwarded copy, while the first is being handled
+        code = child.popen.wait(5.0)
+        elapsed = time.monotonic() - started
+        output = child.stderr + child.stdout
+        for bad in ("Traceback", "context is invalid", "internal_error", "terminate called"):
+            assert bad not in output, output[-3000:]
+        assert code == 0, output[-3000:]
+        assert elapsed < 2.0, output[-3000:]

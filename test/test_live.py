@@ -200,6 +200,6 @@ def test_main_exits_cleanly_on_signal_within_2_s(checkpoint, sig):
     code = "from depth_estimator_ros.ros.live import main; main()"
     argv = [sys.executable, "-c", code, "--ros-args", "-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu"]
     with NodeProcess(argv, env={"RCUTILS_LOGGING_USE_STDOUT": "1"}) as child:
-        child.wait_for_output("adapting fast", timeout=60.0)
+        child.wait_for_output("ready: depth_estimator, online_trainer", timeout=60.0)  # spinning
         assert child.stop(timeout=2.0, sig=sig) == 0
         assert "Traceback" not in child.stderr + child.stdout

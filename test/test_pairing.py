@@ -12,6 +12,7 @@ from depth_estimator_ros.ros.pairing import STAMP_REASONS, StampGuard, StampPair
 
 def test_guard_accepts_increasing_stamps_and_names_each_refusal():
     guard = StampGuard(max_future=10.0, reset_after=5.0)
+    assert guard.check(99.0, now=100.0) is None
     assert guard.check(100.0, now=100.0) is None
     assert guard.check(100.1, now=100.1) is None
     assert guard.check(100.1, now=100.2) == "stamp_duplicate"
@@ -26,13 +27,45 @@ def test_guard_accepts_increasing_stamps_and_names_each_refusal():
 
 def test_guard_takes_a_large_backward_jump_as_a_time_reset():
     guard = StampGuard(max_future=0.0, reset_after=5.0)
-    assert guard.check(50.0, now=0.0) is None  # max_future 0 disables the future check
+    assert guard.check(40.0, now=0.0) is None  # max_future 0 disables the future check
+    assert guard.check(50.0, now=0.0) is None
     assert guard.check(46.0, now=0.0) == "stamp_backwards"
     assert guard.check(10.0, now=0.0) is None  # looped bag: 40 s back
     assert guard.resets == 1
     assert guard.check(10.5, now=0.0) is None
     guard.clear()
     assert guard.check(10.5, now=0.0) is None
+
+
+def test_guard_keeps_a_looped_short_bag_going_and_still_drops_jitter():
+    """ros2 bag play --loop republishes the same stamps: each pass is a time reset, not 'backwards'."""
+    guard = StampGuard(max_future=0.0, reset_after=3.0)
+    bag = [1000.0 + i / 10 for i in range(6)]  # a 0.5 s bag at 10 Hz, far under reset_after
+    for loop in range(3):
+        assert [guard.check(stamp, now=0.0) for stamp in bag] == [None] * 6, f"pass {loop}"
+        assert guard.resets == loop
+    # an out-of-order frame inside a pass is still refused, and the pass goes on
+    assert guard.check(1000.0, now=0.0) is None  # pass 4
+    assert guard.check(1000.1, now=0.0) is None
+    assert guard.check(1000.3, now=0.0) is None
+    assert guard.check(1000.2, now=0.0) == "stamp_backwards"  # late by one frame
+    assert guard.check(1000.4, now=0.0) is None
+    assert guard.resets == 3
+
+
+def test_guard_takes_a_new_timeline_whose_first_stamp_was_lost_as_a_reset():
+    guard = StampGuard(max_future=0.0, reset_after=3.0)
+    for stamp in (1000.0, 1000.1, 1000.2, 1000.3, 1000.4, 1000.5):
+        assert guard.check(stamp, now=0.0) is None
+    # the loop's first frame (1000.0) never arrived: the next ones are behind, and increasing
+    refused = [guard.check(stamp, now=0.0) for stamp in (1000.1, 1000.2)]
+    assert refused == ["stamp_backwards"] * (StampGuard.RESET_AFTER_STEPS - 1)
+    assert guard.check(1000.3, now=0.0) is None and guard.resets == 1
+    assert guard.check(1000.4, now=0.0) is None
+    # two late frames in a row that go backwards among themselves are jitter, not a timeline
+    assert guard.check(1000.6, now=0.0) is None
+    assert [guard.check(s, now=0.0) for s in (1000.5, 1000.45, 1000.42)] == ["stamp_backwards"] * 3
+    assert guard.resets == 1
 
 
 @pytest.mark.parametrize("kwargs", [{"max_future": -1.0, "reset_after": 1.0}, {"max_future": 1.0, "reset_after": 0.0}])
@@ -112,3 +145,16 @@ def test_pairer_is_safe_from_several_threads():
     assert not any(thread.is_alive() for thread in threads)
     assert all(p.rgb == p.depth for p in results)
     assert pairer.paired == len(results) > 0
+
+
+def test_pairer_clears_one_stream_or_both():
+    pairer = StampPairer(tolerance=0.01)
+    pairer.add_rgb(1.0, "rgb1")
+    pairer.add_depth(2.0, "depth2")
+    pairer.clear("rgb")
+    assert pairer.pending() == (0, 1) and pairer.discarded == 1
+    assert pairer.add_depth(1.004, "depth1") is None  # rgb1 is gone
+    pairer.clear()
+    assert pairer.pending() == (0, 0) and pairer.discarded == 3
+    with pytest.raises(ValueError, match="'rgb', 'depth' or None"):
+        pairer.clear("image")

@@ -289,7 +289,7 @@ def test_main_exits_cleanly_on_signal_within_2_s(checkpoint, sig):
     code = "from depth_estimator_ros.ros.trainer_node import main; main()"
     argv = [sys.executable, "-c", code, "--ros-args", "-p", f"checkpoint:={checkpoint}", "-p", "device:=cpu"]
     with NodeProcess(argv, env={"RCUTILS_LOGGING_USE_STDOUT": "1"}) as child:
-        child.wait_for_output("adapting fast", timeout=60.0)
+        child.wait_for_output("ready: online_trainer", timeout=60.0)  # spinning
         assert child.stop(timeout=2.0, sig=sig) == 0
         assert "Traceback" not in child.stderr + child.stdout
 
@@ -320,3 +320,15 @@ def test_cold_start_with_a_partial_scope_is_warned_about(capfd):
             assert node.engine.config.scope == scope
         err = capfd.readouterr().err
         assert ("keeps the untrained encoder" in err) is warned, err
+
+
+def test_a_looped_short_bag_keeps_pairing_after_each_time_reset(checkpoint):
+    """The trainer's stamp guards take each pass of a looped 0.5 s bag as a time reset, not as 'backwards'."""
+    with running_trainer(checkpoint, adaptation_enabled=False, max_future_stamp=0.0) as (_, node, probe):
+        feeder = Feeder(probe, node)
+        for loop in range(3):
+            feeder.stamp = 1000.0 - 0.05  # send() steps 0.05 s before each pair
+            feeder.send(6)
+            assert node.stats()["time_resets"] == 2 * loop  # image and depth each start over
+        assert node.stats()["pairs"] == 18
+        assert not node.stats()["dropped"]

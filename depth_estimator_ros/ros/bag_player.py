@@ -44,6 +44,11 @@ def message_class(msgtype: str) -> type:
     Raises:
         ValueError: the name is not ``package/msg/Name`` or the type is not installed.
     """
+    # rosbag2 stores every type as package/msg/Name; rosidl_runtime_py would also take the
+    # ROS 1 style package/Name, so the form is checked first, the same with or without it.
+    parts = msgtype.split("/")
+    if len(parts) != 3 or parts[1] != "msg" or not all(parts):
+        raise ValueError(f"message type {msgtype!r} is not of the form package/msg/Name")
     try:
         from rosidl_runtime_py.utilities import get_message
     except ImportError:  # pip mode: rosidl_runtime_py is not on PyPI
@@ -53,9 +58,6 @@ def message_class(msgtype: str) -> type:
             return get_message(msgtype)
         except (AttributeError, ModuleNotFoundError, ValueError) as exc:
             raise ValueError(f"message type {msgtype!r} is not installed: {exc}") from exc
-    parts = msgtype.split("/")
-    if len(parts) != 3 or parts[1] != "msg" or not all(parts):
-        raise ValueError(f"message type {msgtype!r} is not of the form package/msg/Name")
     try:
         return getattr(importlib.import_module(f"{parts[0]}.msg"), parts[2])
     except (ImportError, AttributeError) as exc:

@@ -60,6 +60,7 @@ import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
@@ -390,10 +391,17 @@ class DepthEstimatorNode(Node):
         self._rate_in.tick()
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         now = self.get_clock().now().nanoseconds * 1e-9
+        resets = self._guard.resets
         reason = self._guard.check(stamp, now)
         if reason is not None:
             self._drop(reason, f"stamp {stamp:.6f}")
             return
+        if self._guard.resets != resets:
+            self.get_logger().info(
+                f"time reset: stamp {stamp:.6f} starts a new timeline (looped bag, restarted simulation); "
+                f"{self._guard.resets} so far, in /diagnostics",
+                throttle_duration_sec=self._drops.throttle_sec,
+            )
         self._stages["receive"].add(now - stamp)
         if self._inference.offer((msg, arrived)):
             self._drops.record("stale")
@@ -428,7 +436,16 @@ class DepthEstimatorNode(Node):
         self._processing.add(predicted - started)
         for stage, seconds in timings.items():
             self._stages[stage].add(seconds)
-        self._publish(msg.header, depth)
+        # The executables end this thread before the context (params.spin_nodes); a host
+        # process that shuts rclpy down first must not get a "context is invalid" error.
+        if not self.context.ok():
+            return
+        try:
+            self._publish(msg.header, depth)
+        except _rclpy.RCLError:
+            if self.context.ok():
+                raise
+            return
         self._stages["publish"].add(time.monotonic() - predicted)
 
     def _publish(self, header: Header, depth: np.ndarray) -> None:

@@ -29,20 +29,35 @@ T = TypeVar("T")
 
 
 class StampGuard:
-    """Refuse stamps that go backwards, repeat or lie in the far future.
+    """Refuse stamps that go backwards, repeat or lie in the far future; accept time resets.
+
+    A stamp behind the last accepted one is a **time reset** (accepted, it becomes the
+    new reference and :attr:`resets` counts it) when time evidently started over:
+
+    - it lies ``reset_after`` seconds or more back (a restarted simulation, a long bag
+      looped), or
+    - it lies at or before the first stamp of the current timeline (the first one
+      accepted since the last reset): ``ros2 bag play --loop`` republishes the bag's
+      own stamps from its start, however short the bag, or
+    - :data:`RESET_AFTER_STEPS` stamps in a row lie behind the last accepted one, each
+      after the one before: a new timeline whose first message was lost.
+
+    Any other step back is a genuinely out-of-order message and refused
+    (``stamp_backwards``); so is a repeat of the last stamp (``stamp_duplicate``).
 
     Args:
         max_future: seconds a stamp may lie ahead of the receiver's clock
             (clock offsets between machines); later stamps are refused. ``0``
             disables the check (a bag with future stamps, a simulator).
-        reset_after: a stamp this many seconds or more *before* the last accepted
-            one is taken as a deliberate time reset (looped bag, restarted
-            simulation): it is accepted and becomes the new reference. Smaller
-            backward steps are refused as out of order.
+        reset_after: a step back of this many seconds or more is a time reset
+            whatever came before.
 
     Raises:
         ValueError: a negative ``max_future`` or a non-positive ``reset_after``.
     """
+
+    #: Consecutive, increasing stamps behind the last accepted one that make a new timeline.
+    RESET_AFTER_STEPS = 3
 
     def __init__(self, *, max_future: float, reset_after: float) -> None:
         if not max_future >= 0.0:
@@ -51,7 +66,9 @@ class StampGuard:
             raise ValueError(f"reset_after must be > 0 seconds, got {reset_after}")
         self.max_future = float(max_future)
         self.reset_after = float(reset_after)
+        self._first: float | None = None
         self._last: float | None = None
+        self._behind: list[float] = []  # consecutive increasing stamps behind _last
         self._resets = 0
         self._lock = threading.Lock()
 
@@ -63,13 +80,16 @@ class StampGuard:
     def check(self, stamp: float, now: float) -> str | None:
         """Check ``stamp`` and remember it when accepted.
 
+        A caller that keeps state across stamps (a pairing queue) compares
+        :attr:`resets` before and after to learn that time started over.
+
         Args:
             stamp: the message's stamp, seconds.
             now: the receiver's current time, seconds (same clock as the stamps).
 
         Returns:
-            ``None`` when accepted, otherwise the drop reason, one of
-            :data:`STAMP_REASONS`.
+            ``None`` when accepted (a time reset included), otherwise the drop
+            reason, one of :data:`STAMP_REASONS`.
         """
         if not math.isfinite(stamp) or stamp < 0.0:
             return "stamp_invalid"
@@ -81,16 +101,30 @@ class StampGuard:
                 if stamp == last:
                     return "stamp_duplicate"
                 if stamp < last:
-                    if last - stamp < self.reset_after:
+                    if self._behind and stamp > self._behind[-1]:
+                        self._behind.append(stamp)
+                    else:
+                        self._behind = [stamp]
+                    reset = (
+                        last - stamp >= self.reset_after
+                        or stamp <= self._first
+                        or len(self._behind) >= self.RESET_AFTER_STEPS
+                    )
+                    if not reset:
                         return "stamp_backwards"
                     self._resets += 1
+                    self._first = stamp
+            else:
+                self._first = stamp
+            self._behind = []
             self._last = stamp
         return None
 
     def clear(self) -> None:
-        """Forget the last stamp, so that the next one is accepted whatever it is."""
+        """Forget the stamps seen, so that the next one is accepted whatever it is."""
         with self._lock:
-            self._last = None
+            self._first = self._last = None
+            self._behind = []
 
 
 @dataclass(frozen=True)
@@ -162,12 +196,22 @@ class StampPairer(Generic[T]):
         with self._lock:
             return len(self._queues["rgb"]), len(self._queues["depth"])
 
-    def clear(self) -> None:
-        """Drop every unpaired item (counted as discarded)."""
+    def clear(self, stream: str | None = None) -> None:
+        """Drop the unpaired items (counted as discarded) of ``stream``, or of both when ``None``.
+
+        Args:
+            stream: ``"rgb"``, ``"depth"`` or ``None``.
+
+        Raises:
+            ValueError: another ``stream``.
+        """
+        if stream is not None and stream not in self._queues:
+            raise ValueError(f"stream must be 'rgb', 'depth' or None, got {stream!r}")
         with self._lock:
-            for queue in self._queues.values():
-                self.discarded += len(queue)
-                queue.clear()
+            for name, queue in self._queues.items():
+                if stream is None or name == stream:
+                    self.discarded += len(queue)
+                    queue.clear()
 
     def _add(self, own: str, other: str, stamp: float, item: T) -> Pair[T] | None:
         with self._lock:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import gc
 import math
 import os
+import signal
+import threading
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +32,7 @@ from rcl_interfaces.msg import (
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 from depth_estimator_ros import models
 from depth_estimator_ros.models.base import DepthModel
@@ -243,6 +246,51 @@ def load_model(arch: str, checkpoint: str, input_size: Sequence[int]) -> tuple[D
     return models.build_model(arch, **kwargs), {}
 
 
+#: Longest wait of the executor before it looks at a stop request (a signal), seconds.
+STOP_POLL_S = 0.1
+#: Logged once the nodes are built and spinning: the process is ready for frames and signals.
+READY_MESSAGE = "ready"
+
+
+class _StopOnSignal:
+    """SIGINT/SIGTERM handlers that ask the spin loop to stop, once, whatever arrives after.
+
+    rclpy's own handlers shut the context down at the first signal, under the inference
+    thread's feet (it then fails to publish: "publisher's context is invalid"), and the
+    previous Python handler raises ``KeyboardInterrupt`` wherever the main thread is,
+    the cleanup included: under ``ros2 launch`` a terminal's Ctrl-C reaches the process
+    twice (the terminal signals the whole process group, launch forwards it again).
+    These handlers only record the request; before the nodes spin, the first signal
+    also interrupts the start-up with ``KeyboardInterrupt``. Later signals are ignored.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.interruptible = True  # a signal may raise KeyboardInterrupt (start-up)
+        for sig in self.SIGNALS:
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        first = not self.requested.is_set()
+        self.requested.set()
+        if first and self.interruptible:
+            self.interruptible = False
+            raise KeyboardInterrupt
+
+    def ignore(self) -> None:
+        """Ignore the signals from now on, at the C level.
+
+        The process is ending: at its exit the interpreter puts a Python handler back to
+        the default action, and a late copy of the signal would then kill the process
+        with a SIGINT status (seen once in three runs of the Ctrl-C test: exit -2); an ignored signal
+        stays ignored.
+        """
+        for sig in self.SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+
 def spin_nodes(build: Callable[[], Sequence[Node]], name: str, args: Sequence[str] | None) -> None:
     """Run the nodes ``build()`` makes in a single-threaded executor until Ctrl-C or SIGTERM.
 
@@ -251,6 +299,12 @@ def spin_nodes(build: Callable[[], Sequence[Node]], name: str, args: Sequence[st
     before ``rclpy.init``; torch gets the first node's ``torch_threads``; unusable
     parameters (``ValueError``) end the process with status 1 and the reason, no
     traceback; shutdown is clean and prompt.
+
+    Shutdown order: a signal only asks the loop to stop (:class:`_StopOnSignal`; rclpy's
+    handlers are not installed); then every node is destroyed, which first ends its
+    inference or training thread, and only then is the context shut down, so no thread
+    publishes into a dead context. Repeated signals during that cleanup are ignored.
+    :data:`READY_MESSAGE` is logged once the nodes spin.
 
     Callbacks only decode, store and hand over; inference and training run on their
     own threads, so one executor thread is enough. rclpy 7.1.6's
@@ -264,9 +318,11 @@ def spin_nodes(build: Callable[[], Sequence[Node]], name: str, args: Sequence[st
         args: command line for ``rclpy.init`` (None = ``sys.argv``).
     """
     settings = configure_large_messages()
-    rclpy.init(args=args)
+    stop = _StopOnSignal()
     nodes: Sequence[Node] = ()
+    executor = None
     try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         executor = SingleThreadedExecutor()
         nodes = build()
         get_logger(name).info(
@@ -275,21 +331,25 @@ def spin_nodes(build: Callable[[], Sequence[Node]], name: str, args: Sequence[st
         torch.set_num_threads(torch_thread_count(nodes[0].get_parameter("torch_threads").value))
         for node in nodes:
             executor.add_node(node)
-        executor.spin()
+        stop.interruptible = False
+        if not stop.requested.is_set():
+            get_logger(name).info(f"{READY_MESSAGE}: {', '.join(node.get_name() for node in nodes)}")
+        # spin_once with a deadline: a Python signal handler runs only between two waits.
+        while not stop.requested.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=STOP_POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except ValueError as exc:  # unusable parameters: say why, no traceback
         get_logger(name).fatal(str(exc))
         raise SystemExit(1) from None
-    except Exception:
-        # Ctrl-C or SIGTERM during start-up shuts the context down under our feet;
-        # rclpy then fails creating the next entity. That is a normal stop.
-        if rclpy.ok():
-            raise
     finally:
+        stop.interruptible = False  # from here on a signal never raises
         for node in nodes:
-            node.destroy_node()
+            node.destroy_node()  # ends the node's inference / training thread first
+        if executor is not None:
+            executor.shutdown(timeout_sec=STOP_POLL_S)
         rclpy.try_shutdown()
+        stop.ignore()
         # Spare the interpreter's exit a full collection over torch's object graph
         # (seconds on a busy small CPU), so the process ends promptly after a signal.
         gc.freeze()

@@ -241,6 +241,7 @@ class OnlineTrainerNode(Node):
             for topic in ("image", "depth")
         }
         self._drops = DropCounter(values["log_throttle_sec"])
+        self._time_resets = 0
         self._pair_rate = RateMeter()
         self._camera_info: CameraInfo | None = None
         self._save_lock = threading.Lock()
@@ -287,6 +288,7 @@ class OnlineTrainerNode(Node):
             "unpaired_discarded": self._pairer.discarded,
             "unpaired_pending": rgb_pending + depth_pending,
             "dropped": self._drops.counts(),
+            "time_resets": self._time_resets,
             **self._engine.stats(),
         }
 
@@ -308,9 +310,22 @@ class OnlineTrainerNode(Node):
             self._process(self._pairer.add_depth(_stamp(msg), msg))
 
     def _check_stamp(self, topic: str, msg: Image) -> bool:
-        reason = self._stamp_guards[topic].check(_stamp(msg), self.get_clock().now().nanoseconds * 1e-9)
+        guard = self._stamp_guards[topic]
+        resets = guard.resets
+        reason = guard.check(_stamp(msg), self.get_clock().now().nanoseconds * 1e-9)
         if reason is not None:
             self._drop(f"{topic}_{reason}", f"stamp {_stamp(msg):.6f}")
+        elif guard.resets != resets:
+            # This topic's unpaired messages belong to the old timeline and must not pair
+            # with the new one's (a restarted simulation reuses stamps for other images);
+            # the other topic's are discarded when its own guard sees the reset.
+            self._pairer.clear("rgb" if topic == "image" else "depth")
+            self._time_resets += 1
+            self.get_logger().info(
+                f"time reset on {topic}: stamp {_stamp(msg):.6f} starts a new timeline (looped bag, restarted "
+                f"simulation); its unpaired messages discarded; {self._time_resets} so far, in /diagnostics",
+                throttle_duration_sec=self._drops.throttle_sec,
+            )
         return reason is None
 
     def _process(self, pair: Pair[Image] | None) -> None:

@@ -1,4 +1,4 @@
-"""launch_testing: live.launch.py (mode:=separate) fed by ``ros2 bag play`` publishes depth.
+"""launch_testing: live.launch.py (mode:=separate, adapt:=false) fed by ``ros2 bag play`` publishes depth.
 
 Runs on a ROS 2 distro (``colcon test`` or ``launch_test``); skipped where
 launch_testing is not installed (pip mode), where the same behaviour is covered
@@ -8,11 +8,16 @@ by the pytest node and playback tests.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import unittest
 from pathlib import Path
 
 import pytest
+
+# `launch_test <this file>` imports it without pytest's rootdir and conftest handling:
+# put test/ (ros_helpers) on the path here, so both runners find the helpers.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 launch_testing = pytest.importorskip(
     "launch_testing", reason="launch_testing is not installed (pip mode; it comes with a ROS 2 distro)"
@@ -25,7 +30,13 @@ from launch import LaunchDescription  # noqa: E402
 from launch.actions import ExecuteProcess, IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 from rclpy.serialization import deserialize_message  # noqa: E402
-from ros_helpers import KINECT_TOPICS, MessageCollector, RosTestContext, write_synthetic_bag  # noqa: E402
+from ros_helpers import (  # noqa: E402
+    KINECT_TOPICS,
+    MessageCollector,
+    RosTestContext,
+    remote_parameter,
+    write_synthetic_bag,
+)
 from sensor_msgs.msg import Image  # noqa: E402
 
 from depth_estimator_ros.data import iter_raw_messages  # noqa: E402
@@ -43,7 +54,7 @@ def generate_test_description():
         PythonLaunchDescriptionSource(
             os.path.join(get_package_share_directory("depth_estimator_ros"), "launch", "live.launch.py")
         ),
-        launch_arguments={"mode": "separate", "device": "cpu", "rviz": "false"}.items(),
+        launch_arguments={"mode": "separate", "device": "cpu", "adapt": "false", "rviz": "false"}.items(),
     )
     # Looped, so frames keep coming however long the nodes take to build their models.
     play = ExecuteProcess(
@@ -72,6 +83,17 @@ class TestDepthArrives(unittest.TestCase):
         msg = messages[0]
         self.assertEqual((msg.encoding, msg.width, msg.height), ("32FC1", 64, 48))
         self.assertIn((msg.header.stamp.sec, msg.header.stamp.nanosec), rgb_stamps(bag))
+
+    def test_adapt_false_starts_the_trainer_with_adaptation_off(self):
+        ros = RosTestContext()
+        try:
+            node = ros.create_node("live_launch_param_probe")
+            # the node, not just the parameter: its start-up values are what adapt:= must reach
+            for target in ("/online_trainer", "/depth_estimator"):
+                self.assertEqual(remote_parameter(node, target, "device", DEPTH_TIMEOUT_S), "cpu")
+            self.assertIs(remote_parameter(node, "/online_trainer", "adaptation_enabled", DEPTH_TIMEOUT_S), False)
+        finally:
+            ros.shutdown()
 
 
 @launch_testing.post_shutdown_test()

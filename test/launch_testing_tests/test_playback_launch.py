@@ -1,4 +1,4 @@
-"""launch_testing: playback.launch.py (single ``live`` process) plays a bag and depth comes out.
+"""launch_testing: playback.launch.py (single ``live`` process, adapt:=false) plays a bag and depth comes out.
 
 Runs on a ROS 2 distro (``colcon test`` or ``launch_test``); skipped where
 launch_testing is not installed (pip mode), where test_bag_player.py and the
@@ -8,11 +8,16 @@ pytest end-to-end playback tests cover the same behaviour.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import unittest
 from pathlib import Path
 
 import pytest
+
+# `launch_test <this file>` imports it without pytest's rootdir and conftest handling:
+# put test/ (ros_helpers) on the path here, so both runners find the helpers.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 launch_testing = pytest.importorskip(
     "launch_testing", reason="launch_testing is not installed (pip mode; it comes with a ROS 2 distro)"
@@ -25,7 +30,13 @@ from launch import LaunchDescription  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 from rclpy.serialization import deserialize_message  # noqa: E402
-from ros_helpers import KINECT_TOPICS, MessageCollector, RosTestContext, write_synthetic_bag  # noqa: E402
+from ros_helpers import (  # noqa: E402
+    KINECT_TOPICS,
+    MessageCollector,
+    RosTestContext,
+    remote_parameter,
+    write_synthetic_bag,
+)
 from sensor_msgs.msg import Image  # noqa: E402
 
 from depth_estimator_ros.data import iter_raw_messages  # noqa: E402
@@ -50,6 +61,7 @@ def generate_test_description():
             "delay": "5.0",
             "mode": "single",
             "device": "cpu",
+            "adapt": "false",
             "rviz": "false",
         }.items(),
     )
@@ -76,6 +88,16 @@ class TestPlayback(unittest.TestCase):
         for msg in messages:
             self.assertEqual((msg.encoding, msg.width, msg.height), ("32FC1", 64, 48))
             self.assertIn((msg.header.stamp.sec, msg.header.stamp.nanosec), rgb)
+
+    def test_adapt_false_starts_the_trainer_with_adaptation_off(self):
+        ros = RosTestContext()
+        try:
+            node = ros.create_node("playback_launch_param_probe")
+            for target in ("/online_trainer", "/depth_estimator"):  # both in the one `live` process
+                self.assertEqual(remote_parameter(node, target, "device", DEPTH_TIMEOUT_S), "cpu")
+            self.assertIs(remote_parameter(node, "/online_trainer", "adaptation_enabled", DEPTH_TIMEOUT_S), False)
+        finally:
+            ros.shutdown()
 
 
 @launch_testing.post_shutdown_test()
