@@ -77,8 +77,9 @@ def test_bad_payloads_are_refused_with_the_reason(payload, fmt, reason) -> None:
         payload = bytes(data)
     elif payload == "png":
         payload = _encode(rgb, ".png")
-    with pytest.raises(ImageDecodeError, match=reason):
+    with pytest.raises(ImageDecodeError, match=reason) as error:
         decode_compressed_rgb(fmt, payload)
+    assert error.value.reason == ("bad_encoding" if "compressedDepth" in fmt else "corrupt_compressed")
 
 
 def test_images_over_max_pixels_are_refused_from_the_header() -> None:
@@ -86,6 +87,7 @@ def test_images_over_max_pixels_are_refused_from_the_header() -> None:
     for ext in (".png", ".jpg"):
         data = _encode(big, ext)
         assert len(data) < 200_000
-        with pytest.raises(ImageDecodeError, match="more than max_pixels=4194304"):
+        with pytest.raises(ImageDecodeError, match="more than max_pixels=4194304") as error:
             decode_compressed_rgb("jpeg", data, max_pixels=4_194_304)
+        assert error.value.reason == "too_large"
     assert decode_compressed_rgb("png", _encode(big[:100, :100], ".png"), max_pixels=4_194_304).shape == (100, 100, 3)

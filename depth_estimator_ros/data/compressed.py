@@ -41,14 +41,14 @@ def _container(data: bytes) -> str:
     if data.startswith(_JPEG_MAGIC):
         return "jpeg"
     head = data[:8].hex(" ") if data else "nothing"
-    raise ImageDecodeError(f"compressed image is neither JPEG nor PNG (first bytes: {head})")
+    raise ImageDecodeError(f"compressed image is neither JPEG nor PNG (first bytes: {head})", "corrupt_compressed")
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int]:
     pos = 2
     while pos + 4 <= len(data):
         if data[pos] != 0xFF:
-            raise ImageDecodeError(f"corrupt JPEG: no marker at byte {pos}")
+            raise ImageDecodeError(f"corrupt JPEG: no marker at byte {pos}", "corrupt_compressed")
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
@@ -60,9 +60,9 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
             height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
             return height, width
         if length < 2:
-            raise ImageDecodeError(f"corrupt JPEG: segment length {length} at byte {pos}")
+            raise ImageDecodeError(f"corrupt JPEG: segment length {length} at byte {pos}", "corrupt_compressed")
         pos += 2 + length
-    raise ImageDecodeError("corrupt JPEG: no frame header (truncated?)")
+    raise ImageDecodeError("corrupt JPEG: no frame header (truncated?)", "corrupt_compressed")
 
 
 def compressed_size(data: Any) -> tuple[str, int, int]:
@@ -75,12 +75,14 @@ def compressed_size(data: Any) -> tuple[str, int, int]:
     kind = _container(data)
     if kind == "png":
         if len(data) < 24 or data[12:16] != b"IHDR":
-            raise ImageDecodeError("corrupt PNG: no IHDR header")
+            raise ImageDecodeError("corrupt PNG: no IHDR header", "corrupt_compressed")
         width, height = struct.unpack(">II", data[16:24])
     else:
         height, width = _jpeg_size(data)
     if height <= 0 or width <= 0:
-        raise ImageDecodeError(f"compressed image size must be positive, got {width}x{height} (width x height)")
+        raise ImageDecodeError(
+            f"compressed image size must be positive, got {width}x{height} (width x height)", "zero_size"
+        )
     return kind, height, width
 
 
@@ -100,18 +102,23 @@ def decode_compressed_rgb(fmt: str, data: Any, *, max_pixels: int | None = None)
         ImageDecodeError: the reason it cannot be decoded (see the module docstring).
     """
     if "compresseddepth" in str(fmt).lower():
-        raise ImageDecodeError(f"format {fmt!r} is a compressed depth image, not a colour image")
+        raise ImageDecodeError(f"format {fmt!r} is a compressed depth image, not a colour image", "bad_encoding")
     data = bytes(data)
     kind, height, width = compressed_size(data)
     if max_pixels is not None and height * width > max_pixels:
-        raise ImageDecodeError(f"image has {height * width} pixels ({width}x{height}), more than max_pixels={max_pixels}")
+        raise ImageDecodeError(
+            f"image has {height * width} pixels ({width}x{height}), more than max_pixels={max_pixels}", "too_large"
+        )
     if kind == "jpeg" and not data.rstrip(b"\x00").endswith(b"\xff\xd9"):
-        raise ImageDecodeError("truncated JPEG: no end-of-image marker")
+        raise ImageDecodeError("truncated JPEG: no end-of-image marker", "corrupt_compressed")
     if kind == "png" and not data.endswith(_PNG_END):
-        raise ImageDecodeError("truncated PNG: no IEND chunk at the end")
+        raise ImageDecodeError("truncated PNG: no IEND chunk at the end", "corrupt_compressed")
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise ImageDecodeError(f"corrupt {kind.upper()}: the decoder rejected the data")
+        raise ImageDecodeError(f"corrupt {kind.upper()}: the decoder rejected the data", "corrupt_compressed")
     if bgr.shape[:2] != (height, width):
-        raise ImageDecodeError(f"corrupt {kind.upper()}: decoded {bgr.shape[1]}x{bgr.shape[0]}, header says {width}x{height}")
+        raise ImageDecodeError(
+            f"corrupt {kind.upper()}: decoded {bgr.shape[1]}x{bgr.shape[0]}, header says {width}x{height}",
+            "corrupt_compressed",
+        )
     return np.ascontiguousarray(bgr[:, :, ::-1])

@@ -39,7 +39,9 @@ __all__ = [
 
 #: Why an image was refused, as :attr:`ImageDecodeError.reason` carries it (the nodes'
 #: ``dropped_<reason>`` diagnostics keys).
-DECODE_REASONS: tuple[str, ...] = ("bad_encoding", "zero_size", "too_large", "bad_step", "bad_data_length")
+DECODE_REASONS: tuple[str, ...] = (
+    "bad_encoding", "zero_size", "too_large", "bad_step", "bad_data_length", "corrupt_compressed"
+)
 
 
 class ImageDecodeError(ValueError):
