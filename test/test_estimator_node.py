@@ -395,3 +395,39 @@ def test_a_looped_short_bag_keeps_being_answered_and_counts_time_resets(checkpoi
         pub.publish(_image(_rgb(3), bag[-2]))  # an out-of-order frame within the pass
         wait_for(lambda: node.stats()["dropped"].get("stamp_backwards", 0) == 1, TIMEOUT, what="the late frame dropped")
         assert node.stats()["time_resets"] == 2
+
+
+def test_depth_camera_info_comes_with_every_depth_image_with_its_header_and_size(checkpoint):
+    """depth/camera_info pairs with depth (same header) and describes the depth image's pixels."""
+    with running_estimator(checkpoint) as (_, node, probe):
+        info_pub = probe.create_publisher(CameraInfo, "camera_info", SENSOR_QOS)
+        pub = probe.create_publisher(Image, "image", 10)
+        depth = MessageCollector(probe, Image, "depth")
+        infos = MessageCollector(probe, CameraInfo, "depth/camera_info")
+        # no camera_info yet: the canonical camera the depth is scaled for
+        out = _send_and_wait(pub, depth, _image(_rgb(2), 5.0))
+        first = infos.wait_for_count(1, TIMEOUT)[0]
+        assert first.header == out.header and (first.width, first.height) == (W, H)
+        focal = models.CANONICAL_FOCAL * np.sqrt(W * H)
+        np.testing.assert_allclose(first.k, [focal, 0, (W - 1) / 2, 0, focal, (H - 1) / 2, 0, 0, 1])
+        np.testing.assert_allclose(np.reshape(first.p, (3, 4))[:, :3], np.reshape(first.k, (3, 3)))
+        # the colour camera's camera_info for a 2x larger image: scaled to the depth image
+        info = CameraInfo(width=2 * W, height=2 * H, k=[100.0, 0, 63.5, 0, 110.0, 47.5, 0, 0, 1],
+                          p=[100.0, 0, 63.5, 0, 0, 110.0, 47.5, 0, 0, 0, 1, 0], d=[0.1, -0.2, 0, 0, 0],
+                          distortion_model="plumb_bob")
+        info.header.frame_id = "camera_rgb_optical_frame"
+        wait_for(lambda: info_pub.get_subscription_count() > 0, TIMEOUT, what="camera_info subscriber")
+        wait_for(lambda: info_pub.publish(info) or node._camera_info is not None, TIMEOUT, what="camera_info")
+        for i in range(3):
+            out = _send_and_wait(pub, depth, _image(_rgb(2), 6.0 + 0.1 * i))
+            wait_for(lambda: any(m.header == out.header for m in infos.messages), TIMEOUT,
+                     what="the camera_info of this depth image")
+        scaled = [m for m in infos.messages if m.header == out.header][0]
+        assert (scaled.width, scaled.height) == (out.width, out.height) == (W, H)
+        cx, cy = (63.5 + 0.5) / 2 - 0.5, (47.5 + 0.5) / 2 - 0.5
+        np.testing.assert_allclose(scaled.k, [50.0, 0, cx, 0, 55.0, cy, 0, 0, 1])
+        np.testing.assert_allclose(scaled.p, [50.0, 0, cx, 0, 0, 55.0, cy, 0, 0, 0, 1, 0])
+        np.testing.assert_allclose(scaled.d, [0.1, -0.2, 0, 0, 0])  # resolution-free: kept
+        assert scaled.distortion_model == "plumb_bob"
+        # one camera_info per depth image
+        assert len(infos) == len(depth) == 4

@@ -23,6 +23,7 @@ the message's byte array.
 from __future__ import annotations
 
 import array
+import math
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -54,6 +55,8 @@ __all__ = [
     "image_to_depth",
     "rgb_to_image",
     "depth_to_image",
+    "camera_info_intrinsics",
+    "depth_camera_info",
 ]
 
 _BRIDGE = CvBridge() if CvBridge is not None else None
@@ -191,3 +194,48 @@ def camera_info_intrinsics(info: CameraInfo | None) -> Intrinsics | None:
         return None
     return Intrinsics(fx=float(info.k[0]), fy=float(info.k[4]), cx=float(info.k[2]), cy=float(info.k[5]),
                       width=int(info.width), height=int(info.height))
+
+
+def depth_camera_info(
+    header: Header, width: int, height: int, info: CameraInfo | None, *, canonical_focal: float
+) -> CameraInfo:
+    """Return the CameraInfo that goes with a depth image, for consumers that pair them (depth_image_proc).
+
+    Args:
+        header: the depth image's header (stamp and frame_id are copied).
+        width, height: the depth image's size, pixels.
+        info: the colour camera's CameraInfo, or ``None``.
+        canonical_focal: normalised focal length (``sqrt(fx * fy / (W * H))``) of the camera
+            the depth is scaled for without ``info`` (``models.CANONICAL_FOCAL``).
+
+    Returns:
+        ``info``'s intrinsics scaled to ``width`` x ``height`` (``K`` and ``P``, pixel-centre
+        convention of :meth:`Intrinsics.scaled`; ``D``, ``R`` and the distortion model are
+        resolution-free and kept); without usable intrinsics (none, or ``K`` all zero) the
+        canonical camera the depth is then scaled for: normalised focal ``canonical_focal``,
+        principal point at the centre, no distortion.
+    """
+    out = CameraInfo(header=header, width=int(width), height=int(height))
+    source = camera_info_intrinsics(info)
+    if source is None:
+        focal = canonical_focal * math.sqrt(width * height)
+        k = Intrinsics(fx=focal, fy=focal, cx=(width - 1) / 2, cy=(height - 1) / 2, width=width, height=height)
+        out.distortion_model = "plumb_bob"
+        out.d = [0.0] * 5
+        out.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+        p = [k.fx, 0.0, k.cx, 0.0, 0.0, k.fy, k.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    else:
+        k = source.scaled(width, height)
+        out.distortion_model = info.distortion_model
+        out.d = list(info.d)
+        out.r = list(info.r)
+        p = [float(v) for v in info.p]
+        if p[0] > 0 and p[5] > 0:
+            sx, sy = width / source.width, height / source.height
+            p[0], p[2], p[3] = p[0] * sx, (p[2] + 0.5) * sx - 0.5, p[3] * sx
+            p[5], p[6], p[7] = p[5] * sy, (p[6] + 0.5) * sy - 0.5, p[7] * sy
+        else:  # no projection matrix given: the one of K
+            p = [k.fx, 0.0, k.cx, 0.0, 0.0, k.fy, k.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    out.k = [k.fx, 0.0, k.cx, 0.0, k.fy, k.cy, 0.0, 0.0, 1.0]
+    out.p = p
+    return out

@@ -14,6 +14,9 @@ Published topics
     ``depth`` (sensor_msgs/Image): 32FC1 metres with NaN invalid, or 16UC1
     millimetres with 0 invalid (``depth_encoding``); the input's size and header
     (stamp and frame_id).
+    ``depth/camera_info`` (sensor_msgs/CameraInfo): with every ``depth``, same header;
+    ``camera_info``'s intrinsics scaled to the depth image's size, or the canonical
+    camera's the depth is scaled for until one arrives (``codec.depth_camera_info``).
     ``depth/colored`` (sensor_msgs/Image): rgb8 colour map of ``depth`` (turbo,
     ``colormap_min_depth`` .. ``colormap_max_depth``, black = invalid); computed
     only while someone subscribes.
@@ -291,6 +294,7 @@ class DepthEstimatorNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._on_parameters_set)
         self._depth_pub = self.create_publisher(Image, "depth", DIAGNOSTICS_QOS)
+        self._depth_info_pub = self.create_publisher(CameraInfo, "depth/camera_info", DIAGNOSTICS_QOS)
         self._colored_pub = self.create_publisher(Image, "depth/colored", DIAGNOSTICS_QOS)
         self._points_pub = self.create_publisher(PointCloud2, "depth/points", DIAGNOSTICS_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
@@ -450,6 +454,8 @@ class DepthEstimatorNode(Node):
 
     def _publish(self, header: Header, depth: np.ndarray) -> None:
         self._depth_pub.publish(codec.depth_to_image(depth, header, self._depth_encoding))
+        self._depth_info_pub.publish(codec.depth_camera_info(
+            header, depth.shape[1], depth.shape[0], self._camera_info, canonical_focal=models.CANONICAL_FOCAL))
         if self._colored_pub.get_subscription_count() > 0:
             self._colored_pub.publish(codec.rgb_to_image(colorize_depth(depth, *self._colormap), header))
             self._frames_colored += 1
