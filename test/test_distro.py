@@ -91,10 +91,13 @@ def test_ros2_run_make_bag_launch_live_and_drive_it_with_ros2_param_and_topic(tm
         assert "Subscription count: 2" in info, info  # the estimator and the trainer
 
         with NodeProcess(["ros2", "bag", "play", str(bag), "--loop"], process_group=True) as play:
-            echoed = ros2("topic", "echo", "/depth", "--once", "--field", "encoding", "--timeout", "60",
+            echoed = ros2("topic", "echo", "/depth", "sensor_msgs/msg/Image", "--once", "--field", "encoding", "--timeout", "60",
                           timeout=CLI_TIMEOUT + 30)
             assert echoed.split()[0] == "32FC1", echoed
-            frame = ros2("topic", "echo", "/depth", "--once", "--field", "header.frame_id", "--timeout", "30")
+            # The type given: without it, echo must discover /depth within its 3 s spin time, which a
+            # loaded machine missed once ("Could not determine the type"); the message still has to arrive.
+            frame = ros2("topic", "echo", "/depth", "sensor_msgs/msg/Image", "--once", "--field", "header.frame_id",
+                         "--timeout", "60", timeout=CLI_TIMEOUT + 30)
             assert frame.split()[0] == "camera_rgb_optical_frame", frame
             play.signal_group(signal.SIGINT)
             assert play.popen.wait(10.0) == 0, play.stderr[-2000:]
