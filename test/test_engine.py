@@ -126,7 +126,8 @@ def poisoned_round(engine: AdaptationEngine, predictor: Predictor, frames: list[
     np.testing.assert_array_equal(predictor.predict(frames[0].rgb), reference)
 
 
-def test_poisoned_rounds_are_rolled_back(room) -> None:
+def adapted_once(room: list[Frame]) -> tuple[AdaptationEngine, Predictor]:
+    """An engine wired to a predictor after one accepted round on the room's first 6 frames."""
     model = base_model()
     predictor = Predictor(model)
     engine = AdaptationEngine(model, config(), seed=1)
@@ -134,6 +135,11 @@ def test_poisoned_rounds_are_rolled_back(room) -> None:
     for f in room[:6]:
         engine.offer(f)
     assert engine.run_round().outcome == "accepted"
+    return engine, predictor
+
+
+def test_poisoned_rounds_are_rolled_back(room) -> None:
+    engine, predictor = adapted_once(room)
     assert predictor.version == 1
 
     # NaN / out-of-range sensor depth never enters the buffer.
@@ -183,13 +189,7 @@ def _fault_on_training_call(engine: AdaptationEngine, call: int, error: BaseExce
 
 @pytest.mark.parametrize("error", [_InjectedFault("injected fault"), KeyboardInterrupt()], ids=["error", "interrupt"])
 def test_a_round_that_raises_mid_round_is_rolled_back_and_the_next_round_runs(room, error) -> None:
-    model = base_model()
-    predictor = Predictor(model)
-    engine = AdaptationEngine(model, config(), seed=1)
-    wire(engine, predictor)
-    for f in room[:6]:
-        engine.offer(f)
-    assert engine.run_round().outcome == "accepted"
+    engine, predictor = adapted_once(room)
     weights_before = {k: v.clone() for k, v in engine.training_model.state_dict().items()}
     optimizer_steps = dict(engine._optimizer.state_dict()["state"][0])["step"].clone()
 

@@ -223,14 +223,10 @@ def test_launch_description_builds(path):
         assert {"bag", "rate", "loop", "delay", "start_offset"} <= arguments
 
 
-@needs_launch
-@pytest.mark.parametrize(
-    ("mode", "executables"), [("single", ["live"]), ("separate", ["depth_estimator", "online_trainer"])]
-)
-def test_live_launch_modes_create_the_right_processes(mode, executables):
+def _live_context(mode: str, checkpoint: str):
+    """A LaunchContext holding live.launch.py's arguments (adapt:=false, device:=cpu, Kinect topics renamed)."""
     from launch import LaunchContext
 
-    module = _load(ROOT / "launch" / "live.launch.py")
     context = LaunchContext()
     context.launch_configurations.update(
         {
@@ -242,9 +238,19 @@ def test_live_launch_modes_create_the_right_processes(mode, executables):
             "camera_info_topic": "/cam/info",
             "adapt": "false",
             "device": "cpu",
-            "checkpoint": "",
+            "checkpoint": checkpoint,
         }
     )
+    return context
+
+
+@needs_launch
+@pytest.mark.parametrize(
+    ("mode", "executables"), [("single", ["live"]), ("separate", ["depth_estimator", "online_trainer"])]
+)
+def test_live_launch_modes_create_the_right_processes(mode, executables):
+    module = _load(ROOT / "launch" / "live.launch.py")
+    context = _live_context(mode, "")
     nodes = module._nodes(context)
     assert [n.node_executable for n in nodes] == executables
 
@@ -253,7 +259,6 @@ def test_live_launch_modes_create_the_right_processes(mode, executables):
 @pytest.mark.parametrize("mode", ["single", "separate"])
 def test_launch_arguments_win_over_the_params_file(mode, checkpoint):
     """adapt:=false (and device/checkpoint) reach the real nodes although live.yaml has node sections."""
-    from launch import LaunchContext
     from ros_helpers import isolated_ros
 
     from depth_estimator_ros.ros.estimator_node import DepthEstimatorNode
@@ -261,20 +266,7 @@ def test_launch_arguments_win_over_the_params_file(mode, checkpoint):
     from depth_estimator_ros.ros.trainer_node import OnlineTrainerNode
 
     module = _load(ROOT / "launch" / "live.launch.py")
-    context = LaunchContext()
-    context.launch_configurations.update(
-        {
-            "mode": mode,
-            "params_file": str(ROOT / "config" / "live.yaml"),
-            "namespace": "",
-            "image_topic": "/cam/rgb",
-            "depth_topic": "/cam/depth",
-            "camera_info_topic": "/cam/info",
-            "adapt": "false",
-            "device": "cpu",
-            "checkpoint": str(checkpoint),
-        }
-    )
+    context = _live_context(mode, str(checkpoint))
     build = {
         "live": lambda **kw: build_live_nodes(**kw),
         "depth_estimator": lambda **kw: (DepthEstimatorNode(**kw),),
