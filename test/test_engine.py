@@ -425,3 +425,21 @@ def test_stats_and_live_config(room) -> None:
         engine.configure(buffer_capacity=8)
     with pytest.raises(TypeError, match="DepthModel"):
         AdaptationEngine(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
+
+
+def test_weights_in_force_hold_one_new_decoder_and_share_the_frozen_encoder_with_the_base(room) -> None:
+    # Memory in `live` (issue 14): after a decoder round the in-force copy holds new
+    # decoder tensors only; the frozen encoder's tensors are the base's, not a copy.
+    engine, _ = adapted_once(room)
+    _, in_force = engine._in_force
+    base = engine.base_state
+    encoder = [k for k in base if k.startswith("encoder.")]
+    changed = [k for k in base if not torch.equal(in_force[k], base[k])]
+    assert encoder and changed and all(k.startswith("decoder.") for k in changed)
+    assert all(in_force[k].data_ptr() == base[k].data_ptr() for k in encoder)
+    assert all(in_force[k].data_ptr() != base[k].data_ptr() for k in changed)
+    # Readers get copies: writing into one changes neither the base nor the weights in force.
+    _, copy = engine.state_dict()
+    copy[encoder[0]].add_(1.0)
+    assert torch.equal(in_force[encoder[0]], base[encoder[0]])
+    assert not torch.equal(copy[encoder[0]], base[encoder[0]])

@@ -159,9 +159,13 @@ class AdaptationEngine:
         self._model: DepthModel = copy.deepcopy(model).to(self._device)
         self._model.eval()
         self._base_state = {k: v.detach().clone() for k, v in self._model.state_dict().items()}
+        # The base on the CPU, for the in-force copies to share (the same tensors on a CPU device).
+        self._base_cpu = (
+            self._base_state if self._device.type == "cpu" else {k: v.cpu() for k, v in self._base_state.items()}
+        )
         # (version, CPU copy) of the weights in force, replaced whole on every update:
         # readers (state_dict, a checkpoint save) never wait for a round in progress.
-        self._in_force: tuple[int, dict[str, Tensor]] = (0, _cpu_copy(self._model))
+        self._in_force: tuple[int, dict[str, Tensor]] = (0, self._in_force_copy())
         self._size = tuple(config.train_size) if config.train_size is not None else tuple(model.input_size)
         self._range = (float(model.min_depth), float(model.max_depth))
         self._buffer = ReplayBuffer(
@@ -394,7 +398,7 @@ class AdaptationEngine:
             with self._lock:
                 self._round_started = start
                 self._rounds_run += 1
-            snapshot = {k: v.detach().clone() for k, v in self._model.state_dict().items()}
+            snapshot = self._snapshot()
             opt_snapshot = copy.deepcopy(self._optimizer.state_dict())
             outcome, error, cached = "failed", "", False
             loss = before = after = math.nan
@@ -430,7 +434,7 @@ class AdaptationEngine:
                         self._model.load_state_dict(snapshot)
                     self._optimizer.load_state_dict(opt_snapshot)
                 self._model.eval()
-                state = _cpu_copy(self._model) if outcome == "accepted" else {}
+                state = self._in_force_copy() if outcome == "accepted" else {}
                 with self._lock:
                     if outcome == "accepted":
                         self._version += 1
@@ -504,6 +508,32 @@ class AdaptationEngine:
         pred, depth = self._predict(frames, cached)
         return float(masked_rmse(pred, depth, valid_mask(depth, *self._range)))
 
+    def _snapshot(self) -> dict[str, Tensor]:
+        """Return the state a round restores on rollback: copies of what the round can change.
+
+        Only trainable parameters and buffers (batch-norm statistics) can change in a round;
+        frozen parameters enter the snapshot as themselves, so a decoder round copies the
+        decoder, not the encoder.
+        """
+        trainable = {name for name, p in self._model.named_parameters() if p.requires_grad}
+        changing = trainable | {name for name, _ in self._model.named_buffers()}
+        return {k: v.detach().clone() if k in changing else v for k, v in self._model.state_dict().items()}
+
+    def _in_force_copy(self) -> dict[str, Tensor]:
+        """Return a CPU copy of the training copy's state for readers and the callbacks.
+
+        Tensors equal to the base weights are the base's own CPU tensors (shared, never
+        written: every reader copies), so after a decoder round the copy holds one new
+        decoder, not a second encoder.
+        """
+        state = {}
+        for name, value in self._model.state_dict().items():
+            if torch.equal(value, self._base_state[name]):
+                state[name] = self._base_cpu[name]
+            else:
+                state[name] = value.detach().to("cpu", copy=True)
+        return state
+
     def _state_finite(self) -> bool:
         return all(
             bool(torch.isfinite(t).all()) for t in self._model.state_dict().values() if t.is_floating_point()
@@ -541,7 +571,7 @@ class AdaptationEngine:
             self._apply_config()
             if clear_buffer:
                 self._buffer.clear()
-            state = _cpu_copy(self._model)
+            state = self._in_force_copy()
             with self._lock:
                 self._version += 1
                 self._in_force = (self._version, state)
@@ -611,7 +641,3 @@ class AdaptationEngine:
         out.update({f"frames_{k}": v for k, v in counters.items() if k.startswith("dropped_")})
         return out
 
-
-def _cpu_copy(model: nn.Module) -> dict[str, Tensor]:
-    """Return a detached CPU copy of ``model``'s state dict."""
-    return {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}

@@ -260,15 +260,18 @@ class DepthEstimatorNode(Node):
             raise ValueError(problem)
         model, _ = load_model(values["arch"], values["checkpoint"], values["input_size"])
         model.eval()
-        self._base_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        # The predictor runs a private copy; `model` stays on the CPU as the staging
-        # copy into which weight payloads are validated and applied.
+        # The predictor runs a private copy. With a weights subscription, `model` stays on
+        # the CPU as the staging copy into which payloads are validated and applied, and
+        # the base is a copy of its own; without (the live process's in-process
+        # hand-over), nothing else needs `model`, and the base is its tensors.
+        state = model.state_dict()
+        self._base_state = {k: v.detach().clone() if subscribe_weights else v.detach() for k, v in state.items()}
         checkpoint = str(models.resolve_checkpoint(values["checkpoint"])) if values["checkpoint"] else None
         self._predictor = Predictor(
             model, device=resolve_device(values["device"]), backend=values["backend"], checkpoint=checkpoint,
             threads=torch_thread_count(values["torch_threads"]), trt_cache_dir=values["trt_cache_dir"] or None,
         )
-        self._staging = model
+        self._staging = model if subscribe_weights else None
         self._weights_rejected = 0
 
         self._image_qos = image_qos(values["image_reliability"])  # ValueError names the allowed values
@@ -366,6 +369,7 @@ class DepthEstimatorNode(Node):
 
     def _on_weights(self, msg: UInt8MultiArray) -> None:
         # Only this callback touches the staging model (the callbacks share one single-threaded executor).
+        assert self._staging is not None, "the weights subscription exists only with a staging model"
         self._staging.load_state_dict(self._base_state)  # payloads are deltas against the base
         try:
             version = import_payload(self._staging, bytes(msg.data))

@@ -224,10 +224,12 @@ class OnlineTrainerNode(Node):
             enabled=values["adaptation_enabled"],
             **{name: _engine_value(name, values[name]) for name in _ENGINE_FIELDS},
         )
-        self._model, metadata = load_model(values["arch"], values["checkpoint"], values["input_size"])
+        model, metadata = load_model(values["arch"], values["checkpoint"], values["input_size"])
         self._base_provenance = metadata
+        # The engine trains its own copy; checkpoint saves rebuild a scratch model from this.
+        self._arch, self._model_config = model.arch, dict(model.config)
         self._engine = AdaptationEngine(
-            self._model,
+            model,
             config,
             base_frames=load_base_frames(values["base_data"]),
             device=resolve_device(values["device"]),
@@ -264,7 +266,7 @@ class OnlineTrainerNode(Node):
         self.create_timer(values["diagnostics_period"], self._publish_status)
         self._engine.start()
         self.get_logger().info(
-            f"adapting {self._model.arch} ({values['checkpoint'] or 'untrained weights'}) on "
+            f"adapting {self._arch} ({values['checkpoint'] or 'untrained weights'}) on "
             f"{resolve_device(values['device'])}, "
             f"adaptation {'on' if config.enabled else 'off'}"
         )
@@ -430,18 +432,19 @@ class OnlineTrainerNode(Node):
         version, state = self._engine.state_dict()
         directory = Path(self._checkpoint_dir or DEFAULT_CHECKPOINT_DIR).expanduser()
         when = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-        path = directory / f"{self._model.arch}_v{version}_{when}.safetensors"
+        path = directory / f"{self._arch}_v{version}_{when}.safetensors"
         provenance = {
             "source": "online_trainer",
             "weights_version": version,
             "base": self._base_provenance.get("provenance", {}),
             "adaptation": self._engine.config.to_dict(),
         }
-        with self._save_lock:  # `_model` is the node's staging copy, the engine trains its own
+        with self._save_lock:  # a scratch model for the file: the engine trains its own copy
             directory.mkdir(parents=True, exist_ok=True)
+            model = models.build_model(self._arch, **self._model_config)
             with torch.no_grad():
-                self._model.load_state_dict(state)
-            models.save_checkpoint(path, self._model, provenance=provenance)
+                model.load_state_dict(state)
+            models.save_checkpoint(path, model, provenance=provenance)
         return path
 
     # -------------------------------------------------------------- parameters
