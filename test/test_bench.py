@@ -83,13 +83,20 @@ def test_quick_accuracy_section_trains_each_model_on_the_same_data_and_scores_it
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_quick_pipeline_section_streams_camera_frames_through_the_estimator_process(tmp_path: Path) -> None:
-    args = ["--out", str(tmp_path), "--quick", "--only", "pipeline", "--device", "cpu", "--no-progress"]
+    args = ["--out", str(tmp_path), "--quick", "--only", "pipeline", "--device", "cpu", "--no-progress",
+            "--pipeline-rates", "30"]
     assert bench.main(args) == 0
 
     result = json.loads((tmp_path / "pipeline.json").read_text())
     assert result["section"] == "pipeline" and result["settings"]["quick"] is True
-    [run] = result["runs"]
-    assert run["device"] == "cpu"
-    assert run["stream"]["received"] > 0  # depth images came back over DDS from the node's own process
+    # torch and onnxruntime side by side, each in its own node process
+    assert [(r["device"], r["backend"], r["rate_hz"]) for r in result["runs"]] == [
+        ("cpu", "torch", 30.0), ("cpu", "onnxruntime", 30.0)
+    ]
+    assert [r["backend_in_use"] for r in result["runs"]] == ["torch", "onnxruntime"]
+    for run in result["runs"]:
+        assert run["stream"]["received"] > 0  # depth images came back over DDS from the node's own process
+    [pair] = result["speedups"]
+    assert pair["speedup"] == pytest.approx(pair["torch_ms"] / pair["onnxruntime_ms"], abs=0.01)
     assert (tmp_path / "pipeline.png").read_bytes()[:8] == PNG_MAGIC
     assert {r["section"] for r in json.loads((tmp_path / "summary.json").read_text())["rows"]} == {"pipeline"}

@@ -51,6 +51,13 @@ def _csv(allowed: Sequence[str] | None) -> Any:
     return parse
 
 
+def _rates(text: str) -> tuple[float, ...]:
+    rates = tuple(positive_float(part) for part in text.split(",") if part.strip())
+    if not rates:
+        raise argparse.ArgumentTypeError(f"expected positive rates in Hz such as 30,60, got {text!r}")
+    return rates
+
+
 def _thread_counts(text: str) -> tuple[int, ...]:
     counts = tuple(positive_int(part) for part in text.split(",") if part.strip())
     if not counts:
@@ -107,6 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--pipeline-arch", default="fast", help="architecture the ROS sections run (default fast)"
     )
     parser.add_argument(
+        "--pipeline-backends", type=_csv(("torch", "onnxruntime", "auto")), default=("torch", "onnxruntime"),
+        help="the estimator's inference backends in the pipeline section, one run each (default torch,onnxruntime)",
+    )
+    parser.add_argument(
+        "--pipeline-rates", type=_rates, default=(30.0, 60.0),
+        help="camera rates of the pipeline section in Hz, one run each (default 30,60)",
+    )
+    parser.add_argument(
         "--checkpoint",
         type=Path,
         default=None,
@@ -159,6 +174,7 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
 
         result = pipeline.run(
             args.out, device=args.device, quick=args.quick, arch=args.pipeline_arch, progress=progress,
+            rates_hz=args.pipeline_rates, backends=args.pipeline_backends,
             image_reliability=args.image_reliability, depth_encoding=args.depth_encoding,
         )
         return result, pipeline.summary_rows(result)

@@ -347,6 +347,7 @@ class DepthEstimatorNode(Node):
             "processing_mean_s": mean_processing,
             "processing_max_s": max_processing,
             **{f"stage_{stage}_mean_s": meter.summary()[0] for stage, meter in self._stages.items()},
+            "backend": self._predictor.backend,
             "weights_version": self._predictor.version,
             "weights_rejected": self._weights_rejected,
             "camera": "canonical (no camera_info)" if self._focal is None else "camera_info",
