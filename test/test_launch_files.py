@@ -218,12 +218,12 @@ def test_launch_description_builds(path):
     arguments = {e.name for e in description.entities if isinstance(e, DeclareLaunchArgument)}
     if path.name == "live.launch.py":
         expected = {"image_topic", "depth_topic", "camera_info_topic", "params_file", "device", "checkpoint"}
-        assert expected | {"adapt", "rviz", "mode", "namespace"} <= arguments
+        assert expected | {"adapt", "rgb_transport", "rviz", "mode", "namespace"} <= arguments
     else:
         assert {"bag", "rate", "loop", "delay", "start_offset"} <= arguments
 
 
-def _live_context(mode: str, checkpoint: str):
+def _live_context(mode: str, checkpoint: str, rgb_transport: str = ""):
     """A LaunchContext holding live.launch.py's arguments (adapt:=false, device:=cpu, Kinect topics renamed)."""
     from launch import LaunchContext
 
@@ -239,6 +239,7 @@ def _live_context(mode: str, checkpoint: str):
             "adapt": "false",
             "device": "cpu",
             "checkpoint": checkpoint,
+            "rgb_transport": rgb_transport,
         }
     )
     return context
@@ -256,17 +257,18 @@ def test_live_launch_modes_create_the_right_processes(mode, executables):
 
 
 @needs_launch
-@pytest.mark.parametrize("mode", ["single", "separate"])
-def test_launch_arguments_win_over_the_params_file(mode, checkpoint):
-    """adapt:=false (and device/checkpoint) reach the real nodes although live.yaml has node sections."""
-    from ros_helpers import isolated_ros
+@pytest.mark.parametrize(("mode", "rgb_transport"), [("single", ""), ("separate", ""), ("single", "compressed"),
+                                                     ("separate", "compressed")])
+def test_launch_arguments_win_over_the_params_file(mode, rgb_transport, checkpoint):
+    """adapt:=false (and device/checkpoint/rgb_transport) reach the real nodes although live.yaml has node sections."""
+    from ros_helpers import isolated_ros, wait_for
 
     from depth_estimator_ros.ros.estimator_node import DepthEstimatorNode
     from depth_estimator_ros.ros.live import build_live_nodes
     from depth_estimator_ros.ros.trainer_node import OnlineTrainerNode
 
     module = _load(ROOT / "launch" / "live.launch.py")
-    context = _live_context(mode, str(checkpoint))
+    context = _live_context(mode, str(checkpoint), rgb_transport)
     build = {
         "live": lambda **kw: build_live_nodes(**kw),
         "depth_estimator": lambda **kw: (DepthEstimatorNode(**kw),),
@@ -279,6 +281,7 @@ def test_launch_arguments_win_over_the_params_file(mode, checkpoint):
             action._perform_substitutions(context)
             files = [path for path, is_file in action._Node__expanded_parameter_arguments if is_file]
             cli = ["--ros-args", *(item for path in files for item in ("--params-file", path))]
+            cli += [item for rule in action._Node__expanded_remappings for item in ("-r", ":=".join(rule))]
             for node in build[action.node_executable](context=ros.context, cli_args=cli):
                 started.append(ros.add_node(node))
         assert sorted(n.get_name() for n in started) == ["depth_estimator", "online_trainer"]
@@ -288,6 +291,14 @@ def test_launch_arguments_win_over_the_params_file(mode, checkpoint):
         (trainer,) = [n for n in started if isinstance(n, OnlineTrainerNode)]
         assert trainer.get_parameter("adaptation_enabled").value is False
         assert trainer.engine.enabled is False
+        # rgb_transport:=compressed: both nodes on <image_topic>/compressed; empty: the params file's raw
+        transport, topic = ("compressed", "/cam/rgb/compressed") if rgb_transport else ("raw", "/cam/rgb")
+        message_type = "sensor_msgs/msg/CompressedImage" if rgb_transport else "sensor_msgs/msg/Image"
+        for node in started:
+            assert node.get_parameter("rgb_transport").value == transport
+            wait_for(lambda: (topic, [message_type])
+                     in node.get_subscriber_names_and_types_by_node(node.get_name(), "/"),
+                     10.0, what=f"{node.get_name()} subscribed to {topic}")
 
 
 @needs_launch
