@@ -20,6 +20,7 @@ from std_msgs.msg import Header, UInt8MultiArray
 
 from depth_estimator_ros import models
 from depth_estimator_ros.adaptation.payload import export_payload
+from depth_estimator_ros.data.compressed import encode_compressed_rgb
 from depth_estimator_ros.data.image_encoding import encode_rgb
 from depth_estimator_ros.learning.predictor import Predictor
 from depth_estimator_ros.ros import codec
@@ -453,12 +454,10 @@ def _smooth_rgb() -> np.ndarray:
 
 def _compressed(rgb: np.ndarray, stamp: float, container: str, fmt: str | None = None) -> CompressedImage:
     """Encode ``rgb`` as image_transport's compressed plugin does (OpenCV, BGR order, JPEG quality 95)."""
-    params = [cv2.IMWRITE_JPEG_QUALITY, 95] if container == "jpeg" else [cv2.IMWRITE_PNG_COMPRESSION, 3]
-    ok, data = cv2.imencode(".jpg" if container == "jpeg" else ".png", np.ascontiguousarray(rgb[..., ::-1]), params)
-    assert ok
-    msg = CompressedImage(format=fmt if fmt is not None else f"rgb8; {container} compressed bgr8")
+    plugin_format, data = encode_compressed_rgb(rgb, container)
+    msg = CompressedImage(format=fmt if fmt is not None else plugin_format)
     msg.header = _header(stamp)
-    msg.data = data.tobytes()
+    msg.data = data
     return msg
 
 

@@ -7,7 +7,6 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -27,6 +26,7 @@ from std_srvs.srv import Trigger
 
 from depth_estimator_ros import models
 from depth_estimator_ros.adaptation import AdaptationConfig, import_payload
+from depth_estimator_ros.data.compressed import encode_compressed_rgb
 from depth_estimator_ros.data.image_encoding import encode_depth, encode_rgb
 from depth_estimator_ros.ros.params import load_defaults
 from depth_estimator_ros.ros.qos import WEIGHTS_QOS
@@ -338,10 +338,9 @@ def test_a_looped_short_bag_keeps_pairing_after_each_time_reset(checkpoint):
 def _compressed(rgb_msg: Image, container: str) -> CompressedImage:
     """The colour image of ``rgb_msg`` as image_transport's compressed plugin publishes it (same header)."""
     rgb = np.frombuffer(bytes(rgb_msg.data), np.uint8).reshape(rgb_msg.height, rgb_msg.width, 3)
-    ok, data = cv2.imencode(".jpg" if container == "jpeg" else ".png", np.ascontiguousarray(rgb[..., ::-1]))
-    assert ok
-    msg = CompressedImage(header=rgb_msg.header, format=f"rgb8; {container} compressed bgr8")
-    msg.data = data.tobytes()
+    fmt, data = encode_compressed_rgb(rgb, container)
+    msg = CompressedImage(header=rgb_msg.header, format=fmt)
+    msg.data = data
     return msg
 
 
