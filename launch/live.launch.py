@@ -2,12 +2,15 @@
 
     ros2 launch depth_estimator_ros live.launch.py                       # one `live` process
     ros2 launch depth_estimator_ros live.launch.py mode:=separate adapt:=false rviz:=true
+    ros2 launch depth_estimator_ros live.launch.py rgb_transport:=compressed  # <image_topic>/compressed
     ros2 launch depth_estimator_ros live.launch.py image_topic:=/camera/color/image_raw \\
         depth_topic:=/camera/aligned_depth_to_color/image_raw camera_info_topic:=/camera/color/camera_info
 
 Arguments (``ros2 launch depth_estimator_ros live.launch.py -s`` lists them):
 image_topic, depth_topic, camera_info_topic (the camera driver's topics),
-params_file (parameter defaults, config/live.yaml), device, checkpoint and adapt
+params_file (parameter defaults, config/live.yaml), device, checkpoint, rgb_transport
+(``raw`` | ``compressed``: the colour stream as image_transport's ``compressed`` plugin
+publishes it, on ``<image_topic>/compressed``; both nodes) and adapt
 (override the params file only when given, and then win over it: they are passed
 under each node's own name, ahead of which a params file's ``/**`` and node
 sections both rank), rviz, mode (``single``: both nodes
@@ -52,7 +55,7 @@ def _is_true(value: str, name: str) -> bool:
 def _overrides(context: LaunchContext) -> dict:
     """Parameters given on the command line; empty arguments leave the params file's value."""
     params = {}
-    for name in ("device", "checkpoint"):
+    for name in ("device", "checkpoint", "rgb_transport"):
         value = LaunchConfiguration(name).perform(context)
         if value:
             params[name] = value
@@ -163,6 +166,11 @@ def generate_launch_description() -> LaunchDescription:
             ),
             DeclareLaunchArgument(
                 "checkpoint", default_value="", description="model checkpoint (.safetensors); empty = params file"
+            ),
+            DeclareLaunchArgument(
+                "rgb_transport",
+                default_value="",
+                description="raw | compressed (JPEG/PNG on <image_topic>/compressed); empty = the params file's value",
             ),
             DeclareLaunchArgument(
                 "adapt",

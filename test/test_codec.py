@@ -8,7 +8,7 @@ import importlib.util
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from depth_estimator_ros.data.image_encoding import decode_image, encode_depth
@@ -195,3 +195,21 @@ def test_cv_bridge_and_own_codec_identical():
             if msg.step % PIXEL_BYTES[encoding] == 0:  # rows of whole pixels: the layouts cv_bridge reads
                 direct = bridge.imgmsg_to_cv2(msg, desired_encoding="rgb8")
                 np.testing.assert_array_equal(direct, own, err_msg=f"{encoding} pad {pad}")
+
+
+def test_rgb_transport_selects_message_type_topic_suffix_and_decoder():
+    import cv2
+
+    raw, compressed = codec.rgb_transport("raw"), codec.rgb_transport("compressed")
+    assert (raw.msg_type, raw.topic_suffix, raw.decode) == (Image, "", codec.image_to_rgb)
+    assert (compressed.msg_type, compressed.topic_suffix) == (CompressedImage, "/compressed")
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    msg = CompressedImage(format="bgr8; png compressed bgr8")
+    msg.data = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))[1].tobytes()
+    np.testing.assert_array_equal(compressed.decode(msg, max_pixels=48), rgb)
+    with pytest.raises(codec.ImageDecodeError) as refused:
+        compressed.decode(msg, max_pixels=47)
+    assert refused.value.reason == "too_large"
+    assert set(codec.RGB_TRANSPORTS) == {"raw", "compressed"}
+    with pytest.raises(ValueError, match="rgb_transport must be one of raw, compressed, got 'theora'"):
+        codec.rgb_transport("theora")

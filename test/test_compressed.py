@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from depth_estimator_ros.data.compressed import compressed_size, decode_compressed_rgb
+from depth_estimator_ros.data.compressed import compressed_size, decode_compressed_rgb, encode_compressed_rgb
 from depth_estimator_ros.data.image_encoding import ImageDecodeError
 
 
@@ -91,3 +91,21 @@ def test_images_over_max_pixels_are_refused_from_the_header() -> None:
             decode_compressed_rgb("jpeg", data, max_pixels=4_194_304)
         assert error.value.reason == "too_large"
     assert decode_compressed_rgb("png", _encode(big[:100, :100], ".png"), max_pixels=4_194_304).shape == (100, 100, 3)
+
+
+def test_encode_writes_what_the_decoder_and_the_plugin_format_expect() -> None:
+    rgb = _scene()
+    fmt, png = encode_compressed_rgb(rgb, "png")
+    assert fmt == "rgb8; png compressed bgr8"
+    np.testing.assert_array_equal(decode_compressed_rgb(fmt, png), rgb)  # lossless
+    fmt, jpeg = encode_compressed_rgb(rgb, "jpeg")
+    assert fmt == "rgb8; jpeg compressed bgr8" and compressed_size(jpeg) == ("jpeg", 48, 64)
+    assert np.abs(decode_compressed_rgb(fmt, jpeg).astype(int) - rgb).mean() < 3  # quality 95
+    assert len(encode_compressed_rgb(rgb, "jpeg", quality=20)[1]) < len(jpeg)
+    for bad, error in ((rgb.astype(np.float32), TypeError), (rgb[..., 0], ValueError)):
+        with pytest.raises(error):
+            encode_compressed_rgb(bad)
+    with pytest.raises(ValueError, match="container must be one of jpeg, png"):
+        encode_compressed_rgb(rgb, "gif")
+    with pytest.raises(ValueError, match="quality must be 1-100"):
+        encode_compressed_rgb(rgb, quality=0)

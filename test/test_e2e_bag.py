@@ -63,7 +63,8 @@ def _rmse(pred: np.ndarray, target: np.ndarray) -> float:
     return float(np.sqrt(np.mean((pred[valid] - target[valid]) ** 2)))
 
 
-def play(bag: Path, frames: list[Frame], checkpoint: Path, *, adapt: bool, rate_hz: float) -> Run:
+def play(bag: Path, frames: list[Frame], checkpoint: Path, *, adapt: bool, rate_hz: float,
+         rgb_transport: str = "raw") -> Run:
     """Play ``bag`` through a fresh live pipeline and score every depth output."""
     start_ns = int(round(START * 1e9))  # as write_bag stamps the frames
     targets = {start_ns + int(round(i * 1e9 / rate_hz)): f.depth for i, f in enumerate(frames)}
@@ -72,6 +73,7 @@ def play(bag: Path, frames: list[Frame], checkpoint: Path, *, adapt: bool, rate_
         Parameter("device", value="cpu"),
         Parameter("adaptation_enabled", value=adapt),
         Parameter("max_future_stamp", value=0.0),  # recorded stamps, whatever the clock says
+        Parameter("rgb_transport", value=rgb_transport),
     ]
     # A graph of its own: every node is in this context, and a publisher elsewhere in the
     # domain (another test's process, another run that drew the same domain) on the Kinect
@@ -85,8 +87,9 @@ def play(bag: Path, frames: list[Frame], checkpoint: Path, *, adapt: bool, rate_
         player_node = ros.create_node("bag_player")
         depth = MessageCollector(player_node, Image, "depth")
         # The image topic feeds both nodes: start only once both have matched.
+        colour_topic = DEFAULT_RGB_TOPIC + ("/compressed" if rgb_transport == "compressed" else "")
         player = BagPlayer(player_node, rate=1.0, wait_for_subscribers=10.0,
-                           expected_subscribers={DEFAULT_RGB_TOPIC: 2})
+                           expected_subscribers={colour_topic: 2})
         assert player.play(iter_raw_messages(bag))
         inputs = sorted(targets)
         wait_for(
@@ -140,6 +143,20 @@ def test_synthetic_room_bag_through_the_live_pipeline(tmp_path, checkpoint):
     assert write_bag(bag, frames, rate_hz=rate, start_time=START) == len(frames)
     on = play(bag, frames, checkpoint, adapt=True, rate_hz=rate)
     off = play(bag, frames, checkpoint, adapt=False, rate_hz=rate)
+    for run in (on, off):
+        check_stamps(run)
+    check_adaptation(on, off)
+
+
+def test_jpeg_bag_through_the_live_pipeline_with_compressed_transport(tmp_path, checkpoint):
+    """The same room as JPEG on <colour topic>/compressed (make_bag --rgb-compression), rgb_transport: compressed."""
+    rate = 5.0
+    frames = list(SyntheticRooms(seed=3, frames=60, width=96, height=72, rate_hz=rate))
+    bag = tmp_path / "jpeg_bag"
+    assert write_bag(bag, frames, rate_hz=rate, start_time=START, rgb_compression="jpeg") == len(frames)
+    assert DEFAULT_RGB_TOPIC not in {topic for topic, *_ in iter_raw_messages(bag)}
+    on = play(bag, frames, checkpoint, adapt=True, rate_hz=rate, rgb_transport="compressed")
+    off = play(bag, frames, checkpoint, adapt=False, rate_hz=rate, rgb_transport="compressed")
     for run in (on, off):
         check_stamps(run)
     check_adaptation(on, off)

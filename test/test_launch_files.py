@@ -30,7 +30,16 @@ KINECT_REMAPS = {
     "camera_info": "/camera/rgb/camera_info",
 }
 # What the depth_estimator node publishes (relative names; default namespace in RViz).
-ESTIMATOR_OUTPUTS = ("depth", "depth/colored", "depth/points")
+ESTIMATOR_OUTPUTS = ("depth", "depth/camera_info", "depth/colored", "depth/points")
+# Message types of the topics RViz displays read, by display class and topic property.
+RVIZ_TOPIC_TYPES = {
+    ("rviz_default_plugins/Image", "Topic"): "sensor_msgs/msg/Image",
+    ("rviz_default_plugins/Camera", "Topic"): "sensor_msgs/msg/Image",
+    ("rviz_default_plugins/PointCloud2", "Topic"): "sensor_msgs/msg/PointCloud2",
+    ("rviz_default_plugins/DepthCloud", "Depth Map Topic"): "sensor_msgs/msg/Image",
+    ("rviz_default_plugins/DepthCloud", "CameraInfo Topic"): "sensor_msgs/msg/CameraInfo",
+    ("rviz_default_plugins/DepthCloud", "Color Image Topic"): "sensor_msgs/msg/Image",
+}
 
 
 def _module_constants(tree: ast.Module) -> dict[str, object]:
@@ -148,23 +157,73 @@ def _rviz_displays(config: dict) -> list[dict]:
     return displays
 
 
+def _camera_info_topic(image_topic: str) -> str:
+    """image_transport::getCameraInfoTopic: the ``camera_info`` sibling of an image topic (RViz's Camera display)."""
+    return image_topic.rsplit("/", 1)[0] + "/camera_info"
+
+
+def _rviz_topics(displays: list[dict]) -> dict[str, tuple[str, str]]:
+    """Return ``{topic: (message type, display name)}`` of every topic the displays subscribe to."""
+    topics = {}
+    for display in displays:
+        for (cls, key), msg_type in RVIZ_TOPIC_TYPES.items():
+            if display["Class"] != cls or key not in display:
+                continue
+            value = display[key]["Value"] if isinstance(display[key], dict) else display[key]
+            if value:
+                topics[value] = (msg_type, display["Name"])
+                if cls == "rviz_default_plugins/Camera":
+                    topics[_camera_info_topic(value)] = ("sensor_msgs/msg/CameraInfo", display["Name"])
+    return topics
+
+
 def test_rviz_config_shows_every_documented_topic_and_nothing_else():
     config = yaml.safe_load(RVIZ_FILE.read_text())
     displays = _rviz_displays(config)
-    topics = {d["Topic"]["Value"]: d for d in displays if "Topic" in d}
     for relative in ESTIMATOR_OUTPUTS:
         assert f"`{relative}`" in ARCHITECTURE, f"{relative} is not a documented estimator topic"
+    topics = _rviz_topics(displays)
     expected = {KINECT_REMAPS["image"], KINECT_REMAPS["depth"]} | {"/" + t for t in ESTIMATOR_OUTPUTS}
     assert set(topics) == expected
-    assert topics["/depth/points"]["Class"] == "rviz_default_plugins/PointCloud2"
-    for topic in expected - {"/depth/points"}:
-        assert topics[topic]["Class"] == "rviz_default_plugins/Image"
-    for display in topics.values():
+    assert topics["/depth/points"][0] == "sensor_msgs/msg/PointCloud2"
+    # depth/camera_info is used twice: beside the Camera display's image and by the depth cloud
+    by_class = {d["Class"]: d for d in displays}
+    assert _camera_info_topic(by_class["rviz_default_plugins/Camera"]["Topic"]["Value"]) == "/depth/camera_info"
+    cloud = by_class["rviz_default_plugins/DepthCloud"]
+    assert (cloud["Depth Map Topic"], cloud["CameraInfo Topic"]) == ("/depth", "/depth/camera_info")
+    for display in displays:
         # Best effort matches both best-effort (camera drivers) and reliable publishers.
-        assert display["Topic"]["Reliability Policy"] == "Best Effort", display["Name"]
+        if isinstance(display.get("Topic"), dict):
+            assert display["Topic"]["Reliability Policy"] == "Best Effort", display["Name"]
+        elif "Reliability Policy" in display:
+            assert display["Reliability Policy"] == "Best effort", display["Name"]
     classes = {d["Class"] for d in displays}
     assert {"rviz_default_plugins/Grid", "rviz_default_plugins/TF"} <= classes
     assert config["Visualization Manager"]["Global Options"]["Fixed Frame"] == "camera_rgb_optical_frame"
+    panels = set(config["Window Geometry"]) - {"Displays", "Views", "Height", "Width", "X", "Y",
+                                                 "Hide Left Dock", "Hide Right Dock"}
+    assert panels <= {d["Name"] for d in displays}  # the panels' names are displays' (renamed together)
+
+
+def test_rviz_topics_are_the_ones_the_running_estimator_publishes_with_their_types(checkpoint):
+    """Every RViz topic that is not the camera driver's is a real publisher of depth_estimator, same type."""
+    from rclpy.parameter import Parameter
+    from ros_helpers import isolated_ros, wait_for
+
+    from depth_estimator_ros.ros.estimator_node import DepthEstimatorNode
+
+    wanted = {topic: msg_type for topic, (msg_type, _) in _rviz_topics(_rviz_displays(
+        yaml.safe_load(RVIZ_FILE.read_text()))).items() if topic not in KINECT_REMAPS.values()}
+    with isolated_ros() as ros:
+        node = ros.add_node(DepthEstimatorNode(context=ros.context, parameter_overrides=[
+            Parameter("checkpoint", value=str(checkpoint)), Parameter("device", value="cpu")]))
+
+        def published():
+            found = dict(node.get_publisher_names_and_types_by_node(node.get_name(), "/"))
+            return found if all(topic in found for topic in wanted) else None
+
+        found = wait_for(published, 10.0, what=f"depth_estimator publishers of {sorted(wanted)}")
+    assert {topic: found[topic] for topic in wanted} == {topic: [msg_type] for topic, msg_type in wanted.items()}
 
 
 def _launch_available() -> bool:
@@ -218,12 +277,12 @@ def test_launch_description_builds(path):
     arguments = {e.name for e in description.entities if isinstance(e, DeclareLaunchArgument)}
     if path.name == "live.launch.py":
         expected = {"image_topic", "depth_topic", "camera_info_topic", "params_file", "device", "checkpoint"}
-        assert expected | {"adapt", "rviz", "mode", "namespace"} <= arguments
+        assert expected | {"adapt", "rgb_transport", "rviz", "mode", "namespace"} <= arguments
     else:
         assert {"bag", "rate", "loop", "delay", "start_offset"} <= arguments
 
 
-def _live_context(mode: str, checkpoint: str):
+def _live_context(mode: str, checkpoint: str, rgb_transport: str = ""):
     """A LaunchContext holding live.launch.py's arguments (adapt:=false, device:=cpu, Kinect topics renamed)."""
     from launch import LaunchContext
 
@@ -239,6 +298,7 @@ def _live_context(mode: str, checkpoint: str):
             "adapt": "false",
             "device": "cpu",
             "checkpoint": checkpoint,
+            "rgb_transport": rgb_transport,
         }
     )
     return context
@@ -256,17 +316,18 @@ def test_live_launch_modes_create_the_right_processes(mode, executables):
 
 
 @needs_launch
-@pytest.mark.parametrize("mode", ["single", "separate"])
-def test_launch_arguments_win_over_the_params_file(mode, checkpoint):
-    """adapt:=false (and device/checkpoint) reach the real nodes although live.yaml has node sections."""
-    from ros_helpers import isolated_ros
+@pytest.mark.parametrize(("mode", "rgb_transport"), [("single", ""), ("separate", ""), ("single", "compressed"),
+                                                     ("separate", "compressed")])
+def test_launch_arguments_win_over_the_params_file(mode, rgb_transport, checkpoint):
+    """adapt:=false (and device/checkpoint/rgb_transport) reach the real nodes although live.yaml has node sections."""
+    from ros_helpers import isolated_ros, wait_for
 
     from depth_estimator_ros.ros.estimator_node import DepthEstimatorNode
     from depth_estimator_ros.ros.live import build_live_nodes
     from depth_estimator_ros.ros.trainer_node import OnlineTrainerNode
 
     module = _load(ROOT / "launch" / "live.launch.py")
-    context = _live_context(mode, str(checkpoint))
+    context = _live_context(mode, str(checkpoint), rgb_transport)
     build = {
         "live": lambda **kw: build_live_nodes(**kw),
         "depth_estimator": lambda **kw: (DepthEstimatorNode(**kw),),
@@ -279,6 +340,7 @@ def test_launch_arguments_win_over_the_params_file(mode, checkpoint):
             action._perform_substitutions(context)
             files = [path for path, is_file in action._Node__expanded_parameter_arguments if is_file]
             cli = ["--ros-args", *(item for path in files for item in ("--params-file", path))]
+            cli += [item for rule in action._Node__expanded_remappings for item in ("-r", ":=".join(rule))]
             for node in build[action.node_executable](context=ros.context, cli_args=cli):
                 started.append(ros.add_node(node))
         assert sorted(n.get_name() for n in started) == ["depth_estimator", "online_trainer"]
@@ -288,6 +350,14 @@ def test_launch_arguments_win_over_the_params_file(mode, checkpoint):
         (trainer,) = [n for n in started if isinstance(n, OnlineTrainerNode)]
         assert trainer.get_parameter("adaptation_enabled").value is False
         assert trainer.engine.enabled is False
+        # rgb_transport:=compressed: both nodes on <image_topic>/compressed; empty: the params file's raw
+        transport, topic = ("compressed", "/cam/rgb/compressed") if rgb_transport else ("raw", "/cam/rgb")
+        message_type = "sensor_msgs/msg/CompressedImage" if rgb_transport else "sensor_msgs/msg/Image"
+        for node in started:
+            assert node.get_parameter("rgb_transport").value == transport
+            wait_for(lambda: (topic, [message_type])
+                     in node.get_subscriber_names_and_types_by_node(node.get_name(), "/"),
+                     10.0, what=f"{node.get_name()} subscribed to {topic}")
 
 
 @needs_launch

@@ -203,3 +203,19 @@ def test_main_exits_cleanly_on_signal_within_2_s(checkpoint, sig):
         child.wait_for_output("ready: depth_estimator, online_trainer", timeout=60.0)  # spinning
         assert child.stop(timeout=2.0, sig=sig) == 0
         assert "Traceback" not in child.stderr + child.stdout
+
+
+def test_compressed_transport_moves_both_nodes_to_the_remapped_colour_topic_plus_compressed(checkpoint):
+    """rgb_transport: compressed in one process: the Kinect remap of `image` applies, then `/compressed`."""
+    cli = with_default_remaps(["live"])[1:]  # the live executable's command line: --ros-args -r image:=...
+    with isolated_ros() as ros:
+        nodes = build_live_nodes(context=ros.context, cli_args=cli,
+                                 parameter_overrides=_overrides(checkpoint, rgb_transport="compressed"))
+        for node in nodes:
+            ros.add_node(node)
+        expected = (KINECT_REMAPS["image"] + "/compressed", ["sensor_msgs/msg/CompressedImage"])
+        for node in nodes:
+            wait_for(lambda: expected in node.get_subscriber_names_and_types_by_node(node.get_name(), "/"),
+                     TIMEOUT, what=f"{node.get_name()} on {expected[0]}")
+            topics = [name for name, _ in node.get_subscriber_names_and_types_by_node(node.get_name(), "/")]
+            assert KINECT_REMAPS["image"] not in topics  # no raw colour subscription besides

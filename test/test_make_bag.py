@@ -43,3 +43,14 @@ def test_bad_input_exits_nonzero(tmp_path: Path, capsys: pytest.CaptureFixture) 
     with pytest.raises(SystemExit) as info:
         main(["--source", "synthetic", "--out", str(tmp_path / "d"), "--frames", "0"])
     assert info.value.code == 2
+
+
+def test_rgb_compression_writes_the_compressed_colour_topic(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from depth_estimator_ros.data.rosbag import iter_raw_messages
+
+    out = tmp_path / "jpeg"
+    assert main(["--source", "synthetic:seed=1,frames=3,width=40,height=30", "--out", str(out),
+                 "--rgb-compression", "jpeg"]) == 0
+    topics = {(topic, msgtype) for topic, msgtype, _, _ in iter_raw_messages(out)}
+    assert ("/camera/rgb/image_color/compressed", "sensor_msgs/msg/CompressedImage") in topics
+    assert ("/camera/depth_registered/image_raw", "sensor_msgs/msg/Image") in topics

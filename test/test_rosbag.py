@@ -59,6 +59,30 @@ def test_raw_messages_deserialize_with_realistic_stamps(tmp_path: Path, frames: 
     assert len(only_depth) == 2
 
 
+@pytest.mark.parametrize("container", ["png", "jpeg"])
+def test_compressed_colour_goes_to_the_compressed_topic_as_image_transport_publishes_it(
+    tmp_path: Path, frames: list, container: str
+) -> None:
+    from depth_estimator_ros.data.compressed import decode_compressed_rgb
+
+    write_bag(tmp_path / "bag", frames[:2], start_time=START, rgb_compression=container)
+    messages = list(iter_raw_messages(tmp_path / "bag"))
+    topics = {(m[0], m[1]) for m in messages}
+    assert ("/camera/rgb/image_color/compressed", "sensor_msgs/msg/CompressedImage") in topics
+    assert "/camera/rgb/image_color" not in {topic for topic, _ in topics}
+    typestore = get_typestore(Stores.ROS2_JAZZY)
+    colour = [typestore.deserialize_cdr(m[3], m[1]) for m in messages if m[0].endswith("/compressed")]
+    assert [c.format for c in colour] == [f"rgb8; {container} compressed bgr8"] * 2
+    assert colour[0].header.stamp.sec == int(START) and colour[0].header.frame_id == "camera_rgb_optical_frame"
+    decoded = decode_compressed_rgb(colour[1].format, colour[1].data.tobytes())
+    if container == "png":
+        np.testing.assert_array_equal(decoded, frames[1].rgb)
+    else:
+        assert decoded.shape == frames[1].rgb.shape
+    with pytest.raises(ValueError, match="rgb_compression must be None or one of jpeg, png"):
+        write_bag(tmp_path / "x", frames, rgb_compression="theora")
+
+
 def test_metadata_offers_qos_for_ros2_bag_play(tmp_path: Path, frames: list) -> None:
     write_bag(tmp_path / "bag", frames[:1], start_time=START)
     info = YAML(typ="safe").load((tmp_path / "bag" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]

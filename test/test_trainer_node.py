@@ -20,12 +20,13 @@ from ros_helpers import (
     wait_for,
 )
 from ros_helpers import stamped_header as _header
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float32, UInt8MultiArray, UInt32
 from std_srvs.srv import Trigger
 
 from depth_estimator_ros import models
 from depth_estimator_ros.adaptation import AdaptationConfig, import_payload
+from depth_estimator_ros.data.compressed import encode_compressed_rgb
 from depth_estimator_ros.data.image_encoding import encode_depth, encode_rgb
 from depth_estimator_ros.ros.params import load_defaults
 from depth_estimator_ros.ros.qos import WEIGHTS_QOS
@@ -332,3 +333,48 @@ def test_a_looped_short_bag_keeps_pairing_after_each_time_reset(checkpoint):
             assert node.stats()["time_resets"] == 2 * loop  # image and depth each start over
         assert node.stats()["pairs"] == 18
         assert not node.stats()["dropped"]
+
+
+def _compressed(rgb_msg: Image, container: str) -> CompressedImage:
+    """The colour image of ``rgb_msg`` as image_transport's compressed plugin publishes it (same header)."""
+    rgb = np.frombuffer(bytes(rgb_msg.data), np.uint8).reshape(rgb_msg.height, rgb_msg.width, 3)
+    fmt, data = encode_compressed_rgb(rgb, container)
+    msg = CompressedImage(header=rgb_msg.header, format=fmt)
+    msg.data = data
+    return msg
+
+
+def test_compressed_rgb_and_raw_depth_are_paired_by_stamp_and_buffered(checkpoint):
+    with running_trainer(checkpoint, rgb_transport="compressed", adaptation_enabled=False) as (_, node, probe):
+        wait_for(lambda: ("/image/compressed", ["sensor_msgs/msg/CompressedImage"])
+                 in node.get_subscriber_names_and_types_by_node(node.get_name(), node.get_namespace()),
+                 TIMEOUT, what="a CompressedImage subscription on /image/compressed")
+        rgb_pub = probe.create_publisher(CompressedImage, "image/compressed", 10)
+        depth_pub = probe.create_publisher(Image, "depth", 10)
+        wait_for(lambda: rgb_pub.get_subscription_count() and depth_pub.get_subscription_count(), TIMEOUT,
+                 what="the trainer to subscribe")
+        stamp = 1000.0
+        for index in range(1, 7):
+            stamp += 0.05
+            rgb, depth = _pair(index, stamp)  # depth 4 ms after the colour frame
+            if index == 4:  # a truncated JPEG: its pair is dropped, counted under the colour image's reason
+                bad = _compressed(rgb, "jpeg")
+                bad.data = bytes(bad.data)[: len(bad.data) // 2]
+                rgb_pub.publish(bad)
+            else:
+                rgb_pub.publish(_compressed(rgb, "png" if index % 2 else "jpeg"))
+            depth_pub.publish(depth)
+            wait_for(lambda: node.stats()["pairs"] == index, TIMEOUT, what=f"pair {index} paired by stamp")
+            # decoded off the executor: wait for the decode thread to offer (or drop) it before the next pair
+            wait_for(lambda: node.stats()["frames_offered"] + sum(node.stats()["dropped"].values()) == index,
+                     TIMEOUT, what=f"pair {index} decoded")
+        stats = node.stats()
+        assert stats["dropped"] == {"image_corrupt_compressed": 1}
+        assert (stats["frames_offered"], stats["buffer_fill"]) == (5, 5)
+        assert stats["unpaired_pending"] == 0
+
+
+def test_rgb_transport_other_than_raw_or_compressed_is_refused_at_start():
+    with isolated_ros() as ros:
+        with pytest.raises(ValueError, match="rgb_transport must be one of raw, compressed"):
+            OnlineTrainerNode(context=ros.context, parameter_overrides=[Parameter("rgb_transport", value="theora")])

@@ -4,6 +4,7 @@ Example::
 
     make_bag --source synthetic:seed=3,frames=300 --out room3_bag --storage mcap
     make_bag --source ../shared/data/7scenes_kitchen --out kitchen_bag --frames 200
+    make_bag --source synthetic:seed=0,frames=60 --out jpeg_bag --rgb-compression jpeg  # <rgb topic>/compressed
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from tqdm import tqdm
 
 from depth_estimator_ros.cli._common import positive_float, positive_int, run_main
 from depth_estimator_ros.data import open_source
+from depth_estimator_ros.data.compressed import COMPRESSED_CONTAINERS
 from depth_estimator_ros.data.rosbag import (
     DEFAULT_DEPTH_TOPIC,
     DEFAULT_INFO_TOPIC,
@@ -48,6 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--depth-offset", type=float, default=0.007, help="depth stamp minus colour stamp in seconds (default 0.007)"
     )
+    parser.add_argument(
+        "--rgb-compression",
+        choices=COMPRESSED_CONTAINERS,
+        default=None,
+        help="write colour as sensor_msgs/CompressedImage on <rgb topic>/compressed (image_transport's compressed "
+        "plugin; JPEG quality 95) instead of rgb8 on the rgb topic",
+    )
     parser.add_argument("--rgb-topic", default=DEFAULT_RGB_TOPIC)
     parser.add_argument("--depth-topic", default=DEFAULT_DEPTH_TOPIC)
     parser.add_argument("--info-topic", default=DEFAULT_INFO_TOPIC)
@@ -71,6 +80,7 @@ def _run(argv: Sequence[str] | None) -> int:
         rate_hz=args.rate,
         depth_stamp_offset=args.depth_offset,
         overwrite=args.overwrite,
+        rgb_compression=args.rgb_compression,
     )
     print(f"wrote {count} frames to {args.out} ({args.storage})")
     return 0

@@ -11,6 +11,9 @@ Bad payloads raise :class:`~depth_estimator_ros.data.image_encoding.ImageDecodeE
 with the reason, like raw images: an unknown container, a truncated file (JPEG without
 its end marker, PNG without its ``IEND`` chunk), an image larger than ``max_pixels``
 (refused from the header, before anything is decompressed), or data the decoder rejects.
+
+:func:`encode_compressed_rgb` writes such a payload, as the plugin does (OpenCV, BGR order,
+JPEG quality 95 by default), for bags and tests.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 
 from depth_estimator_ros.data.image_encoding import ImageDecodeError
 
-__all__ = ["COMPRESSED_CONTAINERS", "compressed_size", "decode_compressed_rgb"]
+__all__ = ["COMPRESSED_CONTAINERS", "compressed_size", "decode_compressed_rgb", "encode_compressed_rgb"]
 
 #: Containers :func:`decode_compressed_rgb` reads.
 COMPRESSED_CONTAINERS: tuple[str, ...] = ("jpeg", "png")
@@ -122,3 +125,34 @@ def decode_compressed_rgb(fmt: str, data: Any, *, max_pixels: int | None = None)
             "corrupt_compressed",
         )
     return np.ascontiguousarray(bgr[:, :, ::-1])
+
+
+def encode_compressed_rgb(rgb: np.ndarray, container: str = "jpeg", *, quality: int = 95) -> tuple[str, bytes]:
+    """Encode an RGB image as image_transport's ``compressed`` plugin publishes it.
+
+    Args:
+        rgb: ``(H, W, 3)`` uint8, RGB order.
+        container: ``"jpeg"`` (lossy) or ``"png"`` (lossless).
+        quality: JPEG quality 1-100 (the plugin's default: 95); ignored for PNG.
+
+    Returns:
+        ``(format, data)``: the message's ``format`` field (``"rgb8; jpeg compressed bgr8"``)
+        and the file's bytes.
+
+    Raises:
+        TypeError: ``rgb`` is not a uint8 numpy array.
+        ValueError: wrong shape, unknown ``container`` or ``quality`` out of range.
+    """
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8:
+        raise TypeError(f"rgb must be a uint8 numpy array, got {type(rgb).__name__} {getattr(rgb, 'dtype', '')}")
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or 0 in rgb.shape:
+        raise ValueError(f"rgb must have shape (H, W, 3) with H, W > 0, got {rgb.shape}")
+    if container not in COMPRESSED_CONTAINERS:
+        raise ValueError(f"container must be one of {', '.join(COMPRESSED_CONTAINERS)}, got {container!r}")
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"quality must be 1-100, got {quality}")
+    extension, params = (".jpg", [cv2.IMWRITE_JPEG_QUALITY, int(quality)]) if container == "jpeg" else (".png", [])
+    ok, data = cv2.imencode(extension, np.ascontiguousarray(rgb[:, :, ::-1]), params)
+    if not ok:  # pragma: no cover - OpenCV encodes any uint8 BGR image
+        raise ValueError(f"OpenCV could not encode a {rgb.shape} image as {container}")
+    return f"rgb8; {container} compressed bgr8", data.tobytes()

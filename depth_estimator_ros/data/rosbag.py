@@ -2,7 +2,9 @@
 
 A bag written by :func:`write_bag` holds, per frame:
 
-- ``sensor_msgs/msg/Image`` rgb8 on the colour topic,
+- ``sensor_msgs/msg/Image`` rgb8 on the colour topic, or with ``rgb_compression``
+  ``sensor_msgs/msg/CompressedImage`` (JPEG or PNG) on ``<colour topic>/compressed``, as
+  image_transport's ``compressed`` plugin publishes it,
 - ``sensor_msgs/msg/Image`` depth (16UC1 millimetres, 0 invalid, or 32FC1 metres,
   NaN invalid) on the depth topic, stamped a few milliseconds after the colour
   image as with a Kinect's two free-running cameras,
@@ -17,7 +19,7 @@ serialised with the ROS 2 Jazzy type definitions (CDR), so
 
 :class:`BagSource` reads such a bag (or any bag with colour and depth
 ``sensor_msgs/msg/Image`` topics) back as frames, pairing colour and depth by
-header stamp within a tolerance.
+header stamp within a tolerance; it does not read compressed colour.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from rosbags.rosbag2 import Reader, ReaderError, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from depth_estimator_ros.data.base import DataError, FrameSource, associate
+from depth_estimator_ros.data.compressed import COMPRESSED_CONTAINERS, encode_compressed_rgb
 from depth_estimator_ros.data.frame import Frame, Intrinsics
 from depth_estimator_ros.data.image_encoding import (
     DEPTH_ENCODINGS,
@@ -63,6 +66,7 @@ DEFAULT_RGB_TOPIC = "/camera/rgb/image_color"
 DEFAULT_DEPTH_TOPIC = "/camera/depth_registered/image_raw"
 DEFAULT_INFO_TOPIC = "/camera/rgb/camera_info"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 INFO_TYPE = "sensor_msgs/msg/CameraInfo"
 
 _TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
@@ -103,6 +107,12 @@ def _image_msg(stamp_ns: int, frame_id: str, height: int, width: int, encoding: 
     )
 
 
+def _compressed_msg(stamp_ns: int, frame_id: str, fmt: str, data: bytes):
+    return _TYPESTORE.types[COMPRESSED_TYPE](
+        header=_header(stamp_ns, frame_id), format=fmt, data=np.frombuffer(data, dtype=np.uint8)
+    )
+
+
 def _info_msg(stamp_ns: int, frame_id: str, k: Intrinsics):
     roi = _TYPESTORE.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
     return _TYPESTORE.types[INFO_TYPE](
@@ -135,6 +145,8 @@ def write_bag(
     rgb_frame_id: str = "camera_rgb_optical_frame",
     depth_frame_id: str = "camera_depth_optical_frame",
     overwrite: bool = False,
+    rgb_compression: str | None = None,
+    jpeg_quality: int = 95,
 ) -> int:
     """Record ``frames`` into a new rosbag2 folder, atomically.
 
@@ -145,7 +157,8 @@ def write_bag(
         path: the bag folder to create.
         frames: frames to record, in order; frames without depth get no depth message.
         storage: ``"sqlite3"`` or ``"mcap"``.
-        rgb_topic: topic of the rgb8 images.
+        rgb_topic: topic of the rgb8 images (with ``rgb_compression``: the base of
+            ``<rgb_topic>/compressed``).
         depth_topic: topic of the depth images.
         info_topic: topic of the colour camera's CameraInfo.
         depth_encoding: ``"16UC1"`` (millimetres, quantised, 0 invalid) or ``"32FC1"`` (metres, NaN invalid).
@@ -158,12 +171,17 @@ def write_bag(
         rgb_frame_id: ``header.frame_id`` of colour images and camera info.
         depth_frame_id: ``header.frame_id`` of depth images.
         overwrite: replace an existing bag at ``path`` (only once the new one is complete).
+        rgb_compression: ``None`` (raw rgb8), or ``"jpeg"`` / ``"png"``: the colour
+            images as ``sensor_msgs/CompressedImage`` on ``<rgb_topic>/compressed``
+            (nothing on ``rgb_topic``), for nodes with ``rgb_transport: compressed``.
+        jpeg_quality: JPEG quality 1-100 (image_transport's default: 95).
 
     Returns:
         Number of frames written.
 
     Raises:
-        ValueError: unknown ``storage`` or ``depth_encoding``, or a non-positive ``rate_hz``.
+        ValueError: unknown ``storage``, ``depth_encoding`` or ``rgb_compression``, a
+            ``jpeg_quality`` out of range, or a non-positive ``rate_hz``.
         FileExistsError: ``path`` exists and ``overwrite`` is False.
         DataError: no frames, or frame stamps going backwards with ``rate_hz=None``.
     """
@@ -173,6 +191,15 @@ def write_bag(
         raise ValueError(f"unsupported depth_encoding {depth_encoding!r}; expected 16UC1 or 32FC1")
     if rate_hz is not None and not rate_hz > 0:
         raise ValueError(f"rate_hz must be > 0 or None, got {rate_hz}")
+    if rgb_compression is not None and rgb_compression not in COMPRESSED_CONTAINERS:
+        raise ValueError(
+            f"rgb_compression must be None or one of {', '.join(COMPRESSED_CONTAINERS)}, got {rgb_compression!r}"
+        )
+    if not 1 <= jpeg_quality <= 100:
+        raise ValueError(f"jpeg_quality must be 1-100, got {jpeg_quality}")
+    rgb_type = IMAGE_TYPE if rgb_compression is None else COMPRESSED_TYPE
+    if rgb_compression is not None:
+        rgb_topic = rgb_topic.rstrip("/") + "/compressed"
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists already; pass overwrite=True to replace it")
@@ -188,7 +215,7 @@ def write_bag(
         try:
             connections = {
                 topic: writer.add_connection(topic, msgtype, typestore=_TYPESTORE, offered_qos_profiles=[_OFFERED_QOS])
-                for topic, msgtype in ((rgb_topic, IMAGE_TYPE), (depth_topic, IMAGE_TYPE), (info_topic, INFO_TYPE))
+                for topic, msgtype in ((rgb_topic, rgb_type), (depth_topic, IMAGE_TYPE), (info_topic, INFO_TYPE))
             }
             first_stamp = previous = None
             for frame in frames:
@@ -200,9 +227,14 @@ def write_bag(
                     stamp = start_ns + int(round((frame.stamp - first_stamp) * 1e9))
                 else:
                     stamp = start_ns + int(round(count * 1e9 / rate_hz))
-                h, w = frame.rgb.shape[:2]
-                step, data = encode_rgb(frame.rgb, "rgb8")
-                messages = [(rgb_topic, stamp, _image_msg(stamp, rgb_frame_id, h, w, "rgb8", step, data), IMAGE_TYPE)]
+                if rgb_compression is None:
+                    h, w = frame.rgb.shape[:2]
+                    step, data = encode_rgb(frame.rgb, "rgb8")
+                    rgb_msg = _image_msg(stamp, rgb_frame_id, h, w, "rgb8", step, data)
+                else:
+                    fmt, data = encode_compressed_rgb(frame.rgb, rgb_compression, quality=jpeg_quality)
+                    rgb_msg = _compressed_msg(stamp, rgb_frame_id, fmt, data)
+                messages = [(rgb_topic, stamp, rgb_msg, rgb_type)]
                 if frame.intrinsics is not None:
                     messages.append((info_topic, stamp, _info_msg(stamp, rgb_frame_id, frame.intrinsics), INFO_TYPE))
                 if frame.depth is not None:

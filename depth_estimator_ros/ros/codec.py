@@ -18,18 +18,28 @@ first, which is exactly what the own codec does).
 Copies: ``rgb8`` without row padding decodes to a view on ``msg.data`` (no copy;
 the array shares memory with the message). Encoding copies the pixels once into
 the message's byte array.
+
+Colour input also comes compressed (``sensor_msgs/CompressedImage``, JPEG or PNG, as
+``image_transport``'s ``compressed`` plugin publishes it on ``<image topic>/compressed``):
+:func:`compressed_to_rgb` decodes it with
+:func:`~depth_estimator_ros.data.compressed.decode_compressed_rgb`, and
+:func:`rgb_transport` says which message type, topic suffix and decoder a node's
+``rgb_transport`` parameter selects.
 """
 
 from __future__ import annotations
 
 import array
 import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 from builtin_interfaces.msg import Time
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
+from depth_estimator_ros.data.compressed import decode_compressed_rgb
 from depth_estimator_ros.data.frame import Intrinsics
 from depth_estimator_ros.data.image_encoding import (
     DEPTH_ENCODINGS,
@@ -51,7 +61,11 @@ __all__ = [
     "IMAGE_ENCODINGS",
     "DEPTH_ENCODINGS",
     "ImageDecodeError",
+    "RGB_TRANSPORTS",
+    "RgbTransport",
+    "rgb_transport",
     "image_to_rgb",
+    "compressed_to_rgb",
     "image_to_depth",
     "rgb_to_image",
     "depth_to_image",
@@ -107,6 +121,53 @@ def image_to_rgb(msg: Image, *, max_pixels: int | None = None) -> np.ndarray:
     return decode_image(
         msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data, max_pixels=max_pixels
     )
+
+
+def compressed_to_rgb(msg: CompressedImage, *, max_pixels: int | None = None) -> np.ndarray:
+    """Decode a compressed colour image message (JPEG or PNG) to RGB.
+
+    Args:
+        msg: ``sensor_msgs/CompressedImage`` as image_transport's ``compressed`` plugin
+            publishes it (``format`` like ``"rgb8; jpeg compressed bgr8"``, or ``"jpeg"``).
+        max_pixels: refuse images with more pixels than this, read from the file's
+            header before anything is decompressed.
+
+    Returns:
+        ``(H, W, 3)`` uint8, RGB order, a new array.
+
+    Raises:
+        ImageDecodeError: not JPEG or PNG, truncated or corrupt, a compressed depth
+            image, zero size or too many pixels (the reason says which).
+    """
+    return decode_compressed_rgb(msg.format, msg.data, max_pixels=max_pixels)
+
+
+class RgbTransport(NamedTuple):
+    """How a node receives its colour images (:func:`rgb_transport`)."""
+
+    name: str
+    msg_type: type
+    #: appended to the resolved colour topic (image_transport's convention); "" = the topic itself
+    topic_suffix: str
+    #: ``decode(msg, max_pixels=...)`` -> ``(H, W, 3)`` uint8 RGB, or :class:`ImageDecodeError`
+    decode: Callable[..., Any]
+
+
+#: Values of the nodes' ``rgb_transport`` parameter (image_transport's plugin names).
+RGB_TRANSPORTS: tuple[str, ...] = ("raw", "compressed")
+
+
+def rgb_transport(name: str) -> RgbTransport:
+    """Return the message type, topic suffix and decoder of the colour transport ``name``.
+
+    Raises:
+        ValueError: ``name`` is not one of :data:`RGB_TRANSPORTS`.
+    """
+    if name == "raw":
+        return RgbTransport(name, Image, "", image_to_rgb)
+    if name == "compressed":
+        return RgbTransport(name, CompressedImage, "/compressed", compressed_to_rgb)
+    raise ValueError(f"rgb_transport must be one of {', '.join(RGB_TRANSPORTS)}, got {name!r}")
 
 
 def image_to_depth(msg: Image, *, max_pixels: int | None = None) -> np.ndarray:

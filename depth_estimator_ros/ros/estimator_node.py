@@ -5,6 +5,10 @@ Subscribed topics
     colour too), any row padding, either byte-order flag. Sensor-data QoS,
     keep-last 1: the node always works on the newest frame; a frame replaced
     before inference reached it is dropped and counted (``dropped_stale``).
+    ``image/compressed`` instead with ``rgb_transport: compressed``
+    (sensor_msgs/CompressedImage, JPEG or PNG as image_transport's ``compressed``
+    plugin publishes it; the topic is ``image`` as remapped, plus ``/compressed``),
+    decoded in the inference thread like a raw image.
     ``camera_info`` (sensor_msgs/CameraInfo): intrinsics for ``depth/points``.
     ``weights`` (std_msgs/UInt8MultiArray, reliable, transient-local): weight
     payloads of the online trainer (``adaptation.export_payload``), applied
@@ -35,7 +39,8 @@ Published topics
 Parameters (defaults in ``config/live.yaml``; read-only ones are fixed at start-up)
     ``arch`` (string, read-only), ``checkpoint`` (string, read-only),
     ``input_size`` (int[2], read-only), ``device`` (auto | cpu | cuda, read-only),
-    ``torch_threads`` (int, read-only, applied by :func:`main`), ``max_pixels``
+    ``torch_threads`` (int, read-only, applied by :func:`main`), ``image_reliability``
+    and ``rgb_transport`` (raw | compressed) (read-only), ``max_pixels``
     (int), ``max_future_stamp`` (s), ``time_reset_threshold`` (s),
     ``log_throttle_sec`` (s), ``diagnostics_period`` (s, read-only),
     ``depth_encoding`` (32FC1 | 16UC1), ``publish_points`` (bool), ``points_stride``
@@ -66,7 +71,7 @@ from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header, UInt8MultiArray
 
 from depth_estimator_ros import models
@@ -131,6 +136,12 @@ def parameter_descriptors() -> dict[str, ParameterDescriptor]:
             "(reliable cameras only; far fewer lost large images)",
             read_only=True,
             constraints="best_effort or reliable",
+        ),
+        "rgb_transport": describe(
+            "colour input: raw (sensor_msgs/Image on image) or compressed (sensor_msgs/CompressedImage, "
+            "JPEG or PNG, on <image>/compressed as image_transport's compressed plugin publishes it)",
+            read_only=True,
+            constraints="raw or compressed",
         ),
         "max_pixels": describe(
             "images with more pixels are refused before decoding", low=1, high=2**31 - 1, integer=True
@@ -258,6 +269,7 @@ class DepthEstimatorNode(Node):
         problem = problem or _encoding_problem(values["depth_encoding"])
         if problem:
             raise ValueError(problem)
+        self._rgb = codec.rgb_transport(values["rgb_transport"])  # ValueError names the allowed values
         model, _ = load_model(values["arch"], values["checkpoint"], values["input_size"])
         model.eval()
         # The predictor runs a private copy. With a weights subscription, `model` stays on
@@ -303,7 +315,9 @@ class DepthEstimatorNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
 
         self._inference = LatestWorker(self._infer, on_error=self._on_inference_error, name="depth inference")
-        self.create_subscription(Image, "image", self._on_image, self._image_qos)
+        # image_transport's convention: the compressed stream is the remapped colour topic + "/compressed"
+        image_topic = self.resolve_topic_name("image") + self._rgb.topic_suffix if self._rgb.topic_suffix else "image"
+        self.create_subscription(self._rgb.msg_type, image_topic, self._on_image, self._image_qos)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS)
         if subscribe_weights:
             self.create_subscription(
@@ -316,7 +330,8 @@ class DepthEstimatorNode(Node):
         self.get_logger().info(
             f"{model.arch} model, input {model.input_size[1]}x{model.input_size[0]}, "
             f"{values['checkpoint'] or 'untrained weights (no checkpoint given)'}, "
-            f"device {self._predictor.device}, backend {self._predictor.backend} ({self._predictor.backend_note})"
+            f"device {self._predictor.device}, backend {self._predictor.backend} ({self._predictor.backend_note}), "
+            f"colour input {self._rgb.name} on {image_topic}"
         )
         if not values["checkpoint"]:
             self.get_logger().warn("no checkpoint given: predictions come from untrained weights")
@@ -394,7 +409,7 @@ class DepthEstimatorNode(Node):
                                                   f"{focal / models.CANONICAL_FOCAL:.3f} of the canonical camera)"))
         self._focal = focal
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image | CompressedImage) -> None:
         arrived = time.monotonic()
         self._frames_in += 1
         self._rate_in.tick()
@@ -424,12 +439,12 @@ class DepthEstimatorNode(Node):
         detail = "".join(traceback.format_exception(exc)).rstrip()
         self._drop("internal_error", f"unexpected error in the inference thread, next frame goes on:\n{detail}")
 
-    def _infer(self, item: tuple[Image, float]) -> None:
+    def _infer(self, item: tuple[Image | CompressedImage, float]) -> None:
         msg, arrived = item
         taken = time.monotonic()
         self._stages["queue"].add(taken - arrived)
         try:
-            rgb = codec.image_to_rgb(msg, max_pixels=self._max_pixels)
+            rgb = self._rgb.decode(msg, max_pixels=self._max_pixels)
         except codec.ImageDecodeError as exc:
             self._drop(exc.reason, str(exc))
             return

@@ -2,7 +2,10 @@
 
 Subscribed topics
     ``image`` (sensor_msgs/Image): rgb8, bgr8, rgba8, bgra8 or mono8, any row
-    padding, either byte-order flag; sensor-data QoS.
+    padding, either byte-order flag; sensor-data QoS. ``image/compressed`` instead
+    with ``rgb_transport: compressed`` (sensor_msgs/CompressedImage, JPEG or PNG as
+    image_transport's ``compressed`` plugin publishes it; ``image`` as remapped, plus
+    ``/compressed``).
     ``depth`` (sensor_msgs/Image): 16UC1 millimetres (0 and 65535 invalid) or
     32FC1 metres (NaN, inf, 0 and negative invalid), the same size as ``image``;
     sensor-data QoS. RGB and depth are paired by stamp, nearest within
@@ -29,7 +32,8 @@ Services
 
 Parameters (defaults in ``config/live.yaml``)
     Shared with the estimator: ``arch``, ``checkpoint``, ``input_size``, ``device``,
-    ``torch_threads`` (read-only), ``max_pixels``, ``max_future_stamp``,
+    ``torch_threads``, ``image_reliability``, ``rgb_transport`` (read-only),
+    ``max_pixels``, ``max_future_stamp``,
     ``time_reset_threshold``, ``log_throttle_sec`` (live), ``diagnostics_period``
     (read-only). Own: ``adaptation_enabled`` (bool, live), ``sync_tolerance`` (s,
     live), ``sync_queue_size`` (read-only), ``checkpoint_dir`` (live), and the
@@ -42,12 +46,20 @@ Threads: callbacks run in the executor's one thread and never wait for training:
 image and depth callbacks decode, pair and offer frames; training runs in the
 engine's own worker thread; ``~/save`` writes the last accepted weights, which the
 engine keeps ready, so a save does not wait for a round in progress.
+Compressed colour frames are paired as they arrive, by the stamp in their
+uncompressed header, and only a completed pair is decoded, on a decode thread
+(:class:`~depth_estimator_ros.ros.latest.LatestWorker`): a JPEG decode never holds up
+the executor, unpaired frames are never decoded, and pairing stays exact. When
+decoding falls behind, a pair replaced before the thread reached it is dropped and
+counted (``pair_stale``). Raw frames need no decompression and are decoded in the
+callback, as before.
 """
 
 from __future__ import annotations
 
 import array
 import threading
+import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -58,7 +70,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32, UInt8MultiArray, UInt32
 from std_srvs.srv import Trigger
 
@@ -78,6 +90,7 @@ from depth_estimator_ros.ros.diagnostics import (
     build_array,
     build_status,
 )
+from depth_estimator_ros.ros.latest import LatestWorker
 from depth_estimator_ros.ros.pairing import Pair, StampGuard, StampPairer
 from depth_estimator_ros.ros.params import (
     accept,
@@ -129,6 +142,12 @@ def parameter_descriptors() -> dict[str, ParameterDescriptor]:
             "(reliable cameras only; far fewer lost large images)",
             read_only=True,
             constraints="best_effort or reliable",
+        ),
+        "rgb_transport": describe(
+            "colour input: raw (sensor_msgs/Image on image) or compressed (sensor_msgs/CompressedImage, "
+            "JPEG or PNG, on <image>/compressed as image_transport's compressed plugin publishes it)",
+            read_only=True,
+            constraints="raw or compressed",
         ),
         "max_pixels": describe("images with more pixels are refused before decoding", low=1, high=2**31 - 1,
                                integer=True),
@@ -199,7 +218,7 @@ def load_base_frames(spec: str) -> list[Frame]:
         raise ValueError(f"base_data {spec!r}: {exc}") from exc
 
 
-def _stamp(msg: Image) -> float:
+def _stamp(msg: Image | CompressedImage) -> float:
     return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
 
 
@@ -220,6 +239,7 @@ class OnlineTrainerNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         values = declare_parameters(self, parameter_descriptors())
+        self._rgb = codec.rgb_transport(values["rgb_transport"])  # ValueError names the allowed values
         config = AdaptationConfig(
             enabled=values["adaptation_enabled"],
             **{name: _engine_value(name, values[name]) for name in _ENGINE_FIELDS},
@@ -237,7 +257,9 @@ class OnlineTrainerNode(Node):
         )
         self._checkpoint_dir = values["checkpoint_dir"]
         self._max_pixels = values["max_pixels"]
-        self._pairer: StampPairer[Image] = StampPairer(values["sync_tolerance"], values["sync_queue_size"])
+        self._pairer: StampPairer[Image | CompressedImage] = StampPairer(
+            values["sync_tolerance"], values["sync_queue_size"]
+        )
         self._stamp_guards = {
             topic: StampGuard(max_future=values["max_future_stamp"], reset_after=values["time_reset_threshold"])
             for topic in ("image", "depth")
@@ -258,7 +280,13 @@ class OnlineTrainerNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
 
         image_qos_profile = image_qos(values["image_reliability"])
-        self.create_subscription(Image, "image", self._on_image, image_qos_profile)
+        # Raw pairs are decoded in the callback; compressed ones on this thread (module docstring).
+        self._decoder: LatestWorker[Pair] | None = None
+        if self._rgb.topic_suffix:
+            self._decoder = LatestWorker(self._offer_pair, on_error=self._on_decode_error, name="pair decoding")
+        # image_transport's convention: the compressed stream is the remapped colour topic + "/compressed"
+        image_topic = self.resolve_topic_name("image") + self._rgb.topic_suffix if self._rgb.topic_suffix else "image"
+        self.create_subscription(self._rgb.msg_type, image_topic, self._on_image, image_qos_profile)
         self.create_subscription(Image, "depth", self._on_depth, image_qos_profile)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS)
         self.create_service(Trigger, "~/reset", self._on_reset)
@@ -268,7 +296,7 @@ class OnlineTrainerNode(Node):
         self.get_logger().info(
             f"adapting {self._arch} ({values['checkpoint'] or 'untrained weights'}) on "
             f"{resolve_device(values['device'])}, "
-            f"adaptation {'on' if config.enabled else 'off'}"
+            f"adaptation {'on' if config.enabled else 'off'}, colour input {self._rgb.name} on {image_topic}"
         )
         if not values["checkpoint"] and config.scope in ("decoder", "decoder+tail"):
             self.get_logger().warn(
@@ -295,7 +323,9 @@ class OnlineTrainerNode(Node):
         }
 
     def destroy_node(self) -> None:
-        """Stop the training worker, then destroy the node."""
+        """Stop the decoding and training workers, then destroy the node."""
+        if self._decoder is not None:
+            self._decoder.close()
         self._engine.stop()
         super().destroy_node()
 
@@ -303,7 +333,7 @@ class OnlineTrainerNode(Node):
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image | CompressedImage) -> None:
         if self._check_stamp("image", msg):
             self._process(self._pairer.add_rgb(_stamp(msg), msg))
 
@@ -311,7 +341,7 @@ class OnlineTrainerNode(Node):
         if self._check_stamp("depth", msg):
             self._process(self._pairer.add_depth(_stamp(msg), msg))
 
-    def _check_stamp(self, topic: str, msg: Image) -> bool:
+    def _check_stamp(self, topic: str, msg: Image | CompressedImage) -> bool:
         guard = self._stamp_guards[topic]
         resets = guard.resets
         reason = guard.check(_stamp(msg), self.get_clock().now().nanoseconds * 1e-9)
@@ -330,18 +360,28 @@ class OnlineTrainerNode(Node):
             )
         return reason is None
 
-    def _process(self, pair: Pair[Image] | None) -> None:
+    def _process(self, pair: Pair[Image | CompressedImage] | None) -> None:
         if pair is None:
             return
         self._pair_rate.tick()
+        if self._decoder is None:
+            self._offer_pair(pair)
+        elif self._decoder.offer(pair):
+            self._drop("pair_stale", "decoding fell behind the pairs; the newest pair replaced one not yet decoded")
+
+    def _offer_pair(self, pair: Pair[Image | CompressedImage]) -> None:
         frame = self._decode(pair.rgb, pair.depth)
         if frame is not None:
             self._engine.offer(frame)
 
-    def _decode(self, rgb_msg: Image, depth_msg: Image) -> Frame | None:
+    def _on_decode_error(self, exc: BaseException) -> None:
+        detail = "".join(traceback.format_exception(exc)).rstrip()
+        self._drop("internal_error", f"unexpected error decoding a pair, the next one goes on:\n{detail}")
+
+    def _decode(self, rgb_msg: Image | CompressedImage, depth_msg: Image) -> Frame | None:
         """Decode a pair into a Frame, or count and log why it is dropped."""
         try:
-            rgb = codec.image_to_rgb(rgb_msg, max_pixels=self._max_pixels)
+            rgb = self._rgb.decode(rgb_msg, max_pixels=self._max_pixels)
         except codec.ImageDecodeError as exc:
             self._drop(f"image_{exc.reason}", str(exc))
             return None
