@@ -45,6 +45,7 @@ __all__ = [
     "IMAGE_RELIABILITY",
     "DEPTH_OUTPUT_ENCODINGS",
     "DEFAULT_CHECKPOINT_DIR",
+    "KINECT_TOPICS",
     "ParameterSpec",
     "PARAMETERS",
     "parameter",
@@ -74,6 +75,14 @@ DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 IMAGE_RELIABILITY: tuple[str, ...] = ("best_effort", "reliable")
 #: Values of the estimator's ``depth_encoding`` parameter.
 DEPTH_OUTPUT_ENCODINGS: tuple[str, ...] = ("32FC1", "16UC1")
+#: The nodes' relative input topics -> a Kinect (openni/freenect) driver's topics: the
+#: default remaps of ``live`` and ``live.launch.py`` (``depth`` is the trainer's sensor
+#: input) and the topics bags are written and read with (``data.rosbag``).
+KINECT_TOPICS: dict[str, str] = {
+    "image": "/camera/rgb/image_color",
+    "depth": "/camera/depth_registered/image_raw",
+    "camera_info": "/camera/rgb/camera_info",
+}
 #: Where the trainer's ``~/save`` writes when ``checkpoint_dir`` is empty.
 DEFAULT_CHECKPOINT_DIR = Path("~/.ros/depth_estimator_ros/checkpoints")
 
