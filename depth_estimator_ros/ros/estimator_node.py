@@ -81,12 +81,12 @@ from depth_estimator_ros.ros.diagnostics import (
 )
 from depth_estimator_ros.ros.latest import LatestWorker
 from depth_estimator_ros.ros.pairing import StampGuard
-from depth_estimator_ros.ros import params
 from depth_estimator_ros.ros.params import (
     accept,
     check_changes,
     declare_parameters,
     load_model,
+    node_descriptors,
     refuse,
     spin_nodes,
     torch_thread_count,
@@ -105,7 +105,7 @@ NODE_NAME = parameters.ESTIMATOR
 
 def parameter_descriptors() -> dict[str, ParameterDescriptor]:
     """Return the descriptors of every parameter the node declares (rows of ``depth_estimator_ros.parameters``)."""
-    return params.parameter_descriptors(NODE_NAME)
+    return node_descriptors(NODE_NAME)
 
 
 def _colormap_problem(low: float, high: float) -> str:

@@ -39,7 +39,7 @@ from depth_estimator_ros.ros.large_messages import configure_large_messages
 
 __all__ = [
     "descriptor",
-    "parameter_descriptors",
+    "node_descriptors",
     "declare_parameters",
     "check_changes",
     "refuse",
@@ -79,7 +79,7 @@ def descriptor(spec: ParameterSpec) -> ParameterDescriptor:
     return result
 
 
-def parameter_descriptors(node_name: str) -> dict[str, ParameterDescriptor]:
+def node_descriptors(node_name: str) -> dict[str, ParameterDescriptor]:
     """Return ``{name: descriptor}`` of every parameter ``node_name`` declares (the table's rows)."""
     return {spec.name: descriptor(spec) for spec in node_parameters(node_name)}
 

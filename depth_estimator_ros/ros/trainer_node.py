@@ -74,12 +74,12 @@ from depth_estimator_ros.ros.diagnostics import (
     build_status,
 )
 from depth_estimator_ros.ros.pairing import Pair, StampGuard, StampPairer
-from depth_estimator_ros.ros import params
 from depth_estimator_ros.ros.params import (
     accept,
     check_changes,
     declare_parameters,
     load_model,
+    node_descriptors,
     refuse,
     spin_nodes,
 )
@@ -100,7 +100,7 @@ DEFAULT_CHECKPOINT_DIR = parameters.DEFAULT_CHECKPOINT_DIR
 
 def parameter_descriptors() -> dict[str, ParameterDescriptor]:
     """Return the descriptors of every parameter the node declares (rows of ``depth_estimator_ros.parameters``)."""
-    return params.parameter_descriptors(NODE_NAME)
+    return node_descriptors(NODE_NAME)
 
 
 def load_base_frames(spec: str) -> list[Frame]:
