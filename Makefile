@@ -7,7 +7,7 @@ OUT ?= out
 # Each test run gets its own ROS domain, discovery limited to this machine.
 TEST_DOMAIN := $(shell $(PYTHON) -c "import random; print(random.randint(1, 100))")
 
-.PHONY: demo test bench install clean
+.PHONY: demo test lint bench install clean
 
 $(STAMP): requirements.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,11 +32,16 @@ $(DISTRO_STAMP): $(STAMP) $(ROS2_JAZZY)/install
 	$(PY) -m pip install --quiet 'colcon-common-extensions>=0.3,<0.4'
 	touch $(DISTRO_STAMP)
 
+# The lint gate: ruff (pinned in requirements.txt) with the rules chosen in ruff.toml.
+# `make test` runs it first, on both paths below.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check --no-cache .
+
 ifneq ($(wildcard $(ROS2_JAZZY)/install),)
-test: $(DISTRO_STAMP)
+test: lint $(DISTRO_STAMP)
 	ROS_DOMAIN_ID=$(TEST_DOMAIN) ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST test/distro_ci.sh $(PY) $(PYTEST_ARGS)
 else
-test: $(STAMP)
+test: lint $(STAMP)
 	ROS_DOMAIN_ID=$(TEST_DOMAIN) ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) -m pytest $(PYTEST_ARGS)
 endif
 

@@ -32,15 +32,17 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from depth_estimator_ros.parameters import KINECT_TOPICS
+
 PACKAGE = "depth_estimator_ros"
 # Files this launch file uses, relative to the package's share directory (and to the source tree).
 PARAMS_FILE = ("config", "live.yaml")
 RVIZ_CONFIG = ("config", "depth_estimator.rviz")
 
-# Default topics of an openni/freenect Kinect driver (docs/ARCHITECTURE.md).
-DEFAULT_IMAGE_TOPIC = "/camera/rgb/image_color"
-DEFAULT_DEPTH_TOPIC = "/camera/depth_registered/image_raw"
-DEFAULT_CAMERA_INFO_TOPIC = "/camera/rgb/camera_info"
+# Default topics of an openni/freenect Kinect driver (docs/ARCHITECTURE.md), defined once in the package.
+DEFAULT_IMAGE_TOPIC = KINECT_TOPICS["image"]
+DEFAULT_DEPTH_TOPIC = KINECT_TOPICS["depth"]
+DEFAULT_CAMERA_INFO_TOPIC = KINECT_TOPICS["camera_info"]
 
 MODES = ("single", "separate")
 

@@ -33,7 +33,7 @@ def test_demo_plays_a_short_bag_through_live_with_and_without_adaptation(tmp_pat
     assert (out / "report.png").read_bytes()[:8] == PNG_MAGIC
     assert report["checkpoint"] == str(checkpoint) and report["rate_hz"] == 8.0 and report["image_size"] == [64, 48]
     assert set(report["runs"]) == {"adapted", "frozen"}
-    for name, run in report["runs"].items():
+    for run in report["runs"].values():
         assert run["frames_played"] == 16
         assert 0 < run["depth_images_scored"] <= 16
         assert run["rmse"] > 0 and 0 <= run["delta1"] <= 1

@@ -30,7 +30,7 @@ from depth_estimator_ros.ros.estimator_node import (
     colorize_depth,
     parameter_descriptors,
 )
-from depth_estimator_ros.ros.params import load_defaults
+from depth_estimator_ros.parameters import load_defaults
 from depth_estimator_ros.ros.qos import SENSOR_QOS, WEIGHTS_QOS
 
 H, W = 48, 64

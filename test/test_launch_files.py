@@ -17,6 +17,8 @@ import pytest
 import setuptools
 import yaml
 
+from depth_estimator_ros import parameters
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "depth_estimator_ros"
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
@@ -142,10 +144,24 @@ def test_setup_installs_launch_config_and_package_marker(installed_files):
 def test_live_launch_default_topics_are_the_documented_kinect_remaps():
     for relative, topic in KINECT_REMAPS.items():
         assert f"`{relative}` -> `{topic}`" in ARCHITECTURE
-    _, constants = _parse(ROOT / "launch" / "live.launch.py")
-    assert constants["DEFAULT_IMAGE_TOPIC"] == KINECT_REMAPS["image"]
-    assert constants["DEFAULT_DEPTH_TOPIC"] == KINECT_REMAPS["depth"]
-    assert constants["DEFAULT_CAMERA_INFO_TOPIC"] == KINECT_REMAPS["camera_info"]
+    # the launch file takes its defaults from the package's one definition of the Kinect topics
+    assert parameters.KINECT_TOPICS == KINECT_REMAPS
+    tree, _ = _parse(ROOT / "launch" / "live.launch.py")
+    imported = {
+        alias.name for node in tree.body if isinstance(node, ast.ImportFrom)
+        and node.module == "depth_estimator_ros.parameters" for alias in node.names
+    }
+    assert "KINECT_TOPICS" in imported
+    defaults = {
+        node.targets[0].id: ast.unparse(node.value) for node in tree.body
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+        and node.targets[0].id.startswith("DEFAULT_")
+    }
+    assert defaults == {
+        "DEFAULT_IMAGE_TOPIC": "KINECT_TOPICS['image']",
+        "DEFAULT_DEPTH_TOPIC": "KINECT_TOPICS['depth']",
+        "DEFAULT_CAMERA_INFO_TOPIC": "KINECT_TOPICS['camera_info']",
+    }
 
 
 def _rviz_displays(config: dict) -> list[dict]:

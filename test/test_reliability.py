@@ -295,6 +295,7 @@ def test_unusable_checkpoint_parameters_are_refused_with_the_reason_and_nothing_
                 overrides += [Parameter(k, value=v) for k, v in params.items()]
                 with pytest.raises(ValueError, match=reason):
                     node_class(context=ros.context, parameter_overrides=overrides)
+                    pytest.fail(f"checkpoint case {case!r} was accepted")
             with _file_permissions_enforced():
                 with pytest.raises(OSError):  # the test itself cannot read it: the node is refused the same way
                     unreadable.read_bytes()
@@ -350,6 +351,7 @@ def test_bad_weight_payloads_are_refused_and_the_previous_weights_stay(checkpoin
     for case, payload in bad:
         with pytest.raises(PayloadError):
             import_payload(receiver, payload)
+            pytest.fail(f"payload case {case!r} was imported")
     rgb = _rgb(7)
     with _estimator(checkpoint) as (node, probe):
         weights_pub = probe.create_publisher(UInt8MultiArray, "weights", WEIGHTS_QOS)

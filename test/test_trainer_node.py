@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import sys
 from contextlib import contextmanager
@@ -27,8 +28,9 @@ from std_srvs.srv import Trigger
 from depth_estimator_ros import models
 from depth_estimator_ros.adaptation import AdaptationConfig, import_payload
 from depth_estimator_ros.data.compressed import encode_compressed_rgb
+from depth_estimator_ros.adaptation.config import config_fields
 from depth_estimator_ros.data.image_encoding import encode_depth, encode_rgb
-from depth_estimator_ros.ros.params import load_defaults
+from depth_estimator_ros.parameters import load_defaults
 from depth_estimator_ros.ros.qos import WEIGHTS_QOS
 from depth_estimator_ros.ros.trainer_node import (
     OnlineTrainerNode,
@@ -306,13 +308,12 @@ def test_main_refuses_unusable_parameters_without_a_traceback():
 
 def test_live_yaml_engine_settings_equal_the_adaptation_defaults():
     """config/live.yaml and AdaptationConfig must not drift apart (both are documented defaults)."""
-    from depth_estimator_ros.ros.trainer_node import _ENGINE_FIELDS, _engine_value  # noqa: PLC0415
-
     defaults = load_defaults("online_trainer")
     config = AdaptationConfig()
     assert defaults["adaptation_enabled"] == config.enabled
-    for name in _ENGINE_FIELDS:
-        assert _engine_value(name, defaults[name]) == getattr(config, name), name
+    for name, value in config_fields(defaults).items():
+        assert value == getattr(config, name), name
+    assert set(config_fields(defaults)) == {f.name for f in dataclasses.fields(AdaptationConfig)}
 
 
 def test_cold_start_with_a_partial_scope_is_warned_about(capfd):

@@ -27,14 +27,45 @@ at 30 Hz on a 2-core CPU; the figures are in the README's adaptation section):
 from __future__ import annotations
 
 import dataclasses
-import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SCOPES", "AdaptationConfig"]
+from depth_estimator_ros import parameters
+from depth_estimator_ros.parameters import SCOPES
 
-SCOPES: tuple[str, ...] = ("default", "decoder", "decoder+tail", "all")
-"""Which parameters a round may change; passed to ``DepthModel.set_trainable``."""
+__all__ = ["SCOPES", "AdaptationConfig", "config_fields"]
+
+# The trainer's parameters that set a field, by field name (depth_estimator_ros/parameters.py:
+# defaults, ranges and choices live there, once).
+_ROWS: dict[str, parameters.ParameterSpec] = {p.field: p for p in parameters.engine_parameters()}
+
+
+def _default(field: str) -> Any:
+    """Return the field default of ``field`` from its parameter row (``[0, 0]`` sizes as ``None``)."""
+    return _field_value(field, _ROWS[field].default)
+
+
+def _field_value(field: str, value: Any) -> Any:
+    if field == "train_size":
+        size = tuple(int(v) for v in value)
+        return None if size == (0, 0) else size
+    return value
+
+
+def config_fields(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the ``AdaptationConfig`` fields that node parameter values set.
+
+    Args:
+        values: ``{parameter name: value}``, e.g. every parameter of the trainer or only
+            the changed ones; names that set no field are left out.
+
+    Returns:
+        ``{field: value}``: ``adaptation_enabled`` becomes ``enabled``, a ``train_size`` of
+        ``[0, 0]`` becomes ``None`` and others a tuple.
+    """
+    names = {row.name: field for field, row in _ROWS.items()}
+    return {names[name]: _field_value(names[name], value) for name, value in values.items() if name in names}
 
 
 @dataclass(frozen=True)
@@ -81,28 +112,28 @@ class AdaptationConfig:
             costs memory (``feature_cache_nbytes`` in the stats).
     """
 
-    enabled: bool = True
-    buffer_capacity: int = 256
-    recent_fraction: float = 0.5
-    min_new_frames: int = 8
-    max_new_frames: int = 12
-    batch_size: int = 4
-    epochs_per_round: int = 3
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    scope: str = "decoder"
-    grad_clip: float = 1.0
-    holdout_frames: int = 2
-    accept_tolerance: float = 0.05
-    subsample: int = 1
-    duplicate_threshold: float = 1.0
-    min_valid_fraction: float = 0.1
-    replay_ratio: float = 1.0
-    anchor_weight: float = 0.0
-    base_replay_fraction: float = 0.5
-    train_size: tuple[int, int] | None = None
-    freeze_bn: bool = True
-    feature_cache: bool = True
+    enabled: bool = _default("enabled")
+    buffer_capacity: int = _default("buffer_capacity")
+    recent_fraction: float = _default("recent_fraction")
+    min_new_frames: int = _default("min_new_frames")
+    max_new_frames: int = _default("max_new_frames")
+    batch_size: int = _default("batch_size")
+    epochs_per_round: int = _default("epochs_per_round")
+    lr: float = _default("lr")
+    weight_decay: float = _default("weight_decay")
+    scope: str = _default("scope")
+    grad_clip: float = _default("grad_clip")
+    holdout_frames: int = _default("holdout_frames")
+    accept_tolerance: float = _default("accept_tolerance")
+    subsample: int = _default("subsample")
+    duplicate_threshold: float = _default("duplicate_threshold")
+    min_valid_fraction: float = _default("min_valid_fraction")
+    replay_ratio: float = _default("replay_ratio")
+    anchor_weight: float = _default("anchor_weight")
+    base_replay_fraction: float = _default("base_replay_fraction")
+    train_size: tuple[int, int] | None = _default("train_size")
+    freeze_bn: bool = _default("freeze_bn")
+    feature_cache: bool = _default("feature_cache")
 
     def __post_init__(self) -> None:
         if self.train_size is not None and not isinstance(self.train_size, tuple):
@@ -110,32 +141,16 @@ class AdaptationConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Check every field; raise ``ValueError`` naming the field and its allowed range."""
-        if not isinstance(self.enabled, bool):
-            raise ValueError(f"enabled must be a bool, got {self.enabled!r}")
-        if not isinstance(self.freeze_bn, bool):
-            raise ValueError(f"freeze_bn must be a bool, got {self.freeze_bn!r}")
-        if not isinstance(self.feature_cache, bool):
-            raise ValueError(f"feature_cache must be a bool, got {self.feature_cache!r}")
-        _int_at_least("buffer_capacity", self.buffer_capacity, 2)
-        _int_at_least("min_new_frames", self.min_new_frames, 2)
-        _int_at_least("max_new_frames", self.max_new_frames, 2)
-        _int_at_least("batch_size", self.batch_size, 1)
-        _int_at_least("epochs_per_round", self.epochs_per_round, 1)
-        _int_at_least("holdout_frames", self.holdout_frames, 1)
-        _int_at_least("subsample", self.subsample, 1)
-        _float_in("recent_fraction", self.recent_fraction, 0.0, 1.0, low_open=True)
-        _float_in("lr", self.lr, 0.0, math.inf, low_open=True)
-        _float_in("weight_decay", self.weight_decay, 0.0, math.inf)
-        _float_in("grad_clip", self.grad_clip, 0.0, math.inf)
-        _float_in("accept_tolerance", self.accept_tolerance, 0.0, math.inf)
-        _float_in("duplicate_threshold", self.duplicate_threshold, 0.0, 255.0)
-        _float_in("min_valid_fraction", self.min_valid_fraction, 0.0, 1.0)
-        _float_in("replay_ratio", self.replay_ratio, 0.0, 16.0)
-        _float_in("anchor_weight", self.anchor_weight, 0.0, math.inf)
-        _float_in("base_replay_fraction", self.base_replay_fraction, 0.0, 1.0, high_open=True)
-        if self.scope not in SCOPES:
-            raise ValueError(f"scope must be one of {SCOPES}, got {self.scope!r}")
+        """Check every field; raise ``ValueError`` naming the field and its allowed range.
+
+        Types, ranges and choices are the trainer parameters' (:mod:`depth_estimator_ros.parameters`);
+        the checks between fields are here.
+        """
+        for field, row in _ROWS.items():
+            if field != "train_size":  # a field value (None or a tuple), checked below
+                problem = row.problem(getattr(self, field), name=field)
+                if problem:
+                    raise ValueError(problem)
         if self.min_new_frames <= self.holdout_frames:
             raise ValueError(
                 f"min_new_frames must be > holdout_frames ({self.holdout_frames}), got {self.min_new_frames}"
@@ -153,6 +168,11 @@ class AdaptationConfig:
             if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 8 for v in size):
                 raise ValueError(f"train_size must be None or (H, W) with integers >= 8, got {size!r}")
 
+    @classmethod
+    def from_parameters(cls, values: Mapping[str, Any]) -> "AdaptationConfig":
+        """Return the validated configuration node parameter values describe (:func:`config_fields`)."""
+        return cls(**config_fields(values))
+
     def replace(self, **changes: Any) -> "AdaptationConfig":
         """Return a validated copy with ``changes`` applied (unknown names raise ``ValueError``)."""
         names = {f.name for f in dataclasses.fields(self)}
@@ -168,20 +188,3 @@ class AdaptationConfig:
             out["train_size"] = list(self.train_size)
         return out
 
-
-def _int_at_least(name: str, value: object, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def _float_in(
-    name: str, value: object, low: float, high: float, *, low_open: bool = False, high_open: bool = False
-) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
-    if ok:
-        v = float(value)
-        ok = (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
-    if not ok:
-        lo = "(" if low_open else "["
-        hi = ")" if high_open else "]"
-        raise ValueError(f"{name} must be a finite number in {lo}{low}, {high}{hi}, got {value!r}")

@@ -59,6 +59,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from depth_estimator_ros import parameters
 from depth_estimator_ros.adaptation.buffer import BufferedFrame, ReplayBuffer, prepare_frame, stack_frames
 from depth_estimator_ros.adaptation.config import AdaptationConfig
 from depth_estimator_ros.adaptation.features import FeatureCache
@@ -81,15 +82,10 @@ GIL while a round runs, and frames are missed (README, "live"). The process owne
 ROUND_OUTCOMES: tuple[str, ...] = ("accepted", "rejected_nan", "rejected_worse", "aborted", "failed", "skipped")
 """What a round can end as."""
 
-LIVE_FIELDS: frozenset[str] = frozenset(
-    {
-        "enabled", "min_new_frames", "max_new_frames", "batch_size", "epochs_per_round", "lr", "weight_decay",
-        "scope", "grad_clip", "holdout_frames", "accept_tolerance", "replay_ratio", "anchor_weight",
-        "base_replay_fraction", "freeze_bn", "feature_cache",
-    }
-)
-"""Config fields :meth:`AdaptationEngine.configure` may change at run time (the buffer's
-layout, size and entry filters are fixed when the engine is built)."""
+LIVE_FIELDS: frozenset[str] = frozenset(p.field for p in parameters.engine_parameters() if p.live)
+"""Config fields :meth:`AdaptationEngine.configure` may change at run time: those whose trainer
+parameter is live in :data:`depth_estimator_ros.parameters.PARAMETERS` (the buffer's layout,
+size and entry filters are fixed when the engine is built)."""
 
 UpdateCallback = Callable[[int, bytes], None]
 StateCallback = Callable[[int, dict[str, Tensor]], None]

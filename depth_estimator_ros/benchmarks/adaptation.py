@@ -41,6 +41,7 @@ from depth_estimator_ros.benchmarks.common import (
     write_section,
 )
 from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
+from depth_estimator_ros.parameters import KINECT_TOPICS
 
 __all__ = ["HANDOVER_TARGET_MS", "TRAINER_MODULE", "handover_latencies", "log_times", "run", "summary_rows"]
 
@@ -49,7 +50,7 @@ HANDOVER_TARGET_MS = 200.0
 TRAINER_MODULE = "depth_estimator_ros.ros.trainer_node"
 
 # Topic layout of the two-process run: the trainer and the estimator share `weights` only.
-_TRAINER_REMAP = {"image": "camera/rgb/image_color", "depth": "camera/depth_registered/image_raw"}
+_TRAINER_REMAP = {"image": KINECT_TOPICS["image"], "depth": KINECT_TOPICS["depth"]}
 _ESTIMATOR_REMAP = {"image": "probe/image", "depth": "probe/depth"}
 
 

@@ -9,9 +9,12 @@ from typing import Any
 
 import numpy as np
 
+from depth_estimator_ros import parameters
 from depth_estimator_ros.atomic import write_json
 
 __all__ = [
+    "SHARED",
+    "KITCHEN",
     "DEVICE_CHOICES",
     "resolve_devices",
     "preferred_device",
@@ -23,8 +26,14 @@ __all__ = [
     "save_figure",
 ]
 
-#: Values of the ``--device`` option.
-DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+#: ``../shared`` beside the project checkout: the data (``data/7scenes_kitchen``, ``data/rooms``)
+#: and weights the benchmarks and the demo use where present (the one place that finds it).
+SHARED = Path(__file__).resolve().parents[3] / "shared"
+#: The real Kinect stream of the benchmarks and the demo, in :data:`SHARED`.
+KITCHEN = SHARED / "data" / "7scenes_kitchen"
+
+#: Values of the ``--device`` option (the nodes' ``device`` names).
+DEVICE_CHOICES: tuple[str, ...] = parameters.DEVICE_CHOICES
 
 
 def resolve_devices(device: str) -> list[str]:

@@ -32,24 +32,24 @@ import numpy as np
 
 from depth_estimator_ros import models
 from depth_estimator_ros.atomic import write_json
+from depth_estimator_ros.benchmarks.common import KITCHEN
 from depth_estimator_ros.benchmarks.roshelpers import NodeProcess, RosClient, set_bench_domain, stamp_ns, wait_until
 from depth_estimator_ros.data import open_source
 from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.learning.losses import valid_mask
 from depth_estimator_ros.learning.metrics import POOLED_METRICS, compute_metrics, pool_frame_metrics, window_metrics
+from depth_estimator_ros.parameters import KINECT_TOPICS
 from depth_estimator_ros.ros import codec
 from depth_estimator_ros.ros.pairing import StampPairer
 
 __all__ = ["DemoRun", "default_data", "ensure_base_checkpoint", "ensure_bag", "play_through_live", "run_demo"]
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-KITCHEN = PROJECT_ROOT.parent / "shared" / "data" / "7scenes_kitchen"
 SYNTHETIC_FALLBACK = "synthetic:seed=1234,frames=450,width=320,height=240"
 PRETRAIN_DATA = "synthetic:seed=0,frames=2000,width=320,height=240,rooms=400"  # demo --retrain
 LIVE_MODULE = "depth_estimator_ros.ros.live"
 # The bag's topics are the Kinect driver's, which are the live process's defaults.
-RGB_TOPIC = "/camera/rgb/image_color"
-SENSOR_DEPTH_TOPIC = "/camera/depth_registered/image_raw"
+RGB_TOPIC = KINECT_TOPICS["image"]
+SENSOR_DEPTH_TOPIC = KINECT_TOPICS["depth"]
 SAMPLE_FRACTIONS = (0.1, 0.5, 0.9)  # where in the stream the sample panels are taken
 
 

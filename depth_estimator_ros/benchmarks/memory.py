@@ -26,6 +26,7 @@ from depth_estimator_ros.benchmarks.common import (
     write_section,
 )
 from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
+from depth_estimator_ros.parameters import KINECT_TOPICS
 
 __all__ = ["GROWTH_TARGET", "LIVE_MODULE", "LiveStream", "RssSampler", "rss_summary", "load_stream_messages", "run", "stream_through_live",
            "summary_rows"]
@@ -35,8 +36,8 @@ GROWTH_TARGET = 0.05
 LIVE_MODULE = "depth_estimator_ros.ros.live"
 # The live process's topics here: camera inputs (the trainer's sensor depth remapped with
 # its node prefix, as the live module documents) and the estimator's output.
-_LIVE_REMAP = {"image": "camera/rgb/image_color", "online_trainer:depth": "camera/depth_registered/image_raw"}
-_SENSOR_DEPTH_TOPIC = "camera/depth_registered/image_raw"
+_LIVE_REMAP = {"image": KINECT_TOPICS["image"], "online_trainer:depth": KINECT_TOPICS["depth"]}
+_SENSOR_DEPTH_TOPIC = KINECT_TOPICS["depth"]
 _OUTPUT_TOPIC = "depth"
 
 

@@ -174,7 +174,6 @@ def _measure_arch(
     """Time one architecture on one device in every precision; return one row per precision."""
     import torch
 
-    from depth_estimator_ros.learning import Predictor
     from depth_estimator_ros.models import build_model
 
     torch.manual_seed(0)
@@ -188,44 +187,15 @@ def _measure_arch(
     sync = _synchronizer(device)
     rows = []
     for precision in precisions:
-        amp = precision == "amp"
-        if precision == "onnxruntime":
-            try:
-                predictor = Predictor(model, device=device, backend="onnxruntime", threads=torch.get_num_threads())
-            except (ValueError, RuntimeError) as exc:  # an architecture that does not export: say so, go on
-                rows.append({"arch": arch, "device": device, "precision": precision, "skipped": str(exc)})
-                continue
-        else:
-            predictor = Predictor(model, device=device, amp=amp)
-        pred_times = timed_loop(
-            lambda: predictor.predict(image),
-            warmup=settings.warmup,
-            iterations=settings.iterations,
-            max_seconds=settings.max_seconds,
-            synchronize=sync,
-        )
-        bare = predictor.model  # the predictor's own copy, already on the device, in eval mode
-        if precision == "onnxruntime":
-            session = predictor._session
-            x_u8 = rng.integers(0, 256, size=(1, height, width, 3), dtype=np.uint8)
-            focal = np.ones(1, np.float32)
-            fwd_times = timed_loop(
-                lambda: session.run(x_u8, focal),
-                warmup=settings.warmup,
-                iterations=settings.iterations,
-                max_seconds=settings.max_seconds,
-                synchronize=sync,
-            )
-        else:
-            with torch.inference_mode(), _precision(device, precision):
-                fwd_times = timed_loop(
-                    lambda: bare(x),
-                    warmup=settings.warmup,
-                    iterations=settings.iterations,
-                    max_seconds=settings.max_seconds,
-                    synchronize=sync,
-                )
-        del predictor, bare
+        try:
+            predictor = _predictor(model, device, precision)
+        except (ValueError, RuntimeError) as exc:  # an architecture that does not export: say so, go on
+            if precision != "onnxruntime":
+                raise
+            rows.append({"arch": arch, "device": device, "precision": precision, "skipped": str(exc)})
+            continue
+        pred_times, fwd_times = _time_predictor(predictor, device, precision, image, x, settings, sync)
+        del predictor  # the predictor's model copy, before the next precision builds its own
         forward = _throughput(fwd_times)
         forward["achieved_gflops"] = round(flops / (forward["median_ms"] / 1e3) / 1e9, 2)
         rows.append(
@@ -245,6 +215,47 @@ def _measure_arch(
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
     return rows
+
+
+def _predictor(model: Any, device: str, precision: str) -> Any:
+    """Return the Predictor that runs ``model`` in ``precision`` (fp32 | amp | onnxruntime) on ``device``."""
+    import torch
+
+    from depth_estimator_ros.learning import Predictor
+
+    if precision == "onnxruntime":
+        return Predictor(model, device=device, backend="onnxruntime", threads=torch.get_num_threads())
+    return Predictor(model, device=device, amp=precision == "amp")
+
+
+def _time_predictor(
+    predictor: Any,
+    device: str,
+    precision: str,
+    image: np.ndarray,
+    x: Any,
+    settings: SpeedSettings,
+    sync: Callable[[], None] | None,
+) -> tuple[list[float], list[float]]:
+    """Time ``predictor.predict`` on ``image`` and its bare forward pass on ``x``; return both durations.
+
+    The forward pass is the onnxruntime session for ``precision == "onnxruntime"``, else the
+    predictor's own model copy (already on the device, in eval mode).
+    """
+    import torch
+
+    loop = {"warmup": settings.warmup, "iterations": settings.iterations, "max_seconds": settings.max_seconds,
+            "synchronize": sync}
+    pred_times = timed_loop(lambda: predictor.predict(image), **loop)
+    if precision == "onnxruntime":
+        session = predictor._session
+        height, width = x.shape[-2:]
+        x_u8 = np.random.default_rng(0).integers(0, 256, size=(1, height, width, 3), dtype=np.uint8)
+        focal = np.ones(1, np.float32)
+        return pred_times, timed_loop(lambda: session.run(x_u8, focal), **loop)
+    bare = predictor.model
+    with torch.inference_mode(), _precision(device, precision):
+        return pred_times, timed_loop(lambda: bare(x), **loop)
 
 
 def _speed_ratios(rows: Sequence[dict[str, Any]], reference: str = "fast") -> dict[str, dict[str, float]]:

@@ -27,7 +27,7 @@ from typing import Any
 
 from depth_estimator_ros.benchmarks import SECTIONS
 from depth_estimator_ros.atomic import write_bytes, write_json
-from depth_estimator_ros.benchmarks.common import DEVICE_CHOICES
+from depth_estimator_ros.benchmarks.common import DEVICE_CHOICES, KITCHEN, SHARED
 from depth_estimator_ros.cli._common import positive_float, positive_int, run_main
 
 __all__ = ["OPTIONAL_SECTIONS", "build_parser", "main", "format_table"]
@@ -148,20 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _default_data() -> Path:
-    """Return ``../shared/data/7scenes_kitchen`` beside the project checkout."""
-    return _shared_folder() / "data" / "7scenes_kitchen"
-
-
-def _shared_folder() -> Path:
-    """Return ``../shared`` beside the project checkout."""
-    return Path(__file__).resolve().parents[3] / "shared"
-
-
 def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run one section; return its result and its summary rows."""
     progress = not args.no_progress
-    data = args.data or _default_data()
+    data = args.data or KITCHEN
     if name == "model":
         from depth_estimator_ros.benchmarks import model_speed
 
@@ -216,7 +206,7 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
         from depth_estimator_ros.benchmarks import rooms
         from depth_estimator_ros.benchmarks.common import preferred_device
 
-        shared = _shared_folder()
+        shared = SHARED
         if not (shared / "data" / "rooms").is_dir():
             return {"skipped": f"{shared / 'data' / 'rooms'} is absent"}, []
         result = rooms.run(

@@ -49,6 +49,7 @@ from depth_estimator_ros.data.image_encoding import (
     encode_depth,
     encode_rgb,
 )
+from depth_estimator_ros.parameters import KINECT_TOPICS
 
 __all__ = [
     "STORAGES",
@@ -62,9 +63,9 @@ __all__ = [
 ]
 
 STORAGES: tuple[str, ...] = ("sqlite3", "mcap")
-DEFAULT_RGB_TOPIC = "/camera/rgb/image_color"
-DEFAULT_DEPTH_TOPIC = "/camera/depth_registered/image_raw"
-DEFAULT_INFO_TOPIC = "/camera/rgb/camera_info"
+DEFAULT_RGB_TOPIC = KINECT_TOPICS["image"]
+DEFAULT_DEPTH_TOPIC = KINECT_TOPICS["depth"]
+DEFAULT_INFO_TOPIC = KINECT_TOPICS["camera_info"]
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 INFO_TYPE = "sensor_msgs/msg/CameraInfo"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import torch
 
+from depth_estimator_ros import parameters
+
 __all__ = ["DEVICE_CHOICES", "resolve_device"]
 
-DEVICE_CHOICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+DEVICE_CHOICES: tuple[str, ...] = parameters.DEVICE_CHOICES
 """The device names every tool accepts (``"cuda:N"`` picks one GPU)."""
 
 

@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from depth_estimator_ros import parameters
 from depth_estimator_ros.atomic import write_bytes
 
 __all__ = [
@@ -58,8 +59,8 @@ __all__ = [
     "state_arrays",
 ]
 
-#: Values of the ``backend`` option.
-BACKENDS = ("torch", "onnxruntime", "auto")
+#: Values of the ``backend`` option (defined with the estimator's parameter of that name).
+BACKENDS = parameters.BACKENDS
 #: Graph inputs: uint8 ``(B, h, w, 3)`` RGB and float32 ``(B,)`` normalised focal lengths.
 INPUT_NAMES = ("rgb", "focal")
 #: Graph output: float32 ``(B, 1, h, w)`` depth in metres.

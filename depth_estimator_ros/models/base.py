@@ -10,6 +10,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from depth_estimator_ros import parameters
+
 from .encoders import encoder_weights_provenance
 
 __all__ = [
@@ -33,8 +35,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: same scene seen through a longer lens looks closer, and the scale undoes that.
 CANONICAL_FOCAL = 525.0 / math.sqrt(640.0 * 480.0)
 
-#: Names accepted by :meth:`DepthModel.set_trainable`.
-SCOPES = ("default", "decoder", "decoder+tail", "all")
+#: Names accepted by :meth:`DepthModel.set_trainable` (defined with the parameters that take them).
+SCOPES = parameters.SCOPES
 
 #: Smallest image side every architecture accepts (one cell at stride 32).
 MIN_INPUT_SIDE = 32

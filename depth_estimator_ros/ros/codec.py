@@ -50,6 +50,7 @@ from depth_estimator_ros.data.image_encoding import (
     encode_depth,
     encode_rgb,
 )
+from depth_estimator_ros.parameters import RGB_TRANSPORTS
 
 try:  # a ROS distribution; not on PyPI
     from cv_bridge import CvBridge
@@ -151,10 +152,6 @@ class RgbTransport(NamedTuple):
     topic_suffix: str
     #: ``decode(msg, max_pixels=...)`` -> ``(H, W, 3)`` uint8 RGB, or :class:`ImageDecodeError`
     decode: Callable[..., Any]
-
-
-#: Values of the nodes' ``rgb_transport`` parameter (image_transport's plugin names).
-RGB_TRANSPORTS: tuple[str, ...] = ("raw", "compressed")
 
 
 def rgb_transport(name: str) -> RgbTransport:

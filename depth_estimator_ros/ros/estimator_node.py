@@ -36,15 +36,12 @@ Published topics
     encode + publish), frames in / processed / dropped by reason, weights
     version and rejected payloads.
 
-Parameters (defaults in ``config/live.yaml``; read-only ones are fixed at start-up)
-    ``arch`` (string, read-only), ``checkpoint`` (string, read-only),
-    ``input_size`` (int[2], read-only), ``device`` (auto | cpu | cuda, read-only),
-    ``torch_threads`` (int, read-only, applied by :func:`main`), ``image_reliability``
-    and ``rgb_transport`` (raw | compressed) (read-only), ``max_pixels``
-    (int), ``max_future_stamp`` (s), ``time_reset_threshold`` (s),
-    ``log_throttle_sec`` (s), ``diagnostics_period`` (s, read-only),
-    ``depth_encoding`` (32FC1 | 16UC1), ``publish_points`` (bool), ``points_stride``
-    (int), ``colormap_min_depth`` (m), ``colormap_max_depth`` (m).
+Parameters
+    Every row of :mod:`depth_estimator_ros.parameters` for this node (type, default,
+    range, live or read-only, description; the README's node reference lists them):
+    the model and input ones shared with the trainer, and ``backend``,
+    ``trt_cache_dir``, ``depth_encoding``, ``publish_points``, ``points_stride``,
+    ``colormap_min_depth`` / ``colormap_max_depth``. ``torch_threads`` is applied by :func:`main`.
 
 Threads: the image callback only hands the newest message to the inference
 thread (:class:`~depth_estimator_ros.ros.latest.LatestWorker`, outside the rclpy
@@ -74,7 +71,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import Header, UInt8MultiArray
 
-from depth_estimator_ros import models
+from depth_estimator_ros import models, parameters
 from depth_estimator_ros.adaptation.payload import PayloadError, import_payload
 from depth_estimator_ros.learning.device import resolve_device
 from depth_estimator_ros.learning.predictor import Predictor
@@ -90,9 +87,10 @@ from depth_estimator_ros.ros.latest import LatestWorker
 from depth_estimator_ros.ros.pairing import StampGuard
 from depth_estimator_ros.ros.params import (
     accept,
+    check_changes,
     declare_parameters,
-    describe,
     load_model,
+    node_descriptors,
     refuse,
     spin_nodes,
     torch_thread_count,
@@ -106,72 +104,12 @@ from depth_estimator_ros.ros.qos import (
 
 __all__ = ["DepthEstimatorNode", "colorize_depth", "depth_to_points", "parameter_descriptors", "main"]
 
-NODE_NAME = "depth_estimator"
+NODE_NAME = parameters.ESTIMATOR
 
 
 def parameter_descriptors() -> dict[str, ParameterDescriptor]:
-    """Return the descriptors of every parameter the node declares (defaults come from live.yaml)."""
-    return {
-        "arch": describe("model architecture (models.ARCHITECTURES)", read_only=True),
-        "checkpoint": describe("model checkpoint file (.safetensors); empty = untrained weights", read_only=True),
-        "input_size": describe(
-            "[H, W] model input in pixels without a checkpoint; [0, 0] = the architecture's default",
-            read_only=True,
-        ),
-        "device": describe("inference device: auto | cpu | cuda", read_only=True, constraints="auto, cpu or cuda"),
-        "backend": describe(
-            "inference backend: torch | onnxruntime | auto (onnxruntime when it imports and the model exports, "
-            "else torch; the log says which and why)",
-            read_only=True,
-            constraints="torch, onnxruntime or auto",
-        ),
-        "trt_cache_dir": describe(
-            "TensorRT engine cache folder (onnxruntime-gpu with TensorRT on CUDA); empty = no cache", read_only=True
-        ),
-        "torch_threads": describe(
-            "torch intra-op threads; 0 = half the CPUs", low=0, high=256, integer=True, read_only=True
-        ),
-        "image_reliability": describe(
-            "QoS reliability of the camera subscriptions: best_effort (matches any camera) or reliable "
-            "(reliable cameras only; far fewer lost large images)",
-            read_only=True,
-            constraints="best_effort or reliable",
-        ),
-        "rgb_transport": describe(
-            "colour input: raw (sensor_msgs/Image on image) or compressed (sensor_msgs/CompressedImage, "
-            "JPEG or PNG, on <image>/compressed as image_transport's compressed plugin publishes it)",
-            read_only=True,
-            constraints="raw or compressed",
-        ),
-        "max_pixels": describe(
-            "images with more pixels are refused before decoding", low=1, high=2**31 - 1, integer=True
-        ),
-        "max_future_stamp": describe("seconds a stamp may be ahead of the clock; 0 = no check", low=0.0, high=3600.0),
-        "time_reset_threshold": describe(
-            "a stamp this many seconds back is a time reset, smaller steps are dropped", low=0.001, high=1e9
-        ),
-        "log_throttle_sec": describe("seconds between log lines of one drop reason", low=0.0, high=3600.0),
-        "diagnostics_period": describe("seconds between /diagnostics messages", low=0.05, high=60.0, read_only=True),
-        "depth_encoding": describe(
-            "encoding of depth: 32FC1 (metres, NaN invalid) or 16UC1 (millimetres, 0 invalid, half the bytes)",
-            constraints="32FC1 or 16UC1",
-        ),
-        "publish_points": describe("publish depth/points when camera_info is known"),
-        "points_stride": describe("keep every Nth pixel per direction in depth/points", low=1, high=64, integer=True),
-        "colormap_min_depth": describe("metres at the first colour of depth/colored", low=0.0, high=1000.0),
-        "colormap_max_depth": describe("metres at the last colour of depth/colored", low=0.0, high=1000.0),
-    }
-
-
-#: Encodings the ``depth`` topic can use (``depth_encoding``).
-DEPTH_OUTPUT_ENCODINGS: tuple[str, ...] = ("32FC1", "16UC1")
-
-
-def _encoding_problem(encoding: str) -> str:
-    """Return why a ``depth_encoding`` value is unusable, or ``""``."""
-    if encoding in DEPTH_OUTPUT_ENCODINGS:
-        return ""
-    return f"depth_encoding must be one of {', '.join(DEPTH_OUTPUT_ENCODINGS)}, got {encoding!r}"
+    """Return the descriptors of every parameter the node declares (rows of ``depth_estimator_ros.parameters``)."""
+    return node_descriptors(NODE_NAME)
 
 
 def _colormap_problem(low: float, high: float) -> str:
@@ -264,9 +202,8 @@ class DepthEstimatorNode(Node):
 
     def __init__(self, *, subscribe_weights: bool = True, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        values = declare_parameters(self, parameter_descriptors())
+        values = declare_parameters(self, NODE_NAME)  # ValueError names a value the table does not allow
         problem = _colormap_problem(values["colormap_min_depth"], values["colormap_max_depth"])
-        problem = problem or _encoding_problem(values["depth_encoding"])
         if problem:
             raise ValueError(problem)
         self._rgb = codec.rgb_transport(values["rgb_transport"])  # ValueError names the allowed values
@@ -510,12 +447,11 @@ class DepthEstimatorNode(Node):
         self._diag_pub.publish(build_array(self.get_clock().now().to_msg(), [status]))
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        """Validate live changes (types, ranges and read-only are checked by rclpy)."""
+        """Validate live changes (rclpy checks types, closed ranges and read-only; the table the choices)."""
         changes = {p.name: p.value for p in params}
-        problem = _colormap_problem(
+        problem = check_changes(params) or _colormap_problem(
             changes.get("colormap_min_depth", self._colormap[0]), changes.get("colormap_max_depth", self._colormap[1])
         )
-        problem = problem or _encoding_problem(changes.get("depth_encoding", self._depth_encoding))
         return refuse(problem) if problem else accept()
 
     def _on_parameters_set(self, params: list[Parameter]) -> None:

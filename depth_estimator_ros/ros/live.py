@@ -31,6 +31,7 @@ from typing import Any
 from rclpy.node import Node
 
 from depth_estimator_ros.adaptation import SHARED_PROCESS_SWITCH_INTERVAL_S
+from depth_estimator_ros.parameters import KINECT_TOPICS
 from depth_estimator_ros.ros.estimator_node import DepthEstimatorNode
 from depth_estimator_ros.ros.params import spin_nodes
 from depth_estimator_ros.ros.trainer_node import OnlineTrainerNode
@@ -40,9 +41,9 @@ __all__ = ["KINECT_REMAPS", "build_live_nodes", "with_default_remaps", "main"]
 #: Default remappings of the relative topics to a Kinect driver (openni/freenect style).
 #: ``depth`` is the trainer's input only: the estimator's ``depth`` is its output.
 KINECT_REMAPS: dict[str, str] = {
-    "image": "/camera/rgb/image_color",
-    "online_trainer:depth": "/camera/depth_registered/image_raw",
-    "camera_info": "/camera/rgb/camera_info",
+    "image": KINECT_TOPICS["image"],
+    "online_trainer:depth": KINECT_TOPICS["depth"],
+    "camera_info": KINECT_TOPICS["camera_info"],
 }
 
 # Parameters that define the base model: both nodes must agree, since the trainer's

@@ -1,11 +1,11 @@
-"""Declare node parameters with their defaults read from ``config/live.yaml``.
+"""Declare the node parameters of the table in ``depth_estimator_ros/parameters.py``; run the nodes.
 
-``config/live.yaml`` is the single source of parameter defaults: the nodes
-declare each parameter with the value found there (the ``/**`` section, shared
-by all nodes, merged with the node's own section), and only the descriptions,
-ranges and read-only flags live in code. A parameter declared without a default
-in the file, or a file that cannot be read, is a start-up error, never a silent
-fallback.
+The table is the single source of every parameter's type, default, range, choices,
+read-only flag and description; this module only turns its rows into ROS
+``ParameterDescriptor`` s, declares them (values given at start-up, ``--params-file`` and
+``-p``, override the defaults as usual) and refuses a value the table does not allow.
+``config/live.yaml`` repeats the defaults for people to copy and edit; a test keeps it
+equal to the table.
 """
 
 from __future__ import annotations
@@ -15,14 +15,11 @@ import math
 import os
 import signal
 import threading
-from collections.abc import Callable, Sequence
-from functools import lru_cache
-from pathlib import Path
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import rclpy
 import torch
-import yaml
 from rcl_interfaces.msg import (
     FloatingPointRange,
     IntegerRange,
@@ -32,151 +29,98 @@ from rcl_interfaces.msg import (
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.signals import SignalHandlerOptions
 
 from depth_estimator_ros import models
 from depth_estimator_ros.models.base import DepthModel
+from depth_estimator_ros.parameters import ParameterSpec, first_problem, node_parameters
 from depth_estimator_ros.ros.large_messages import configure_large_messages
 
 __all__ = [
-    "PACKAGE",
-    "live_config_path",
-    "load_defaults",
-    "describe",
+    "descriptor",
+    "node_descriptors",
     "declare_parameters",
+    "check_changes",
     "refuse",
     "accept",
     "torch_thread_count",
     "load_model",
+    "spin_nodes",
 ]
 
-PACKAGE = "depth_estimator_ros"
-_CONFIG = Path("config") / "live.yaml"
 
+def descriptor(spec: ParameterSpec) -> ParameterDescriptor:
+    """Return the ROS descriptor of a table row: description, range, choices, read-only.
 
-def live_config_path() -> Path:
-    """Return the path of ``live.yaml``: the source tree's, else the installed share dir's.
-
-    Raises:
-        FileNotFoundError: neither exists.
+    A range end the row excludes (``low_open``/``high_open``) cannot be said in a ROS range,
+    which is closed: the descriptor gets the closed range, its additional constraints the
+    exact one, and :func:`check_changes` refuses the end itself.
     """
-    source = Path(__file__).resolve().parents[2] / _CONFIG
-    if source.is_file():
-        return source
-    try:
-        from ament_index_python.packages import (
-            PackageNotFoundError,
-            get_package_share_directory,
-        )
-
-        installed = Path(get_package_share_directory(PACKAGE)) / _CONFIG
-    except (ImportError, PackageNotFoundError, ValueError) as exc:
-        raise FileNotFoundError(f"{_CONFIG} not found at {source} and no installed {PACKAGE} share: {exc}") from exc
-    if not installed.is_file():
-        raise FileNotFoundError(f"{_CONFIG} not found at {source} nor {installed}")
-    return installed
-
-
-@lru_cache(maxsize=8)
-def _read(path: Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as stream:
-        content = yaml.safe_load(stream)
-    if not isinstance(content, dict):
-        raise ValueError(f"{path}: expected a mapping of node names to ros__parameters")
-    return content
-
-
-def load_defaults(node_name: str, path: Path | None = None) -> dict[str, Any]:
-    """Return the default parameter values of ``node_name``.
-
-    Args:
-        node_name: the node's name, e.g. ``"depth_estimator"``.
-        path: parameters file; :func:`live_config_path` when ``None``.
-
-    Returns:
-        ``{name: value}`` from the file's ``/**`` section updated with the node's section.
-
-    Raises:
-        FileNotFoundError: no file.
-        ValueError: the file has no section for ``node_name``.
-    """
-    path = live_config_path() if path is None else Path(path)
-    content = _read(path.resolve())
-    if node_name not in content:
-        raise ValueError(f"{path} has no section for node {node_name!r}; sections: {sorted(content)}")
-    values: dict[str, Any] = {}
-    for section in ("/**", node_name):
-        values.update((content.get(section) or {}).get("ros__parameters") or {})
-    return values
-
-
-def describe(
-    description: str,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    step: float = 0.0,
-    integer: bool = False,
-    read_only: bool = False,
-    constraints: str = "",
-) -> ParameterDescriptor:
-    """Build a :class:`ParameterDescriptor`, with a range when ``low``/``high`` are given.
-
-    Args:
-        description: what the parameter does, with its unit.
-        low, high: inclusive range; an open end is ``None`` (stored as the largest value).
-        step: range step (0 = continuous).
-        integer: the range is an ``IntegerRange``.
-        read_only: cannot change after start-up.
-        constraints: free-text constraints shown by ``ros2 param describe``.
-
-    Returns:
-        The descriptor (its ``name`` and ``type`` are filled in by ``declare_parameter``).
-    """
-    descriptor = ParameterDescriptor(
-        description=description, read_only=read_only, additional_constraints=constraints
+    result = ParameterDescriptor(
+        description=spec.description, read_only=not spec.live, additional_constraints=spec.constraints
     )
-    if low is not None or high is not None:
-        if integer:
-            descriptor.integer_range = [
-                IntegerRange(
-                    from_value=int(-(2**63) if low is None else low),
-                    to_value=int(2**63 - 1 if high is None else high),
-                    step=int(step),
-                )
-            ]
-        else:
-            descriptor.floating_point_range = [
-                FloatingPointRange(
-                    from_value=float(-math.inf if low is None else low),
-                    to_value=float(math.inf if high is None else high),
-                    step=float(step),
-                )
-            ]
-    return descriptor
+    if spec.kind == "int" and (spec.low is not None or spec.high is not None):
+        result.integer_range = [
+            IntegerRange(
+                from_value=int(-(2**63) if spec.low is None else spec.low),
+                to_value=int(2**63 - 1 if spec.high is None else spec.high),
+                step=0,
+            )
+        ]
+    elif spec.kind == "double" and (spec.low is not None or spec.high is not None):
+        result.floating_point_range = [
+            FloatingPointRange(
+                from_value=float(-math.inf if spec.low is None else spec.low),
+                to_value=float(math.inf if spec.high is None else spec.high),
+                step=0.0,
+            )
+        ]
+    return result
 
 
-def declare_parameters(node: Node, descriptors: dict[str, ParameterDescriptor]) -> dict[str, Any]:
-    """Declare every parameter of ``descriptors`` with its default from ``live.yaml``.
+def node_descriptors(node_name: str) -> dict[str, ParameterDescriptor]:
+    """Return ``{name: descriptor}`` of every parameter ``node_name`` declares (the table's rows)."""
+    return {spec.name: descriptor(spec) for spec in node_parameters(node_name)}
 
-    Values given at start-up (``--params-file``, ``-p``) override the defaults as usual.
+
+def declare_parameters(node: Node, node_name: str) -> dict[str, Any]:
+    """Declare every parameter of ``node_name`` in the table, with its default and descriptor.
 
     Args:
-        node: the node declaring them; its name selects the file section.
-        descriptors: ``{name: descriptor}``.
+        node: the node declaring them.
+        node_name: its row set in the table (``parameters.ESTIMATOR`` / ``TRAINER``): the
+            node's own name, which a ``__node:=`` remap may change.
 
     Returns:
         ``{name: value}`` of the declared parameters as now in force.
 
     Raises:
-        ValueError: a parameter has no default in the file.
+        ValueError: a value given at start-up that the table does not allow (wrong
+            choice, an excluded range end), naming the parameter and the allowed values.
     """
-    defaults = load_defaults(node.get_name())
-    missing = sorted(set(descriptors) - set(defaults))
-    if missing:
-        raise ValueError(f"{live_config_path()} has no default for parameter(s) {missing} of {node.get_name()}")
-    declared = node.declare_parameters("", [(name, defaults[name], d) for name, d in descriptors.items()])
-    return {p.name: p.value for p in declared}
+    specs = node_parameters(node_name)
+    declared = node.declare_parameters(
+        "", [(spec.name, _copy(spec.default), descriptor(spec)) for spec in specs]
+    )
+    values = {p.name: p.value for p in declared}
+    problem = first_problem(values)
+    if problem:
+        raise ValueError(problem)
+    return values
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
+
+
+def check_changes(params: Iterable[Parameter]) -> str:
+    """Return why a set of parameter changes does not fit the table, or ``""``.
+
+    rclpy checks types, closed ranges and read-only; this adds choices and excluded range
+    ends, for a set-parameters callback to refuse with the reason.
+    """
+    return first_problem({p.name: p.value for p in params})
 
 
 def refuse(reason: str) -> SetParametersResult:

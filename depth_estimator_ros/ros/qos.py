@@ -20,10 +20,12 @@ from __future__ import annotations
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from depth_estimator_ros import parameters
+
 __all__ = ["IMAGE_RELIABILITY", "SENSOR_QOS", "WEIGHTS_QOS", "DIAGNOSTICS_QOS", "PLAYBACK_QOS", "image_qos"]
 
 #: Values of the nodes' ``image_reliability`` parameter.
-IMAGE_RELIABILITY: tuple[str, ...] = ("best_effort", "reliable")
+IMAGE_RELIABILITY: tuple[str, ...] = parameters.IMAGE_RELIABILITY
 
 
 def image_qos(reliability: str = "best_effort") -> QoSProfile:

@@ -30,17 +30,15 @@ Services
     ``checkpoint_dir``, atomically; answers ``success=false`` with the reason when
     the directory cannot be written (read-only, disk full, ...).
 
-Parameters (defaults in ``config/live.yaml``)
-    Shared with the estimator: ``arch``, ``checkpoint``, ``input_size``, ``device``,
-    ``torch_threads``, ``image_reliability``, ``rgb_transport`` (read-only),
-    ``max_pixels``, ``max_future_stamp``,
-    ``time_reset_threshold``, ``log_throttle_sec`` (live), ``diagnostics_period``
-    (read-only). Own: ``adaptation_enabled`` (bool, live), ``sync_tolerance`` (s,
-    live), ``sync_queue_size`` (read-only), ``checkpoint_dir`` (live), and the
-    :class:`~depth_estimator_ros.adaptation.AdaptationConfig` fields of the same
-    names: live where :data:`~depth_estimator_ros.adaptation.LIVE_FIELDS` says so,
-    read-only otherwise. Every live change is validated as a whole
-    configuration; a refusal names the reason and leaves everything unchanged.
+Parameters
+    Every row of :mod:`depth_estimator_ros.parameters` for this node (type, default,
+    range, live or read-only, description; the README's node reference lists them):
+    the model and input ones shared with the estimator, the node's own
+    ``adaptation_enabled``, ``sync_tolerance``, ``sync_queue_size``, ``checkpoint_dir``,
+    ``base_data``, and one per :class:`~depth_estimator_ros.adaptation.AdaptationConfig`
+    field (the rows with a ``field``), live where the table says so. Every live change
+    is validated as a whole configuration; a refusal names the reason and leaves
+    everything unchanged.
 
 Threads: callbacks run in the executor's one thread and never wait for training:
 image and depth callbacks decode, pair and offer frames; training runs in the
@@ -74,13 +72,9 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Float32, UInt8MultiArray, UInt32
 from std_srvs.srv import Trigger
 
-from depth_estimator_ros import models
-from depth_estimator_ros.adaptation import (
-    LIVE_FIELDS,
-    SCOPES,
-    AdaptationConfig,
-    AdaptationEngine,
-)
+from depth_estimator_ros import models, parameters
+from depth_estimator_ros.adaptation import AdaptationConfig, AdaptationEngine
+from depth_estimator_ros.adaptation.config import config_fields
 from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.learning.device import resolve_device
 from depth_estimator_ros.ros import codec
@@ -94,9 +88,10 @@ from depth_estimator_ros.ros.latest import LatestWorker
 from depth_estimator_ros.ros.pairing import Pair, StampGuard, StampPairer
 from depth_estimator_ros.ros.params import (
     accept,
+    check_changes,
     declare_parameters,
-    describe,
     load_model,
+    node_descriptors,
     refuse,
     spin_nodes,
 )
@@ -109,97 +104,15 @@ from depth_estimator_ros.ros.qos import (
 
 __all__ = ["OnlineTrainerNode", "parameter_descriptors", "DEFAULT_CHECKPOINT_DIR", "main"]
 
-NODE_NAME = "online_trainer"
+NODE_NAME = parameters.TRAINER
 
 #: Where ``~/save`` writes when ``checkpoint_dir`` is empty.
-DEFAULT_CHECKPOINT_DIR = Path("~/.ros/depth_estimator_ros/checkpoints")
-
-# AdaptationConfig fields exposed as parameters of the same name ("enabled" is
-# `adaptation_enabled`). Base-domain replay draws on the frames of `base_data`.
-_ENGINE_FIELDS: tuple[str, ...] = (
-    "buffer_capacity", "recent_fraction", "min_new_frames", "max_new_frames", "batch_size",
-    "epochs_per_round", "lr", "weight_decay", "scope", "grad_clip", "holdout_frames",
-    "accept_tolerance", "subsample", "duplicate_threshold", "min_valid_fraction", "replay_ratio",
-    "anchor_weight", "base_replay_fraction", "train_size", "freeze_bn", "feature_cache",
-)
+DEFAULT_CHECKPOINT_DIR = parameters.DEFAULT_CHECKPOINT_DIR
 
 
 def parameter_descriptors() -> dict[str, ParameterDescriptor]:
-    """Return the descriptors of every parameter the node declares (defaults come from live.yaml)."""
-
-    def engine(description: str, **kwargs: Any) -> ParameterDescriptor:
-        return describe(description, read_only=name not in LIVE_FIELDS, **kwargs)
-
-    out = {
-        "arch": describe("model architecture (models.ARCHITECTURES)", read_only=True),
-        "checkpoint": describe("base model checkpoint (.safetensors); empty = untrained weights", read_only=True),
-        "input_size": describe("[H, W] model input without a checkpoint; [0, 0] = default", read_only=True),
-        "device": describe("training device: auto | cpu | cuda", read_only=True, constraints="auto, cpu or cuda"),
-        "torch_threads": describe("torch intra-op threads; 0 = half the CPUs", low=0, high=256, integer=True,
-                                  read_only=True),
-        "image_reliability": describe(
-            "QoS reliability of the camera subscriptions: best_effort (matches any camera) or reliable "
-            "(reliable cameras only; far fewer lost large images)",
-            read_only=True,
-            constraints="best_effort or reliable",
-        ),
-        "rgb_transport": describe(
-            "colour input: raw (sensor_msgs/Image on image) or compressed (sensor_msgs/CompressedImage, "
-            "JPEG or PNG, on <image>/compressed as image_transport's compressed plugin publishes it)",
-            read_only=True,
-            constraints="raw or compressed",
-        ),
-        "max_pixels": describe("images with more pixels are refused before decoding", low=1, high=2**31 - 1,
-                               integer=True),
-        "max_future_stamp": describe("seconds a stamp may be ahead of the clock; 0 = no check", low=0.0, high=3600.0),
-        "time_reset_threshold": describe("a stamp this many seconds back is a time reset", low=0.001, high=1e9),
-        "log_throttle_sec": describe("seconds between log lines of one drop reason", low=0.0, high=3600.0),
-        "diagnostics_period": describe("seconds between /diagnostics and numeric topics", low=0.05, high=60.0,
-                                       read_only=True),
-        "adaptation_enabled": describe("run training rounds (frames are still buffered when false)"),
-        "sync_tolerance": describe("largest RGB/depth stamp difference of a pair, seconds", low=1e-6, high=1.0),
-        "sync_queue_size": describe("unpaired messages kept per topic", low=1, high=1000, integer=True,
-                                    read_only=True),
-        "checkpoint_dir": describe(f"directory ~/save writes to; empty = {DEFAULT_CHECKPOINT_DIR}"),
-        "base_data": describe("frame source of base-domain frames replayed to limit forgetting "
-                              "(data.open_source spec); empty = none", read_only=True),
-    }
-    for name, description, kwargs in (
-        ("buffer_capacity", "frames in the replay buffer", {"low": 2, "high": 100000, "integer": True}),
-        ("recent_fraction", "share of the buffer kept as the most recent frames", {"low": 0.0, "high": 1.0}),
-        ("min_new_frames", "new frames that trigger a round", {"low": 2, "high": 100000, "integer": True}),
-        ("max_new_frames", "most new frames one round trains on", {"low": 2, "high": 100000, "integer": True}),
-        ("batch_size", "frames per mini-batch", {"low": 1, "high": 1024, "integer": True}),
-        ("epochs_per_round", "passes over a round's frames", {"low": 1, "high": 1000, "integer": True}),
-        ("lr", "AdamW learning rate", {"low": 0.0, "high": 1.0}),
-        ("weight_decay", "AdamW decoupled weight decay", {"low": 0.0, "high": 10.0}),
-        ("scope", "trainable parameters: " + " | ".join(SCOPES), {"constraints": ", ".join(SCOPES)}),
-        ("grad_clip", "max global gradient norm; 0 = no clipping", {"low": 0.0, "high": 1e6}),
-        ("holdout_frames", "newest frames of a round kept out to judge it", {"low": 1, "high": 1000,
-                                                                             "integer": True}),
-        ("accept_tolerance", "accept a round with held-out RMSE <= (1 + this) x before", {"low": 0.0,
-                                                                                          "high": 100.0}),
-        ("subsample", "offer every Nth pair to the buffer", {"low": 1, "high": 1000, "integer": True}),
-        ("duplicate_threshold", "mean RGB difference (0-255) of a still-camera duplicate; 0 = off",
-         {"low": 0.0, "high": 255.0}),
-        ("min_valid_fraction", "least share of valid depth pixels of a kept frame", {"low": 0.0, "high": 1.0}),
-        ("replay_ratio", "replayed older frames per new training frame", {"low": 0.0, "high": 16.0}),
-        ("anchor_weight", "L2-SP pull toward the base weights", {"low": 0.0, "high": 1e6}),
-        ("base_replay_fraction", "share of each mini-batch drawn from base_data frames", {"low": 0.0, "high": 0.9}),
-        ("train_size", "[H, W] frames are stored and trained at; [0, 0] = model input size", {}),
-        ("freeze_bn", "keep BatchNorm statistics fixed during rounds", {}),
-        ("feature_cache", "keep the frozen encoder's features of stored frames (decoder-only rounds skip it)", {}),
-    ):
-        out[name] = engine(description, **kwargs)
-    return out
-
-
-def _engine_value(name: str, value: Any) -> Any:
-    """Convert a parameter value to the AdaptationConfig field value."""
-    if name == "train_size":
-        size = tuple(int(v) for v in value)
-        return None if size == (0, 0) else size
-    return value
+    """Return the descriptors of every parameter the node declares (rows of ``depth_estimator_ros.parameters``)."""
+    return node_descriptors(NODE_NAME)
 
 
 def load_base_frames(spec: str) -> list[Frame]:
@@ -238,12 +151,9 @@ class OnlineTrainerNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        values = declare_parameters(self, parameter_descriptors())
+        values = declare_parameters(self, NODE_NAME)
         self._rgb = codec.rgb_transport(values["rgb_transport"])  # ValueError names the allowed values
-        config = AdaptationConfig(
-            enabled=values["adaptation_enabled"],
-            **{name: _engine_value(name, values[name]) for name in _ENGINE_FIELDS},
-        )
+        config = AdaptationConfig.from_parameters(values)
         model, metadata = load_model(values["arch"], values["checkpoint"], values["input_size"])
         self._base_provenance = metadata
         # The engine trains its own copy; checkpoint saves rebuild a scratch model from this.
@@ -491,9 +401,11 @@ class OnlineTrainerNode(Node):
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         """Validate live changes as a whole configuration (rclpy checks types, ranges, read-only)."""
         changes = {p.name: p.value for p in params}
-        engine_changes = {n: _engine_value(n, v) for n, v in changes.items() if n in _ENGINE_FIELDS}
+        problem = check_changes(params)
+        if problem:
+            return refuse(problem)
         try:
-            self._engine.config.replace(**engine_changes)
+            self._engine.config.replace(**config_fields(changes))
         except ValueError as exc:
             return refuse(str(exc))
         directory = changes.get("checkpoint_dir")
@@ -506,9 +418,8 @@ class OnlineTrainerNode(Node):
     def _on_parameters_set(self, params: list[Parameter]) -> None:
         """Apply accepted live changes."""
         changes = {p.name: p.value for p in params}
-        engine_changes = {n: _engine_value(n, v) for n, v in changes.items() if n in _ENGINE_FIELDS}
+        engine_changes = config_fields(changes)
         if "adaptation_enabled" in changes:
-            engine_changes["enabled"] = changes["adaptation_enabled"]
             self.get_logger().info(f"adaptation {'enabled' if changes['adaptation_enabled'] else 'disabled'}")
         if engine_changes:
             self._engine.configure(**engine_changes)

@@ -19,9 +19,7 @@ import pytest
 # put test/ (ros_helpers) on the path here, so both runners find the helpers.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-launch_testing = pytest.importorskip(
-    "launch_testing", reason="launch_testing is not installed (pip mode; it comes with a ROS 2 distro)"
-)
+pytest.importorskip("launch_testing", reason="launch_testing is not installed (pip mode; it comes with a ROS 2 distro)")
 
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402
