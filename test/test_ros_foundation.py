@@ -182,3 +182,48 @@ def test_a_private_context_talks_within_itself_and_hears_nothing_else_in_the_dom
         # each publisher matched only the subscriber of its own context
         assert inside_pub.get_subscription_count() == 1 and outside_pub.get_subscription_count() == 1
     assert all(m.data >= 0 for m in inside.messages) and all(m.data < 0 for m in outside.messages)
+
+
+_RAISING_NODE = '''
+import sys
+from rclpy.node import Node
+from depth_estimator_ros.ros.params import spin_nodes
+
+class Raising(Node):
+    def __init__(self):
+        super().__init__("raising")
+        self.declare_parameter("torch_threads", 1)
+        self.ticks = 0
+        self.create_timer(0.05, self.tick)
+
+    def tick(self):
+        self.ticks += 1
+        if self.ticks <= 3:
+            raise ValueError(f"bug in a callback, tick {self.ticks}")
+        if self.ticks == 6:
+            print("STILL SPINNING", flush=True)
+
+def build():
+    if "--bad-parameters" in sys.argv:
+        raise ValueError("checkpoint 'x' does not exist")
+    return [Raising()]
+
+spin_nodes(build, "raising", sys.argv)
+'''
+
+
+def test_an_exception_escaping_a_callback_is_logged_and_the_nodes_keep_spinning() -> None:
+    # Before: spin_nodes' `except ValueError` around the spin loop turned a ValueError from
+    # any callback at run time into "unusable parameters" and exit 1.
+    with NodeProcess.python(_RAISING_NODE, env={"RCUTILS_LOGGING_USE_STDOUT": "1"}) as child:
+        child.wait_for_output("STILL SPINNING", timeout=60.0)
+        assert child.stop(timeout=5.0) == 0
+        out = child.stdout + child.stderr
+    assert "a callback raised (a bug; the nodes keep running; 1 so far" in out
+    assert "ValueError: bug in a callback, tick 1" in out  # with its traceback
+    assert "tick 2" not in out  # throttled: one log line per period, counted
+    # unusable parameters while building the nodes still end the process with the reason
+    with NodeProcess.python(_RAISING_NODE, "--bad-parameters", env={"RCUTILS_LOGGING_USE_STDOUT": "1"}) as child:
+        code = child.popen.wait(timeout=60.0)
+        out = child.stdout + child.stderr
+    assert code == 1 and "checkpoint 'x' does not exist" in out and "Traceback" not in out

@@ -208,8 +208,10 @@ def _param_text(value: Any) -> str:
 
 
 def stamp_ns(stamp: Any) -> int:
-    """Return a ``builtin_interfaces/Time`` as integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+    """Return a ``builtin_interfaces/Time`` as integer nanoseconds (the nodes' own conversion)."""
+    from depth_estimator_ros.ros.codec import stamp_nanoseconds
+
+    return stamp_nanoseconds(stamp)
 
 
 class RosClient:

@@ -65,6 +65,8 @@ __all__ = [
     "RGB_TRANSPORTS",
     "RgbTransport",
     "rgb_transport",
+    "stamp_nanoseconds",
+    "stamp_seconds",
     "image_to_rgb",
     "compressed_to_rgb",
     "image_to_depth",
@@ -152,6 +154,16 @@ class RgbTransport(NamedTuple):
     topic_suffix: str
     #: ``decode(msg, max_pixels=...)`` -> ``(H, W, 3)`` uint8 RGB, or :class:`ImageDecodeError`
     decode: Callable[..., Any]
+
+
+def stamp_nanoseconds(stamp: Time) -> int:
+    """Return a ``builtin_interfaces/Time`` as integer nanoseconds (exact)."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def stamp_seconds(stamp: Time) -> float:
+    """Return a ``builtin_interfaces/Time`` as float seconds (the stamp checks' unit)."""
+    return stamp.sec + stamp.nanosec * 1e-9
 
 
 def rgb_transport(name: str) -> RgbTransport:

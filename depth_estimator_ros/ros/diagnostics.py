@@ -10,6 +10,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Mapping
+from typing import Any
 
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -49,6 +50,21 @@ class DropCounter:
                 self._last_logged[reason] = now
                 return True
             return False
+
+    def report(self, logger: Any, reason: str, detail: str, what: str = "an input") -> None:
+        """Count one drop for ``reason`` and log it as a warning unless throttled.
+
+        Args:
+            logger: the node's logger (``node.get_logger()``).
+            reason: short snake_case reason, used as the diagnostics key.
+            detail: what was dropped and why, for the log line.
+            what: the dropped thing, for the log line (``"an image"``, ``"an input"``).
+        """
+        if self.record(reason):
+            logger.warn(
+                f"dropped {what} ({reason}): {detail}; further '{reason}' drops are logged "
+                f"at most every {self.throttle_sec:g} s and counted in /diagnostics"
+            )
 
     def counts(self) -> dict[str, int]:
         """Return a copy of ``{reason: count}``."""

@@ -350,7 +350,7 @@ class DepthEstimatorNode(Node):
         arrived = time.monotonic()
         self._frames_in += 1
         self._rate_in.tick()
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        stamp = codec.stamp_seconds(msg.header.stamp)
         now = self.get_clock().now().nanoseconds * 1e-9
         resets = self._guard.resets
         reason = self._guard.check(stamp, now)
@@ -421,15 +421,10 @@ class DepthEstimatorNode(Node):
             self._points_pub.publish(depth_to_points(depth, info, header, self._points_stride))
         self._frames_processed += 1
         self._rate_out.tick()
-        stamp_ns = header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-        self._latency.add((self.get_clock().now().nanoseconds - stamp_ns) * 1e-9)
+        self._latency.add((self.get_clock().now().nanoseconds - codec.stamp_nanoseconds(header.stamp)) * 1e-9)
 
     def _drop(self, reason: str, detail: str) -> None:
-        if self._drops.record(reason):
-            self.get_logger().warn(
-                f"dropped an image ({reason}): {detail}; further '{reason}' drops are logged "
-                f"at most every {self._drops.throttle_sec:g} s and counted in /diagnostics"
-            )
+        self._drops.report(self.get_logger(), reason, detail, "an image")
 
     def _publish_diagnostics(self) -> None:
         stats = self.stats()

@@ -15,6 +15,8 @@ import math
 import os
 import signal
 import threading
+import time
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -196,6 +198,30 @@ STOP_POLL_S = 0.1
 READY_MESSAGE = "ready"
 
 
+#: Shortest time between two log lines about exceptions escaping callbacks, seconds.
+CALLBACK_ERROR_LOG_PERIOD_S = 5.0
+
+
+class _CallbackErrors:
+    """Log exceptions that escaped a callback: the first at once, then at most one per period."""
+
+    def __init__(self, logger: Any, period: float = CALLBACK_ERROR_LOG_PERIOD_S) -> None:
+        self._logger = logger
+        self._period = period
+        self._count = 0
+        self._last_logged: float | None = None
+
+    def record(self, formatted: str) -> None:
+        self._count += 1
+        now = time.monotonic()
+        if self._last_logged is None or now - self._last_logged >= self._period:
+            self._last_logged = now
+            self._logger.error(
+                f"a callback raised (a bug; the nodes keep running; {self._count} so far, logged at most "
+                f"every {self._period:g} s):\n{formatted}"
+            )
+
+
 class _StopOnSignal:
     """SIGINT/SIGTERM handlers that ask the spin loop to stop, once, whatever arrives after.
 
@@ -256,6 +282,10 @@ def spin_nodes(build: Callable[[], Sequence[Node]], name: str, args: Sequence[st
     for a pool thread and spins in Python holding the GIL (ros2/rclpy#1452); with it
     the estimator got 3.5 of 30 frames per second, with this executor 30.
 
+    An exception that escapes a callback while the nodes spin is a bug, not a parameter
+    problem: it is logged with its traceback (at most once per
+    :data:`CALLBACK_ERROR_LOG_PERIOD_S`, with a count) and the nodes keep spinning.
+
     Args:
         build: creates the nodes, after ``rclpy.init``.
         name: logger name for start-up messages and a refusal.
@@ -268,7 +298,11 @@ def spin_nodes(build: Callable[[], Sequence[Node]], name: str, args: Sequence[st
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         executor = SingleThreadedExecutor()
-        nodes = build()
+        try:
+            nodes = build()
+        except ValueError as exc:  # unusable parameters: say why, no traceback
+            get_logger(name).fatal(str(exc))
+            raise SystemExit(1) from None
         get_logger(name).info(
             f"large messages: Fast DDS profile {settings['fastdds_profile']}, malloc {settings['malloc']}"
         )
@@ -278,14 +312,17 @@ def spin_nodes(build: Callable[[], Sequence[Node]], name: str, args: Sequence[st
         stop.interruptible = False
         if not stop.requested.is_set():
             get_logger(name).info(f"{READY_MESSAGE}: {', '.join(node.get_name() for node in nodes)}")
+        errors = _CallbackErrors(get_logger(name))
         # spin_once with a deadline: a Python signal handler runs only between two waits.
         while not stop.requested.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=STOP_POLL_S)
+            try:
+                executor.spin_once(timeout_sec=STOP_POLL_S)
+            except (KeyboardInterrupt, ExternalShutdownException):
+                raise
+            except Exception:  # a callback's bug: logged and counted, the nodes keep running
+                errors.record(traceback.format_exc())
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except ValueError as exc:  # unusable parameters: say why, no traceback
-        get_logger(name).fatal(str(exc))
-        raise SystemExit(1) from None
     finally:
         stop.interruptible = False  # from here on a signal never raises
         for node in nodes:

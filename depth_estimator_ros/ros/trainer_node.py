@@ -132,7 +132,7 @@ def load_base_frames(spec: str) -> list[Frame]:
 
 
 def _stamp(msg: Image | CompressedImage) -> float:
-    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+    return codec.stamp_seconds(msg.header.stamp)
 
 
 class OnlineTrainerNode(Node):
@@ -312,11 +312,7 @@ class OnlineTrainerNode(Node):
         )
 
     def _drop(self, reason: str, detail: str) -> None:
-        if self._drops.record(reason):
-            self.get_logger().warn(
-                f"dropped an input ({reason}): {detail}; further '{reason}' drops are logged "
-                f"at most every {self._drops.throttle_sec:g} s and counted in /diagnostics"
-            )
+        self._drops.report(self.get_logger(), reason, detail, "an input")
 
     # ----------------------------------------------------------------- outputs
     def _on_engine_update(self, version: int, payload: bytes) -> None:
