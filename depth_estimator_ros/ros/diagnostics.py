@@ -15,7 +15,7 @@ from typing import Any
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-__all__ = ["DropCounter", "RateMeter", "LatencyMeter", "build_status", "build_array"]
+__all__ = ["DropCounter", "RateMeter", "LatencyMeter", "build_status", "build_array", "split_drops"]
 
 
 class DropCounter:
@@ -170,3 +170,19 @@ def build_array(stamp: Time, statuses: list[DiagnosticStatus]) -> DiagnosticArra
     array = DiagnosticArray(status=statuses)
     array.header.stamp = stamp
     return array
+
+
+def split_drops(stats: Mapping[str, object]) -> tuple[dict[str, object], dict[str, int]]:
+    """Return a node's ``stats()`` as diagnostics values (drops flattened) and the drop counts.
+
+    Args:
+        stats: the node's counters, with ``"dropped"`` a ``{reason: count}`` mapping.
+
+    Returns:
+        ``(values, drops)``: ``values`` has every entry but ``dropped``, plus one
+        ``dropped_<reason>`` per reason in sorted order; ``drops`` is ``{reason: count}``.
+    """
+    drops = dict(stats["dropped"])  # type: ignore[call-overload]
+    values = {k: v for k, v in stats.items() if k != "dropped"}
+    values.update({f"dropped_{reason}": count for reason, count in sorted(drops.items())})
+    return values, drops

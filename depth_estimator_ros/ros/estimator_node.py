@@ -82,6 +82,7 @@ from depth_estimator_ros.ros.diagnostics import (
     RateMeter,
     build_array,
     build_status,
+    split_drops,
 )
 from depth_estimator_ros.ros.latest import LatestWorker
 from depth_estimator_ros.ros.pairing import StampGuard
@@ -428,8 +429,7 @@ class DepthEstimatorNode(Node):
 
     def _publish_diagnostics(self) -> None:
         stats = self.stats()
-        drops = stats.pop("dropped")
-        values = {**stats, **{f"dropped_{reason}": count for reason, count in sorted(drops.items())}}
+        values, drops = split_drops(stats)
         bad = sum(count for reason, count in drops.items() if reason != "stale")
         if stats["frames_in"] == 0:
             level, message = DiagnosticStatus.WARN, "no images received"

@@ -83,6 +83,7 @@ from depth_estimator_ros.ros.diagnostics import (
     RateMeter,
     build_array,
     build_status,
+    split_drops,
 )
 from depth_estimator_ros.ros.latest import LatestWorker
 from depth_estimator_ros.ros.pairing import Pair, StampGuard, StampPairer
@@ -329,8 +330,8 @@ class OnlineTrainerNode(Node):
         self._loss_pub.publish(Float32(data=float(stats["last_loss"])))
         self._rmse_pub.publish(Float32(data=float(stats["last_holdout_rmse_after"])))
         self._fill_pub.publish(Float32(data=float(stats["buffer_fill"])))
-        drops = stats.pop("dropped")
-        values = {**stats, **{f"dropped_{reason}": count for reason, count in sorted(drops.items())}}
+        stats = self.stats()
+        values, drops = split_drops(stats)
         if stats["last_error"]:
             level, message = DiagnosticStatus.ERROR, f"training error: {stats['last_error']}"
         elif drops:
