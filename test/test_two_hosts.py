@@ -123,10 +123,13 @@ def test_weights_cross_the_link_over_udp_and_the_estimator_computes_depth_with_t
 def test_with_packet_loss_nothing_crashes_and_the_estimator_converges_to_the_latest_version(
     hosts, checkpoint, tmp_path
 ):
-    # netem (15 % loss, 20 ms delay) where the kernel has it, else random loss alone (the result says which);
+    # netem (15 % loss, 20 ms delay) where the kernel has it, else random loss alone (the result says which)
+    try:
+        hosts.add_loss(15.0, delay_ms=20.0)
+    except NamespaceError as exc:
+        pytest.skip(f"packet loss cannot be emulated here: {exc}")
     # the package's profile for lossy links on both sides (with 64 KiB datagrams no payload gets through)
-    result = _run(hosts, tmp_path, checkpoint, min_versions=3, loss_percent=15.0, delay_ms=20.0,
-                  profile=LOSSY_LINK_PROFILE)
+    result = _run(hosts, tmp_path, checkpoint, min_versions=3, profile=LOSSY_LINK_PROFILE)
     print(f"link: {result['loss']}; RGB-D pairs at the trainer {result['stream']}; "
           f"converged in {result['converge_s']} s")
     assert "15%" in result["loss"]
