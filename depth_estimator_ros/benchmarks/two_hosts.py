@@ -12,9 +12,10 @@ The robot and the workstation are two network namespaces joined by a veth pair
   nodes' ``/diagnostics``, and keeps a ``status.json`` up to date for the driver.
 - **Workstation** namespace: the ``online_trainer`` process, fed over the link.
 
-:func:`run_case` drives one run: stream until enough versions are published, stop the
-RGB-D stream (no more rounds), wait until the trainer is quiescent and the estimator has
-its last version in force, then stop every process with SIGINT and read their exit codes.
+:func:`run_case` drives one run: once both nodes run, stream until enough versions are
+published, stop the RGB-D stream (no more rounds), wait until the trainer is quiescent and
+the estimator has its last version in force, then stop every process with SIGINT and read
+their exit codes.
 Measured per case: the hand-over latency from the trainer publishing version *v* (its
 log line) to the first probe depth computed with it arriving in the robot namespace
 (:func:`~.adaptation.handover_latencies`), versions published vs. in force at the
@@ -79,9 +80,9 @@ _NAMESPACE_ENV = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET", "PYTHONUNBUFFERED":
 def _camera_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=f"python -m {CAMERA_MODULE}",
-        description="Robot-side camera and recorder of the two-hosts benchmark: publishes an RGB-D stream and a "
-        "fixed probe image, records depth answers, weights and diagnostics. Stops when <out>/stop exists; stops "
-        "the RGB-D stream (probe continues) when <out>/stop_stream exists.",
+        description="Robot-side camera and recorder of the two-hosts benchmark: publishes a fixed probe image "
+        "and, from when <out>/start_stream exists until <out>/stop_stream exists, an RGB-D stream; records depth "
+        "answers, weights and diagnostics. Writes its results and exits when <out>/stop exists.",
     )
     parser.add_argument("--out", type=Path, required=True, help="folder for status.json, camera.json and files")
     parser.add_argument("--data", required=True, help="frame source (data.open_source spec or folder)")
@@ -144,8 +145,7 @@ def camera_main(argv: Sequence[str] | None = None) -> int:
     bad_payloads: list[str] = []
     sent = {"stream": 0, "probe": 0}
     stream_stamps: list[int] = []  # ns, the RGB-D pairs published
-    streaming = threading.Event()
-    streaming.set()
+    streaming = threading.Event()  # set between start_stream and stop_stream
 
     def on_depth(msg: Image) -> None:
         receipt = time.time_ns()
@@ -213,8 +213,10 @@ def camera_main(argv: Sequence[str] | None = None) -> int:
         print("camera publishing", flush=True)
         try:
             while not (out / "stop").exists():
-                if streaming.is_set() and (out / "stop_stream").exists():
+                if (out / "stop_stream").exists():
                     streaming.clear()
+                elif (out / "start_stream").exists():
+                    streaming.set()
                 write_json(out / "status.json", status())
                 time.sleep(0.2)
         finally:
@@ -273,6 +275,10 @@ class CameraProcess:
             return json.loads((self.out_dir / "status.json").read_text())
         except (OSError, ValueError):
             return {}
+
+    def start_stream(self) -> None:
+        """Start the RGB-D stream (the probe image runs from the start)."""
+        (self.out_dir / "start_stream").touch()
 
     def stop_stream(self) -> None:
         """Stop the RGB-D stream; the probe image goes on."""
@@ -428,8 +434,9 @@ def run_case(
               "the trainer to start", processes)
         _wait(lambda: camera.status().get("depth_received", 0) > 0, start_timeout_s,
               "the estimator's first probe answer", processes)
+        # the stream starts once both nodes run: every version is published to a running estimator
+        camera.start_stream()
         started = time.time()
-        pairs_before = _trainer_pairs(camera.status())
         say(f"[two_hosts] {loss}: streaming", file=sys.stderr, flush=True)
 
         def published() -> dict[int, float]:
@@ -483,11 +490,10 @@ def run_case(
     rows, unstable = handover_latencies(seen, probe, published=pub, in_force=in_force)
     trainer_stats = (camera_record["trainer"] or [[0, {}]])[-1][1]
     estimator_stats = next((v for k, v in camera_record["estimator"].items() if k.startswith("depth_estimator")), {})
-    # counted over the stream window (from the first probe answer to the stream's end): what was sent
-    # before the nodes listened is not lost on the link
+    # the probe is counted over the stream window (before it the estimator may not have listened yet)
     window = (started * 1e9, stopped * 1e9)
-    pairs_sent = sum(1 for t in camera_record["stream_sent_ns"] if window[0] <= t <= window[1])
-    pairs = _trainer_pairs(camera_record) - pairs_before
+    pairs_sent = len(camera_record["stream_sent_ns"])
+    pairs = _trainer_pairs(camera_record)
     probe_sent = sum(1 for t in camera_record["probe_sent_ns"] if window[0] <= t <= window[1])
     probe_answered = len({t for t, _, _ in camera_record["depth"] if window[0] <= t <= window[1]})
     result.update(
@@ -644,7 +650,8 @@ def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             "what": f"{case['name']} ({case['loss']})",
             "value": (f"hand-over median {fmt_ms(latency['median_ms'])} / p95 {fmt_ms(latency['p95_ms'])} "
                       f"({latency['n']} versions); versions published {len(case['published'])}, in force "
-                      f"{len(case['in_force'])}; RGB-D pairs at the trainer {stream['pairs_at_trainer']}/{stream['pairs_sent']}; "
+                      f"{len(case['in_force'])}; RGB-D pairs at the trainer "
+                      f"{stream['pairs_at_trainer']}/{stream['pairs_sent']}; "
                       f"probe answers {case['probe']['answered']}/{case['probe']['sent']}; "
                       f"converged to v{case['final_version']}: {case['converged']} in {case['converge_s']} s"),
             "target": "converges; nothing crashes",
