@@ -12,7 +12,7 @@ setup(
     packages=find_packages(exclude=["test", "test.*"]),
     package_data={
         "depth_estimator_ros": ["weights/*.safetensors", "weights/*.json"],  # the shipped base model
-        "depth_estimator_ros.ros": ["fastdds_large_messages.xml"],
+        "depth_estimator_ros.ros": ["fastdds_large_messages.xml", "fastdds_lossy_link.xml"],
     },
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),

@@ -16,6 +16,7 @@ from ros_helpers import MessageCollector, isolated_ros
 
 from depth_estimator_ros.ros.large_messages import (
     FASTDDS_PROFILE,
+    LOSSY_LINK_PROFILE,
     PROFILE_VARIABLES,
     configure_large_messages,
 )
@@ -35,6 +36,19 @@ def test_profile_is_a_default_participant_profile_with_a_large_shared_memory_seg
     assert participant.get("is_default_profile") == "true"
     used = [e.text for e in participant.iterfind("p:rtps/p:userTransports/p:transport_id", NS)]
     assert sorted(used) == sorted(transports)
+
+
+def test_lossy_link_profile_sends_udp_datagrams_within_an_ethernet_frame_and_no_shared_memory() -> None:
+    root = ET.parse(LOSSY_LINK_PROFILE).getroot()
+    transports = list(root.iterfind("p:transport_descriptors/p:transport_descriptor", NS))
+    assert [d.findtext("p:type", namespaces=NS) for d in transports] == ["UDPv4"]
+    # 1500 - 20 (IP) - 8 (UDP): a lost frame costs one DDS fragment, not a 64 KiB datagram
+    assert int(transports[0].findtext("p:maxMessageSize", namespaces=NS)) <= 1472
+    participant = root.find("p:participant", NS)
+    assert participant.get("is_default_profile") == "true"
+    assert participant.findtext("p:rtps/p:useBuiltinTransports", namespaces=NS) == "false"
+    used = [e.text for e in participant.iterfind("p:rtps/p:userTransports/p:transport_id", NS)]
+    assert used == [transports[0].findtext("p:transport_id", namespaces=NS)]
 
 
 def test_profile_is_set_only_where_the_user_has_none_and_fast_dds_is_the_rmw() -> None:

@@ -14,6 +14,9 @@ and ``<section>.png`` into the output folder and returns the JSON-able result:
 - :mod:`.adaptation` -- prequential comparison with/without adaptation, estimator rate
   while training, and the cross-process weight hand-over latency;
 - :mod:`.memory` -- RSS of the live pipeline over a long run while adapting;
+- :mod:`.two_hosts` -- the separate mode across two network namespaces (:mod:`.netns`:
+  veth pair, packet loss; needs root), run only when named: weights hand-over and frames
+  lost over UDP, with and without loss;
 - :mod:`.accuracy`, :mod:`.rooms`, :mod:`.soak` -- the long sections run only when named:
   equal training budgets, leave-one-room-out, 60 Hz VGA into ``live`` for minutes.
 

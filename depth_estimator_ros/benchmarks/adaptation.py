@@ -43,7 +43,10 @@ from depth_estimator_ros.benchmarks.common import (
 from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
 from depth_estimator_ros.parameters import KINECT_TOPICS
 
-__all__ = ["HANDOVER_TARGET_MS", "TRAINER_MODULE", "handover_latencies", "log_times", "run", "summary_rows"]
+__all__ = [
+    "HANDOVER_TARGET_MS", "IN_FORCE_LOG", "PUBLISHED_LOG", "TRAINER_MODULE", "handover_latencies", "log_times", "run",
+    "summary_rows",
+]
 
 #: Target of issue 6 for a round's end -> estimator using the new weights, one machine.
 HANDOVER_TARGET_MS = 200.0
@@ -54,8 +57,9 @@ _TRAINER_REMAP = {"image": KINECT_TOPICS["image"], "depth": KINECT_TOPICS["depth
 _ESTIMATOR_REMAP = {"image": "probe/image", "depth": "probe/depth"}
 
 
-_PUBLISHED = re.compile(r"\[(\d+\.\d+)\] \[online_trainer\]: published weights version (\d+)")
-_IN_FORCE = re.compile(r"\[(\d+\.\d+)\] \[depth_estimator\]: weights version (\d+) in force")
+#: The trainer's and the estimator's log lines of a weights version (groups: rclpy log time, version).
+PUBLISHED_LOG = re.compile(r"\[(\d+\.\d+)\] \[online_trainer\]: published weights version (\d+)")
+IN_FORCE_LOG = re.compile(r"\[(\d+\.\d+)\] \[depth_estimator\]: weights version (\d+) in force")
 
 
 def log_times(text: str, pattern: re.Pattern[str]) -> dict[int, float]:
@@ -229,8 +233,8 @@ def _handover(
         with lock:
             versions = dict(weights_seen)
     probe = [(receipt_ns * 1e-9, digest) for receipt_ns, digest in stream.pop("kept")]
-    published = log_times(trainer.log_tail(chars=10**7), _PUBLISHED)
-    in_force = log_times(estimator.log_tail(chars=10**7), _IN_FORCE)
+    published = log_times(trainer.log_tail(chars=10**7), PUBLISHED_LOG)
+    in_force = log_times(estimator.log_tail(chars=10**7), IN_FORCE_LOG)
     rows, unstable = handover_latencies(versions, probe, published=published, in_force=in_force)
     latencies = [r["latency_ms"] / 1e3 for r in rows if r["latency_ms"] is not None]
     stream.pop("samples")

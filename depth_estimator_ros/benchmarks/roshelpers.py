@@ -129,6 +129,9 @@ class NodeProcess:
         log_path: file that receives the process's stdout and stderr.
         remappings: topic remappings ``{"from": "to"}``, passed as ``-r from:=to``.
         env: extra environment variables.
+        prefix: command line the process is started under, e.g. ``["ip", "netns", "exec", "ns"]``
+            (:meth:`~depth_estimator_ros.benchmarks.netns.Host.wrap`); it must ``exec`` the
+            command so that signals reach the node.
     """
 
     def __init__(
@@ -139,8 +142,9 @@ class NodeProcess:
         *,
         remappings: Mapping[str, str] | None = None,
         env: Mapping[str, str] | None = None,
+        prefix: Sequence[str] = (),
     ) -> None:
-        args = [sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())", "--ros-args"]
+        args = [*prefix, sys.executable, "-c", f"import sys; from {module} import main; sys.exit(main())", "--ros-args"]
         for name, value in parameters.items():
             args += ["-p", f"{name}:={_param_text(value)}"]
         for source, target in (remappings or {}).items():

@@ -8,6 +8,7 @@ Usage::
     bench --only soak --minutes 10 --device cpu   # 60 Hz VGA soak (issue 7), never in the default set
     bench --only accuracy --train-minutes 4       # every model trained 4 min, scored on unseen rooms (issue 3)
     bench --only rooms --rooms-steps 600          # leave-one-room-out of the base recipe on ../shared/data/rooms
+    bench --only two_hosts                        # separate mode across two network namespaces (root)
 
 Every section writes ``<section>.json`` and ``<section>.png`` (each JSON holds the machine
 description); at the end a summary table is printed and written to ``summary.json`` and
@@ -33,7 +34,7 @@ from depth_estimator_ros.cli._common import positive_float, positive_int, run_ma
 __all__ = ["OPTIONAL_SECTIONS", "build_parser", "main", "format_table"]
 
 #: Sections run only when named with ``--only`` (too long for ``make bench``).
-OPTIONAL_SECTIONS: tuple[str, ...] = ("soak", "accuracy", "rooms")
+OPTIONAL_SECTIONS: tuple[str, ...] = ("soak", "accuracy", "rooms", "two_hosts")
 _ALL_SECTIONS = SECTIONS + OPTIONAL_SECTIONS
 
 
@@ -126,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="start model of the adaptation section (.safetensors); default: a seeded random "
-        "initialisation of --pipeline-arch (cold start)",
+        "initialisation of --pipeline-arch (cold start). The two_hosts section's base model (default: the "
+        "shipped one)",
     )
     parser.add_argument(
         "--data",
@@ -231,6 +233,15 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
             progress=progress,
         )
         return result, soak.summary_rows(result)
+    if name == "two_hosts":
+        from depth_estimator_ros.benchmarks import two_hosts
+        from depth_estimator_ros.benchmarks.common import preferred_device
+
+        result = two_hosts.run(
+            args.out, quick=args.quick, data=data, checkpoint=str(args.checkpoint or "default"),
+            device=preferred_device(args.device), progress=progress,
+        )
+        return result, two_hosts.summary_rows(result)
     raise ValueError(f"unknown section {name!r}; allowed: {_ALL_SECTIONS}")
 
 

@@ -35,6 +35,7 @@ from pathlib import Path
 
 __all__ = [
     "FASTDDS_PROFILE",
+    "LOSSY_LINK_PROFILE",
     "PROFILE_VARIABLES",
     "MMAP_THRESHOLD_BYTES",
     "TRIM_THRESHOLD_BYTES",
@@ -43,6 +44,10 @@ __all__ = [
 
 #: The Fast DDS profile shipped with the package (shared-memory segment of 16 MiB).
 FASTDDS_PROFILE: Path = Path(__file__).with_name("fastdds_large_messages.xml")
+
+#: The profile for processes whose topics cross a lossy link to another host (UDPv4 only,
+#: datagrams under the MTU; README, "Two hosts"): set it in their environment instead.
+LOSSY_LINK_PROFILE: Path = Path(__file__).with_name("fastdds_lossy_link.xml")
 
 #: Environment variables through which Fast DDS 2.x and 3.x find a profile file.
 PROFILE_VARIABLES: tuple[str, ...] = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
