@@ -21,6 +21,8 @@ Predicted depth is published on ``<namespace>/depth`` (and ``depth/colored``,
 ``depth/points``); the RViz config shows the default (empty) namespace.
 """
 
+import atexit
+import contextlib
 import os
 import tempfile
 
@@ -77,13 +79,22 @@ def _override_file(namespace: str, per_node: dict) -> str:
     own section of the params file (``online_trainer:`` in config/live.yaml) win over
     ``/**`` whatever the order, so a launch argument given that way has no effect.
     Under the node's fully qualified name, in a file after the params file, it wins.
+    The file lives as long as the launch process (a respawned node reads it again) and is
+    removed when that process exits.
     """
     content = {_node_key(namespace, node): {"ros__parameters": params} for node, params in per_node.items() if params}
     with tempfile.NamedTemporaryFile(
         "w", prefix="depth_estimator_ros_launch_", suffix=".yaml", delete=False
     ) as stream:
         yaml.safe_dump(content, stream, default_flow_style=False)
+    atexit.register(_remove, stream.name)
     return stream.name
+
+
+def _remove(path: str) -> None:
+    """Delete a temporary parameter file; one already gone is fine."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _nodes(context: LaunchContext) -> list:

@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -78,6 +79,7 @@ def test_ros2_run_make_bag_launch_live_and_drive_it_with_ros2_param_and_topic(tm
     assert (bag / "metadata.yaml").is_file()
 
     launch = ["ros2", "launch", PACKAGE, "live.launch.py", "device:=cpu", "adapt:=false"]
+    override_files = set(Path(tempfile.gettempdir()).glob("depth_estimator_ros_launch_*.yaml"))
     with NodeProcess(launch, process_group=True, cwd=tmp_path) as live:
         live.wait_for_output("ready: depth_estimator, online_trainer", timeout=START_TIMEOUT)
         assert ros2("param", "get", "/online_trainer", "adaptation_enabled").strip() == "Boolean value is: False"
@@ -111,6 +113,8 @@ def test_ros2_run_make_bag_launch_live_and_drive_it_with_ros2_param_and_topic(tm
         assert "Traceback" not in output, output[-3000:]
         assert "process has finished cleanly" in output, output[-3000:]
         assert time.monotonic() - started < 10.0
+    # adapt:=false went in through a temporary parameter file; launch removes it when it exits
+    assert set(Path(tempfile.gettempdir()).glob("depth_estimator_ros_launch_*.yaml")) <= override_files
 
 
 def test_installed_share_has_what_the_launch_files_use():
