@@ -285,21 +285,29 @@ def _bad_images() -> list[tuple[str, Image]]:
     return cases
 
 
+def _each_dropped_then_answered(node, pub, depth, cases, good_message, stamp: float = 100.0) -> float:
+    """Publish each ``(reason, bad message)``; it must be counted under ``reason``, then a good frame answered.
+
+    Returns the last stamp used.
+    """
+    for reason, bad in cases:
+        stamp += 0.1
+        bad.header = _header(stamp)
+        before = node.stats()["dropped"].get(reason, 0)
+        pub.publish(bad)
+        wait_for(lambda: node.stats()["dropped"].get(reason, 0) == before + 1, TIMEOUT, what=f"drop {reason}")
+        stamp += 0.1
+        _send_and_wait(pub, depth, good_message(stamp))
+    return stamp
+
+
 def test_every_bad_image_is_survived_counted_and_followed_by_a_good_answer(checkpoint):
     with running_estimator(checkpoint, max_future_stamp=60.0) as (_, node, probe):
         pub = probe.create_publisher(Image, "image", 10)
         depth = MessageCollector(probe, Image, "depth")
         diagnostics = MessageCollector(probe, DiagnosticArray, "/diagnostics")
         wait_for(lambda: pub.get_subscription_count() > 0, TIMEOUT, what="the estimator to subscribe")
-        stamp = 100.0
-        for reason, bad in _bad_images():
-            stamp += 0.1
-            bad.header = _header(stamp)
-            before = node.stats()["dropped"].get(reason, 0)
-            pub.publish(bad)
-            wait_for(lambda: node.stats()["dropped"].get(reason, 0) == before + 1, TIMEOUT, what=f"drop {reason}")
-            stamp += 0.1
-            _send_and_wait(pub, depth, _image(_rgb(7), stamp))
+        stamp = _each_dropped_then_answered(node, pub, depth, _bad_images(), lambda t: _image(_rgb(7), t))
         # stamps: backwards, duplicate, far future; then a good frame
         last = stamp
         now = probe.get_clock().now().nanoseconds * 1e-9
@@ -528,15 +536,7 @@ def test_bad_compressed_payloads_are_counted_by_reason_and_the_node_keeps_answer
         depth = MessageCollector(probe, Image, "depth")
         diagnostics = MessageCollector(probe, DiagnosticArray, "/diagnostics")
         wait_for(lambda: pub.get_subscription_count() > 0, TIMEOUT, what="the estimator to subscribe")
-        stamp = 100.0
-        for reason, bad in _bad_compressed():
-            stamp += 0.1
-            bad.header = _header(stamp)
-            before = node.stats()["dropped"].get(reason, 0)
-            pub.publish(bad)
-            wait_for(lambda: node.stats()["dropped"].get(reason, 0) == before + 1, TIMEOUT, what=f"drop {reason}")
-            stamp += 0.1
-            _send_and_wait(pub, depth, _compressed(good, stamp, "png"))
+        _each_dropped_then_answered(node, pub, depth, _bad_compressed(), lambda t: _compressed(good, t, "png"))
         expected = {"corrupt_compressed": 3, "bad_encoding": 1, "zero_size": 1, "too_large": 1}
         assert {k: v for k, v in node.stats()["dropped"].items() if k != "stale"} == expected
         assert node.stats()["frames_processed"] == len(_bad_compressed())
