@@ -288,6 +288,7 @@ def run(
     progress: bool = True,
     image_reliability: str = "best_effort",
     depth_encoding: str = "32FC1",
+    threads: int = 0,
 ) -> dict[str, Any]:
     """Run the estimator node under camera streams; write ``pipeline.json`` / ``.png``.
 
@@ -301,6 +302,8 @@ def run(
         progress: show tqdm bars.
         image_reliability: QoS reliability of camera publisher and node subscription.
         depth_encoding: the node's ``depth_encoding`` (16UC1 halves the bytes sent back).
+        threads: the node's ``torch_threads`` (intra-op threads of torch and onnxruntime;
+            0 = its default, half the CPUs, for a machine it shares with a trainer).
 
     Returns:
         ``section``, ``machine``, ``settings``, ``targets``, ``codec`` (in-process
@@ -343,6 +346,7 @@ def run(
             "backend": backend,
             "image_reliability": image_reliability,
             "depth_encoding": depth_encoding,
+            "torch_threads": threads,
         }
         log = out_dir / f"pipeline_estimator_{dev}_{backend}_{rate_hz:g}hz.log"
         with NodeProcess(ESTIMATOR_MODULE, params, log) as node, RosClient("bench_pipeline") as client:
@@ -381,6 +385,7 @@ def run(
             "quick": quick,
             "rates_hz": list(rates_hz),
             "backends": list(backends),
+            "torch_threads": threads,
             "image_reliability": image_reliability,
             "depth_encoding": depth_encoding,
             "camera_size": list(CAMERA_SIZE),

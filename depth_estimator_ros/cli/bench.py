@@ -119,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the estimator's inference backends in the pipeline section, one run each (default torch,onnxruntime)",
     )
     parser.add_argument(
+        "--pipeline-threads", type=int, default=0,
+        help="the estimator's torch_threads in the pipeline section (intra-op threads of torch and "
+        "onnxruntime; default 0 = half the CPUs, as beside a trainer)",
+    )
+    parser.add_argument(
         "--pipeline-rates", type=_rates, default=(30.0, 60.0),
         help="camera rates of the pipeline section in Hz, one run each (default 30,60)",
     )
@@ -166,7 +171,7 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
 
         result = pipeline.run(
             args.out, device=args.device, quick=args.quick, arch=args.pipeline_arch, progress=progress,
-            rates_hz=args.pipeline_rates, backends=args.pipeline_backends,
+            rates_hz=args.pipeline_rates, backends=args.pipeline_backends, threads=args.pipeline_threads,
             image_reliability=args.image_reliability, depth_encoding=args.depth_encoding,
         )
         return result, pipeline.summary_rows(result)
