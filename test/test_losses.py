@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from depth_estimator_ros.learning.losses import (
+    SILOG_LAMBDA,
     head_l2,
     masked_l1,
     masked_mse,
@@ -146,9 +147,30 @@ def test_model_loss_log_l1_weighs_relative_errors_and_overrides_the_model_defaul
     assert near.item() == pytest.approx(far.item())
 
 
-@pytest.mark.parametrize("kind", ["l1", "rmse", "log_l1"])
+def test_model_loss_silog_counts_a_global_scale_error_only_in_part_and_per_image():
+    ones = torch.ones((2, 1, 2, 2), dtype=torch.bool)
+    target = torch.stack([torch.full((1, 2, 2), 1.5), torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])])
+    # image 0 twice too far everywhere (scale only), image 1 exact
+    pred = (target * torch.tensor([2.0, 1.0]).reshape(2, 1, 1, 1)).requires_grad_(True)
+    loss = model_loss(_HeadModel("l1", 0.0), pred, target, ones, kind="silog")
+    assert loss.item() == pytest.approx(math.sqrt(1 - SILOG_LAMBDA) * math.log(2.0) / 2, rel=1e-5)
+    # a structure error of the same mean size costs more than the scale error
+    bent = target.clone()
+    bent[0] = target[0] * torch.tensor([[2.0, 0.5], [2.0, 0.5]])
+    structure = model_loss(_HeadModel("l1", 0.0), bent, target, ones, kind="silog")
+    assert structure.item() == pytest.approx(math.log(2.0) / 2, rel=1e-5)
+    loss.backward()
+    assert torch.isfinite(pred.grad).all()
+    # an image without valid pixels is left out of the mean, not counted as 0
+    valid = ones.clone()
+    valid[1] = False
+    only_first = model_loss(_HeadModel("l1", 0.0), pred.detach(), target, valid, kind="silog")
+    assert only_first.item() == pytest.approx(math.sqrt(1 - SILOG_LAMBDA) * math.log(2.0), rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["l1", "rmse", "log_l1", "silog"])
 def test_model_loss_all_invalid_is_zero_and_leaves_weights_alone(kind):
-    model = _HeadModel("l1" if kind == "log_l1" else kind, 0.02)
+    model = _HeadModel("l1" if kind in ("log_l1", "silog") else kind, 0.02)
     pred = torch.ones((1, 1, 2, 2), requires_grad=True)
     loss = model_loss(model, pred, torch.full((1, 1, 2, 2), NAN), torch.zeros((1, 1, 2, 2), dtype=torch.bool),
                       kind=kind)

@@ -20,9 +20,14 @@ from torch import Tensor
 if TYPE_CHECKING:  # pragma: no cover - typing only; learning never needs models at import
     from depth_estimator_ros.models import DepthModel
 
-__all__ = ["LOSSES", "valid_mask", "masked_l1", "masked_mse", "masked_rmse", "head_l2", "model_loss"]
+__all__ = ["LOSSES", "SILOG_LAMBDA", "valid_mask", "masked_l1", "masked_mse", "masked_rmse", "head_l2", "model_loss"]
 
-LOSSES: tuple[str, ...] = ("l1", "rmse", "log_l1")
+LOSSES: tuple[str, ...] = ("l1", "rmse", "log_l1", "silog")
+
+#: Weight of the squared mean log error that ``"silog"`` subtracts (Eigen et al. 2014 use
+#: 0.5, BTS / AdaBins 0.85): the share ``1 - SILOG_LAMBDA`` of an image's global log-scale
+#: error still counts, so the loss stays metric while the structure dominates.
+SILOG_LAMBDA = 0.85
 """The loss names a model's ``defaults.loss`` may take."""
 
 
@@ -157,6 +162,10 @@ def model_loss(
       the square root exactly as seed 1's eq. 4 writes it.
     - ``"log_l1"``: mean ``|log pred - log target|`` (+ the penalty): every pixel's
       *relative* error counts alike, near or far (the AbsRel / delta view of depth).
+    - ``"silog"``: the scale-invariant log error, per image
+      ``sqrt(mean(d^2) - SILOG_LAMBDA * mean(d)^2)`` with ``d = log pred - log target``,
+      averaged over the images with valid pixels (+ the penalty): one image's global
+      scale error counts only ``sqrt(1 - SILOG_LAMBDA)`` as much as a structure error.
 
     Args:
         model: a ``DepthModel`` (anything with ``defaults`` and
@@ -173,7 +182,7 @@ def model_loss(
     kind = model.defaults.loss if kind is None else kind
     if kind not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
-    if kind == "log_l1":
+    if kind in ("log_l1", "silog"):
         _check(pred, target, valid)
         safe = torch.where(valid, target, pred.detach()).to(pred.dtype).clamp_min(1e-3)
         log_err = torch.where(valid, pred.clamp_min(1e-3).log() - safe.log(), torch.zeros((), dtype=pred.dtype,
@@ -182,7 +191,14 @@ def model_loss(
     else:
         err, n = _masked_error(pred, target, valid)
     penalty = head_l2(model.regularized_parameters(), float(model.defaults.head_l2)).to(pred.device)
-    if kind in ("l1", "log_l1"):
+    if kind == "silog":
+        per_image = valid.flatten(1).sum(dim=1)
+        mean_sq = err.square().flatten(1).sum(dim=1) / per_image.clamp_min(1)
+        mean = err.flatten(1).sum(dim=1) / per_image.clamp_min(1)
+        image_loss = _safe_sqrt((mean_sq - SILOG_LAMBDA * mean.square()).clamp_min(0))
+        has = per_image > 0
+        loss = (image_loss * has).sum() / has.sum().clamp_min(1) + penalty
+    elif kind in ("l1", "log_l1"):
         loss = err.abs().sum() / n.clamp_min(1) + penalty
     else:
         loss = _safe_sqrt(err.square().sum() / n.clamp_min(1) + penalty)
