@@ -101,6 +101,35 @@ def test_first_room_selects_later_rooms_of_the_same_seed_frame_for_frame() -> No
         SyntheticRooms.from_spec("first_room=-1")
 
 
+def test_close_range_rooms_are_small_crowded_and_leave_the_other_rooms_as_they_were() -> None:
+    mixed = SyntheticRooms(seed=1, frames=40, width=64, height=48, rooms=20, close=0.5)
+    regular = SyntheticRooms(seed=1, frames=40, width=64, height=48, rooms=20)
+    close = [i for i in range(20) if mixed.is_close(i)]
+    assert 3 <= len(close) <= 17  # about half, drawn per (seed, room)
+    assert not any(regular.is_close(i) for i in range(20))
+    for i in range(20):
+        a, b = mixed.room(i), regular.room(i)
+        assert a.close == (i in close) and not b.close
+        if not a.close:  # a room that is not close-range is the regular room of its index, frame for frame
+            np.testing.assert_array_equal(a.boxes, b.boxes)
+            np.testing.assert_array_equal(mixed[2 * i].rgb, regular[2 * i].rgb)
+        else:
+            assert a.size[0] <= 3.5 and a.size[2] <= 3.5 and b.size[0] >= 4.0
+            assert a.pitch < b.pitch  # looks down at tables and counters
+    near = SyntheticRooms(seed=1, frames=40, width=64, height=48, rooms=20, close=1.0)
+    medians = {}
+    for kind, source in (("close", near), ("regular", regular)):
+        medians[kind] = []
+        for i in range(0, 40, 2):
+            depth = source[i].depth
+            valid = np.isfinite(depth)
+            assert valid.mean() > 0.3, f"{kind} frame {i}: the camera is inside something"
+            medians[kind].append(float(np.median(depth[valid])))
+    assert np.median(medians["close"]) < 1.6 < np.median(medians["regular"])
+    # the same arguments give the same close-range frames
+    np.testing.assert_array_equal(near[7].depth, SyntheticRooms.from_spec("seed=1,frames=40,width=64,height=48,rooms=20,close=1")[7].depth)
+
+
 def test_spec_parsing_and_refusals() -> None:
     source = SyntheticRooms.from_spec("seed=3, frames=12,width=40,height=30", frames=5)
     assert (len(source), source.intrinsics.width, source.seed) == (5, 40, 3)
@@ -112,6 +141,8 @@ def test_spec_parsing_and_refusals() -> None:
         SyntheticRooms.from_spec("width=4")
     with pytest.raises(ValueError, match=r"rooms must be in \[1, frames=2\]"):
         SyntheticRooms(frames=2, rooms=3)
+    with pytest.raises(DataError, match=r"close must be in \[0, 1\], got 1.5"):
+        SyntheticRooms.from_spec("close=1.5")
 
 
 def test_speed_at_320x240() -> None:

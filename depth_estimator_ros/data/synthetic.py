@@ -40,6 +40,7 @@ MIN_DEPTH = 0.5
 MAX_DEPTH = 10.0
 _TEXTURE_SIZE = 64
 _CLEARANCE = 0.75  # metres between the camera path and any surface
+_CLOSE_CLEARANCE = 0.35  # the same in close-range rooms
 _KINECT = Intrinsics(525.0, 525.0, 319.5, 239.5, 640, 480)
 
 
@@ -61,6 +62,8 @@ class Room:
         path_radius: ``(3,)`` half-extent of the camera path along x, y, z, metres.
         seed: the seed the room was built from.
         index: the room's index under that seed.
+        pitch: mean camera pitch of the walk, radians (negative: looking down).
+        close: a close-range room (:func:`make_room`'s ``close``).
     """
 
     size: np.ndarray
@@ -75,6 +78,8 @@ class Room:
     path_radius: np.ndarray
     seed: int
     index: int = 0
+    pitch: float = -0.2
+    close: bool = False
 
 
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
@@ -132,18 +137,26 @@ def _texture(rng: np.random.Generator, kind: str, base: np.ndarray, accent: np.n
     return np.clip(base * (1 - mix) + accent * mix, 0.0, 1.0).astype(np.float32)
 
 
-def make_room(seed: int, room: int = 0) -> Room:
+def make_room(seed: int, room: int = 0, *, close: bool = False) -> Room:
     """Build room number ``room`` of ``seed``: size, furniture, materials and lights.
 
     Args:
         seed: generator seed.
         room: room index under that seed.
+        close: a *close-range* room instead: a small room (closet, kitchenette, office
+            corner: 2.0-3.5 m across) crowded with furniture, a camera path that passes
+            0.35 m from it and looks down at tables and counters. Depth is mostly
+            0.5-2 m there, where the regular rooms (4-7 m, 0.75 m clearance) are
+            mostly 1.5-6 m. Same seed and index, different room.
 
     Returns:
         The :class:`Room`; the same arguments always give the same room.
     """
-    rng = np.random.default_rng([int(seed), int(room), 1])
-    size = np.array([rng.uniform(4.0, 6.5), rng.uniform(2.5, 3.2), rng.uniform(4.5, 7.0)], np.float32)
+    rng = np.random.default_rng([int(seed), int(room), 1] if not close else [int(seed), int(room), 1, 1])
+    if close:
+        size = np.array([rng.uniform(2.0, 3.5), rng.uniform(2.3, 2.8), rng.uniform(2.0, 3.5)], np.float32)
+    else:
+        size = np.array([rng.uniform(4.0, 6.5), rng.uniform(2.5, 3.2), rng.uniform(4.5, 7.0)], np.float32)
     textures, scales, gloss = [], [], []
 
     def material(kinds: tuple[str, ...], sat: tuple[float, float], val: tuple[float, float], scale: tuple[float, float], shiny: float) -> int:
@@ -166,11 +179,12 @@ def make_room(seed: int, room: int = 0) -> Room:
     # furniture along the walls, leaving the middle free for the camera path
     boxes = []
     furniture_kinds = (("planks", "paint"), ("paint", "stripes", "tiles"), ("carpet", "paint"))
-    for _ in range(rng.integers(4, 9)):
+    max_reach = 0.7 if close else 0.8
+    for _ in range(rng.integers(6, 11) if close else rng.integers(4, 9)):
         along_x = bool(rng.integers(0, 2))  # against a wall facing +-z (runs along x) or +-x
         far_side = bool(rng.integers(0, 2))
-        run = rng.uniform(0.5, 1.8)
-        reach = rng.uniform(0.35, 0.8)
+        run = min(rng.uniform(0.5, 1.8), float(size[0 if along_x else 2]))
+        reach = rng.uniform(0.35, max_reach)
         height = float(rng.choice([rng.uniform(0.4, 0.9), rng.uniform(1.2, 2.2)]))
         lo, hi = np.zeros(3, np.float32), np.zeros(3, np.float32)
         a, b = (0, 2) if along_x else (2, 0)
@@ -182,9 +196,10 @@ def make_room(seed: int, room: int = 0) -> Room:
         boxes.append(np.stack([lo, hi]))
         materials.append(material(furniture_kinds[rng.integers(0, 3)], (0.1, 0.9), (0.15, 0.9), (0.3, 1.0), 0.8))
 
-    margin = 0.8 + _CLEARANCE  # furniture reach + clearance
+    margin = max_reach + (_CLOSE_CLEARANCE if close else _CLEARANCE)  # furniture reach + clearance
     half = np.array([max(0.05, size[0] / 2 - margin), 0.2, max(0.05, size[2] / 2 - margin)], np.float32)
     center = np.array([size[0] / 2, rng.uniform(1.2, 1.5), size[2] / 2], np.float32)
+    pitch = rng.uniform(-0.6, -0.3) if close else -0.2
     n_lights = int(rng.integers(1, 3))
     lights = np.stack(
         [[rng.uniform(1.0, size[0] - 1.0), size[1] - 0.2, rng.uniform(1.0, size[2] - 1.0)] for _ in range(n_lights)]
@@ -202,6 +217,8 @@ def make_room(seed: int, room: int = 0) -> Room:
         path_radius=half,
         seed=int(seed),
         index=int(room),
+        pitch=float(pitch),
+        close=bool(close),
     )
 
 
@@ -209,7 +226,8 @@ def camera_pose(room: Room, t: float) -> tuple[np.ndarray, np.ndarray]:
     """Return the camera pose at time ``t`` seconds on the room's smooth path.
 
     The path is a Lissajous curve through the free middle of the room (about
-    0.3 m/s) with a slowly sweeping heading and a gentle downward pitch.
+    0.3 m/s) with a slowly sweeping heading and a downward pitch around the
+    room's (gentle in regular rooms, steeper in close-range ones).
 
     Returns:
         ``(position (3,), rotation (3, 3))``; rotation columns are the camera's
@@ -217,12 +235,12 @@ def camera_pose(room: Room, t: float) -> tuple[np.ndarray, np.ndarray]:
     """
     # Per room: frequencies, start point and heading differ between the rooms of a seed
     # (seeded by the seed alone, every room's walk started looking the same way).
-    rng = np.random.default_rng([room.seed, room.index, 2])
+    rng = np.random.default_rng([room.seed, room.index, 2] if not room.close else [room.seed, room.index, 2, 1])
     w = rng.uniform(0.08, 0.16, 3) * 2 * math.pi / 2
     phase = rng.uniform(0, 2 * math.pi, 6)
     position = room.path_center + room.path_radius * np.sin(w * t + phase[:3]).astype(np.float32)
     yaw = phase[3] + 0.35 * t + 0.6 * math.sin(0.21 * t + phase[4])
-    pitch = -0.2 + 0.15 * math.sin(0.27 * t + phase[5])
+    pitch = room.pitch + 0.15 * math.sin(0.27 * t + phase[5])
     forward = np.array([math.sin(yaw) * math.cos(pitch), math.sin(pitch), math.cos(yaw) * math.cos(pitch)])
     right = np.cross(forward, [0.0, 1.0, 0.0])
     right /= np.linalg.norm(right)
@@ -397,7 +415,7 @@ def render_view(
 
 _SPEC_KEYS = {
     "seed": int, "frames": int, "width": int, "height": int, "rooms": int, "first_room": int, "rate_hz": float,
-    "noise": int,
+    "noise": int, "close": float,
 }  # fmt: skip
 
 
@@ -420,6 +438,7 @@ class SyntheticRooms(FrameSource):
         first_room: int = 0,
         rate_hz: float = 30.0,
         noise: bool = True,
+        close: float = 0.0,
     ) -> None:
         """Configure the generator; rooms are built on first use.
 
@@ -435,6 +454,9 @@ class SyntheticRooms(FrameSource):
                 pretraining set that exclude the rooms forgetting is measured on).
             rate_hz: camera rate; the path speed is in metres per second.
             noise: add Kinect-like depth noise, holes and image noise.
+            close: share of rooms that are close-range (``make_room(..., close=True)``),
+                in ``[0, 1]``; which ones depends only on ``(seed, index)``, and with 0
+                (the default) every room is the regular room of its index.
 
         Raises:
             ValueError: an argument out of its range.
@@ -449,6 +471,9 @@ class SyntheticRooms(FrameSource):
             raise ValueError(f"first_room must be >= 0, got {first_room}")
         if not rate_hz > 0:
             raise ValueError(f"rate_hz must be > 0, got {rate_hz}")
+        if not 0.0 <= close <= 1.0:
+            raise ValueError(f"close must be in [0, 1], got {close}")
+        self.close = float(close)
         self.seed, self.frames, self.rooms, self.first_room = int(seed), int(frames), int(rooms), int(first_room)
         self.rate_hz, self.noise = float(rate_hz), bool(noise)
         self.intrinsics = _KINECT.scaled(int(width), int(height))
@@ -489,8 +514,12 @@ class SyntheticRooms(FrameSource):
     def room(self, index: int) -> Room:
         """Return room ``index`` (built once, then cached)."""
         if index not in self._rooms:
-            self._rooms[index] = make_room(self.seed, index)
+            self._rooms[index] = make_room(self.seed, index, close=self.is_close(index))
         return self._rooms[index]
+
+    def is_close(self, index: int) -> bool:
+        """Return whether room ``index`` is a close-range room (drawn from ``(seed, index)``)."""
+        return self.close > 0 and float(np.random.default_rng([self.seed, int(index), 4]).random()) < self.close
 
     def __len__(self) -> int:
         return self.frames
