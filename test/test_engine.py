@@ -19,6 +19,7 @@ from depth_estimator_ros.adaptation import (
     import_payload,
     read_payload,
 )
+from depth_estimator_ros.adaptation.buffer import prepare_frame, stack_frames
 from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.data.synthetic import SyntheticRooms
 from depth_estimator_ros.learning import compute_metrics, valid_mask
@@ -443,3 +444,26 @@ def test_weights_in_force_hold_one_new_decoder_and_share_the_frozen_encoder_with
     copy[encoder[0]].add_(1.0)
     assert torch.equal(in_force[encoder[0]], base[encoder[0]])
     assert not torch.equal(copy[encoder[0]], base[encoder[0]])
+
+
+def test_the_channels_last_training_copy_hands_out_contiguous_weights_that_save_and_match_its_predictions(room, tmp_path) -> None:
+    # On a CPU the training copy runs channels-last (faster decoder steps); everything that
+    # leaves the engine is in the ordinary layout, so checkpoints (safetensors refuses strided
+    # tensors) and payloads work, and its predictions are the training copy's.
+    from depth_estimator_ros.models import load_checkpoint, save_checkpoint
+
+    engine, predictor = adapted_once(room)
+    assert engine._model.decoder.head.weight.is_contiguous(memory_format=torch.channels_last)
+    _, state = engine.state_dict()
+    assert all(t.is_contiguous() for t in state.values())
+    model = base_model()
+    model.load_state_dict(state)
+    path = tmp_path / "adapted.safetensors"
+    save_checkpoint(path, model)
+    loaded, _ = load_checkpoint(path)
+    frame = room[-1]
+    rgb, _, focal = stack_frames([prepare_frame(frame, SIZE, 0)])
+    with torch.no_grad():
+        expected = engine._model(rgb, focal)
+        assert torch.allclose(loaded.eval()(rgb, focal), expected, atol=1e-5)
+    assert np.allclose(predictor.predict(frame.rgb), Predictor(loaded).predict(frame.rgb), atol=1e-5)

@@ -106,9 +106,15 @@ def stack_frames(frames: Sequence[BufferedFrame]) -> tuple[Tensor, Tensor, Tenso
     if not frames:
         raise ValueError("stack_frames needs at least one frame")
     rgb = torch.from_numpy(np.stack([f.rgb for f in frames])).permute(0, 3, 1, 2).float().div_(255.0)
+    return (rgb.contiguous(), *stack_targets(frames))
+
+
+def stack_targets(frames: Sequence[BufferedFrame]) -> tuple[Tensor, Tensor]:
+    """Stack the sensor depth ``(B, 1, H, W)`` and focal lengths ``(B,)`` of stored frames (no RGB:
+    a round that decodes cached encoder features needs only these)."""
     depth = torch.from_numpy(np.stack([f.depth for f in frames])).float().unsqueeze(1)
     focal = torch.tensor([f.focal for f in frames], dtype=torch.float32)
-    return rgb.contiguous(), depth, focal
+    return depth, focal
 
 
 class ReplayBuffer:

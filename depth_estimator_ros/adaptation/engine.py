@@ -60,7 +60,7 @@ import torch
 from torch import Tensor, nn
 
 from depth_estimator_ros import parameters
-from depth_estimator_ros.adaptation.buffer import BufferedFrame, ReplayBuffer, prepare_frame, stack_frames
+from depth_estimator_ros.adaptation.buffer import BufferedFrame, ReplayBuffer, prepare_frame, stack_frames, stack_targets
 from depth_estimator_ros.adaptation.config import AdaptationConfig
 from depth_estimator_ros.adaptation.features import FeatureCache
 from depth_estimator_ros.adaptation.payload import export_payload
@@ -155,6 +155,10 @@ class AdaptationEngine:
         self._model: DepthModel = copy.deepcopy(model).to(self._device)
         self._model.eval()
         self._base_state = {k: v.detach().clone() for k, v in self._model.state_dict().items()}
+        if self._device.type == "cpu":
+            # Same arithmetic, different layout: a decoder step of the shipped model (batch 4,
+            # 144x192, one thread) takes about 20 % less time in channels-last (README, adaptation).
+            self._model.to(memory_format=torch.channels_last)
         # The base on the CPU, for the in-force copies to share (the same tensors on a CPU device).
         self._base_cpu = (
             self._base_state if self._device.type == "cpu" else {k: v.cpu() for k, v in self._base_state.items()}
@@ -491,10 +495,11 @@ class AdaptationEngine:
 
     def _predict(self, frames: list[BufferedFrame], cached: bool) -> tuple[Tensor, Tensor]:
         """Return the training copy's prediction for ``frames`` and their sensor depth."""
-        rgb, depth, focal = stack_frames(frames)
-        depth, focal = depth.to(self._device), focal.to(self._device)
         if not cached:
+            rgb, depth, focal = stack_frames(frames)
+            depth, focal = depth.to(self._device), focal.to(self._device)
             return self._model(rgb.to(self._device), focal), depth
+        depth, focal = (t.to(self._device) for t in stack_targets(frames))
         features = self._features.features(self._model, frames, [f.index for f in frames], self._device)
         return self._model.forward_features(features, self._size, focal), depth
 
@@ -520,14 +525,15 @@ class AdaptationEngine:
 
         Tensors equal to the base weights are the base's own CPU tensors (shared, never
         written: every reader copies), so after a decoder round the copy holds one new
-        decoder, not a second encoder.
+        decoder, not a second encoder. Copies are in the contiguous layout whatever the
+        training copy's (channels-last on a CPU).
         """
         state = {}
         for name, value in self._model.state_dict().items():
             if torch.equal(value, self._base_state[name]):
                 state[name] = self._base_cpu[name]
             else:
-                state[name] = value.detach().to("cpu", copy=True)
+                state[name] = value.detach().to("cpu", memory_format=torch.contiguous_format, copy=True)
         return state
 
     def _state_finite(self) -> bool:
