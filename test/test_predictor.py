@@ -153,6 +153,19 @@ def test_state_dict_snapshot_round_trips_and_versions_follow_swaps():
     np.testing.assert_allclose(predictor.predict(image), out_a, rtol=1e-5)
 
 
+def test_torch_on_a_cpu_runs_channels_last_by_default_with_the_same_depth_and_contiguous_snapshots():
+    model = _fast(3)
+    default, plain = Predictor(model), Predictor(model, channels_last=False)
+    assert default.channels_last and not plain.channels_last
+    assert default.model.decoder.head.weight.is_contiguous(memory_format=torch.channels_last)
+    image = _image(5)
+    np.testing.assert_allclose(default.predict(image), plain.predict(image), rtol=1e-5, atol=1e-5)
+    default.load_state_dict(_fast(4).state_dict(), version=2)  # swaps copy into the channels-last tensors
+    np.testing.assert_allclose(default.predict(image), Predictor(_fast(4)).predict(image), rtol=1e-5)
+    snapshot = default.state_dict()
+    assert all(t.is_contiguous() for t in snapshot.values())  # safetensors refuses strided tensors
+
+
 def test_swaps_under_concurrent_predicts_never_mix_weights():
     """Two threads predict while a third flips between two weight sets: every frame is pure A or pure B."""
     a, b = _fast(0), _fast(1)
