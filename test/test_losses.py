@@ -144,7 +144,7 @@ def test_model_loss_log_l1_weighs_relative_errors_and_overrides_the_model_defaul
                       torch.ones((1, 1, 1, 1), dtype=torch.bool), kind="log_l1")
     far = model_loss(_HeadModel("l1", 0.0), torch.full((1, 1, 1, 1), 5.5), torch.full((1, 1, 1, 1), 5.0),
                      torch.ones((1, 1, 1, 1), dtype=torch.bool), kind="log_l1")
-    assert near.item() == pytest.approx(far.item())
+    assert near.item() == pytest.approx(far.item(), rel=1e-5)  # float32: log(5.5) - log(5) carries ~1e-7 m of rounding
 
 
 def test_model_loss_silog_counts_a_global_scale_error_only_in_part_and_per_image():
