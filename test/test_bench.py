@@ -52,6 +52,21 @@ def test_quick_model_section_writes_json_png_and_summary(tmp_path: Path, capsys:
     assert "fast cpu/fp32/1t" in capsys.readouterr().out
 
 
+@pytest.mark.timeout(300)
+def test_model_section_measures_the_shipped_checkpoint_at_its_own_input_size(tmp_path: Path) -> None:
+    from depth_estimator_ros.models import load_checkpoint
+
+    status = bench.main(["--out", str(tmp_path), "--quick", "--only", "model", "--archs", "shipped", "--device",
+                         "cpu", "--threads", "1", "--no-progress"])
+
+    assert status == 0
+    rows = json.loads((tmp_path / "model.json").read_text())["models"]
+    shipped, meta = load_checkpoint("default")
+    assert {r["arch"] for r in rows} == {"shipped"}
+    assert {tuple(r["input_size"]) for r in rows} == {tuple(shipped.input_size)}
+    assert {r["params_m"] for r in rows} == {round(sum(p.numel() for p in shipped.parameters()) / 1e6, 3)}
+
+
 def test_unknown_section_is_refused_with_the_allowed_names(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         bench.main(["--only", "model,speed"])

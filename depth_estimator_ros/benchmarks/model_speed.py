@@ -11,7 +11,9 @@ FLOPs per frame are counted with ``torch.utils.flop_counter.FlopCounterMode`` (o
 multiply-add = 2 FLOPs, convolutions and matrix products only) and divided by the median
 forward latency to give achieved GFLOP/s, printed next to a measured ``torch.mm`` peak of
 large float32 matrices on the same device and threads: the distance to the hardware
-limit. Models are randomly initialised: speed does not depend on the weight values.
+limit. Registered architectures are randomly initialised at their class default input
+size (speed does not depend on the weight values); :data:`SHIPPED` is the shipped
+checkpoint itself, at the input size it was trained for: what the nodes run by default.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from depth_estimator_ros.benchmarks.machine import describe_machine, machine_lab
 
 __all__ = [
     "CAMERA_SIZE",
+    "SHIPPED",
     "SpeedSettings",
     "count_flops",
     "default_cpu_threads",
@@ -49,6 +52,9 @@ __all__ = [
 
 #: The camera resolution frames arrive at, (height, width).
 CAMERA_SIZE: tuple[int, int] = (480, 640)
+
+#: Name of the shipped checkpoint (``checkpoint: default``) among the measured models.
+SHIPPED = "shipped"
 
 
 class SpeedSettings:
@@ -171,13 +177,13 @@ def _throughput(durations: Sequence[float]) -> dict[str, Any]:
 def _measure_arch(
     arch: str, device: str, precisions: Sequence[str], settings: SpeedSettings, camera: tuple[int, int]
 ) -> list[dict[str, Any]]:
-    """Time one architecture on one device in every precision; return one row per precision."""
+    """Time one architecture (or :data:`SHIPPED`) on one device in every precision; return one row per precision."""
     import torch
 
-    from depth_estimator_ros.models import build_model
+    from depth_estimator_ros.models import DEFAULT_CHECKPOINT, build_model, load_checkpoint
 
     torch.manual_seed(0)
-    model = build_model(arch).eval()
+    model = (load_checkpoint(DEFAULT_CHECKPOINT)[0] if arch == SHIPPED else build_model(arch)).eval()
     n_params = sum(p.numel() for p in model.parameters())
     height, width = model.input_size
     flops = count_flops(model, (height, width), "cpu")  # FLOPs do not depend on the device
@@ -339,7 +345,8 @@ def run(
         out_dir: output folder (created).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CPU, plus CUDA when present).
         quick: seconds-long smoke settings instead of the full budget.
-        archs: architectures to measure; default every registered one.
+        archs: architectures to measure, :data:`SHIPPED` among them; default every
+            registered one and the shipped checkpoint (where the package has it).
         camera: camera image size (height, width) fed to the Predictor.
         threads: torch intra-op thread counts to measure on the CPU; default
             :func:`default_cpu_threads`.
@@ -355,12 +362,13 @@ def run(
     import torch
     from tqdm import tqdm
 
-    from depth_estimator_ros.models import ARCHITECTURES
+    from depth_estimator_ros.models import ARCHITECTURES, SHIPPED_CHECKPOINT
 
-    archs = tuple(archs) if archs else tuple(ARCHITECTURES)
-    unknown = [a for a in archs if a not in ARCHITECTURES]
+    allowed = (*ARCHITECTURES, SHIPPED)
+    archs = tuple(archs) if archs else ARCHITECTURES + ((SHIPPED,) if SHIPPED_CHECKPOINT.is_file() else ())
+    unknown = [a for a in archs if a not in allowed]
     if unknown:
-        raise ValueError(f"unknown architectures {unknown}; allowed: {ARCHITECTURES}")
+        raise ValueError(f"unknown architectures {unknown}; allowed: {allowed}")
     devices = resolve_devices(device)
     settings = SpeedSettings.preset(quick)
     default_threads = torch.get_num_threads()
@@ -408,7 +416,8 @@ def run(
         "section": "model",
         "machine": describe_machine(),
         "settings": {**settings.as_dict(), "quick": quick, "camera_size": list(camera), "batch": 1},
-        "weights": "random initialisation (speed does not depend on weight values)",
+        "weights": f"random initialisation (speed does not depend on weight values); {SHIPPED}: the "
+        "shipped checkpoint",
         "inference_mode": True,
         "cpu_threads": list(cpu_threads),
         "matmul_peak": peaks,

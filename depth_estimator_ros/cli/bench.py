@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--archs", type=_csv(None), default=None,
-        help="architectures of the model and accuracy sections (default all registered / compared)",
+        help="architectures of the model and accuracy sections (default all registered / compared); the "
+        "model section also takes 'shipped', the shipped checkpoint at its own input size (measured by default)",
     )
     parser.add_argument(
         "--threads",
