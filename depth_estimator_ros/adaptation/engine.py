@@ -65,6 +65,7 @@ from depth_estimator_ros.adaptation.config import AdaptationConfig
 from depth_estimator_ros.adaptation.features import FeatureCache
 from depth_estimator_ros.adaptation.payload import export_payload
 from depth_estimator_ros.data.frame import Frame
+from depth_estimator_ros.learning.device import prefers_channels_last
 from depth_estimator_ros.learning.losses import masked_rmse, model_loss, valid_mask
 from depth_estimator_ros.models.base import DepthModel, freeze_batchnorm
 
@@ -155,9 +156,7 @@ class AdaptationEngine:
         self._model: DepthModel = copy.deepcopy(model).to(self._device)
         self._model.eval()
         self._base_state = {k: v.detach().clone() for k, v in self._model.state_dict().items()}
-        if self._device.type == "cpu":
-            # Same arithmetic, different layout: a decoder step of the shipped model (batch 4,
-            # 144x192, one thread) takes about 20 % less time in channels-last (README, adaptation).
+        if prefers_channels_last(self._device):
             self._model.to(memory_format=torch.channels_last)
         # The base on the CPU, for the in-force copies to share (the same tensors on a CPU device).
         self._base_cpu = (

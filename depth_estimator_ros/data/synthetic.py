@@ -137,6 +137,19 @@ def _texture(rng: np.random.Generator, kind: str, base: np.ndarray, accent: np.n
     return np.clip(base * (1 - mix) + accent * mix, 0.0, 1.0).astype(np.float32)
 
 
+_LAYOUT_STREAM, _PATH_STREAM = 1, 2  # independent random streams of one room
+
+
+def _room_rng(seed: int, room: int, close: bool, stream: int) -> np.random.Generator:
+    """Return the generator of one ``stream`` of room ``room`` of ``seed``.
+
+    A close-range room's key has one more entry, so it never shares draws with the
+    regular room of the same seed and index (and keys of regular rooms stay as they were).
+    """
+    key = [int(seed), int(room), stream]
+    return np.random.default_rng([*key, 1] if close else key)
+
+
 def make_room(seed: int, room: int = 0, *, close: bool = False) -> Room:
     """Build room number ``room`` of ``seed``: size, furniture, materials and lights.
 
@@ -152,7 +165,7 @@ def make_room(seed: int, room: int = 0, *, close: bool = False) -> Room:
     Returns:
         The :class:`Room`; the same arguments always give the same room.
     """
-    rng = np.random.default_rng([int(seed), int(room), 1] if not close else [int(seed), int(room), 1, 1])
+    rng = _room_rng(seed, room, close, _LAYOUT_STREAM)
     if close:
         size = np.array([rng.uniform(2.0, 3.5), rng.uniform(2.3, 2.8), rng.uniform(2.0, 3.5)], np.float32)
     else:
@@ -235,7 +248,7 @@ def camera_pose(room: Room, t: float) -> tuple[np.ndarray, np.ndarray]:
     """
     # Per room: frequencies, start point and heading differ between the rooms of a seed
     # (seeded by the seed alone, every room's walk started looking the same way).
-    rng = np.random.default_rng([room.seed, room.index, 2] if not room.close else [room.seed, room.index, 2, 1])
+    rng = _room_rng(room.seed, room.index, room.close, _PATH_STREAM)
     w = rng.uniform(0.08, 0.16, 3) * 2 * math.pi / 2
     phase = rng.uniform(0, 2 * math.pi, 6)
     position = room.path_center + room.path_radius * np.sin(w * t + phase[:3]).astype(np.float32)

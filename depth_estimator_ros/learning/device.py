@@ -6,7 +6,7 @@ import torch
 
 from depth_estimator_ros import parameters
 
-__all__ = ["DEVICE_CHOICES", "resolve_device"]
+__all__ = ["DEVICE_CHOICES", "prefers_channels_last", "resolve_device"]
 
 DEVICE_CHOICES: tuple[str, ...] = parameters.DEVICE_CHOICES
 """The device names every tool accepts (``"cuda:N"`` picks one GPU)."""
@@ -46,3 +46,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             raise ValueError(f"device {device!r} asked for, but only {torch.cuda.device_count()} CUDA GPU(s) exist")
         return resolved
     raise ValueError(f"device must be one of {DEVICE_CHOICES} or 'cuda:N', got {device!r}")
+
+
+def prefers_channels_last(device: torch.device) -> bool:
+    """Return whether convolutions on ``device`` should run in channels-last memory format.
+
+    The same arithmetic in another layout: on a CPU the shipped model's inference is
+    15-21 % faster and a decoder training step about 20 % (README, "Inference backends"
+    and the adaptation section); on CUDA it was never measured here, so it stays off.
+    """
+    return device.type == "cpu"

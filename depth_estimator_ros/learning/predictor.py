@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from depth_estimator_ros.learning import onnx_backend
-from depth_estimator_ros.learning.device import resolve_device
+from depth_estimator_ros.learning.device import prefers_channels_last, resolve_device
 from depth_estimator_ros.learning.transforms import resize_rgb
 from depth_estimator_ros.models.base import CANONICAL_FOCAL
 
@@ -117,7 +117,7 @@ class Predictor:
             self._session, self.backend_note = self._open_session(model, backend, checkpoint, threads, trt_cache_dir)
             self.backend = "torch" if self._session is None else "onnxruntime"
         if channels_last is None:
-            channels_last = self.device.type == "cpu" and self.backend == "torch"
+            channels_last = prefers_channels_last(self.device) and self.backend == "torch"
         self.channels_last = bool(channels_last)
         if self.channels_last:
             self._model.to(memory_format=torch.channels_last)
