@@ -93,6 +93,31 @@ def wait_for(predicate: Callable[[], T], timeout: float, *, what: str = "conditi
         time.sleep(interval)
 
 
+
+def wait_until_settled(counts: Callable[[], tuple], done: Callable[[tuple], bool], timeout: float, *,
+                       quiet: float = 1.0, what: str = "the counts to settle") -> tuple:
+    """Poll ``counts`` until ``done`` holds and the counts have not changed for ``quiet`` seconds.
+
+    For a stream that ends: a message may still be in flight after the last one was
+    sent, so "enough arrived" alone can be read between one frame's arrival and its
+    answer. Returns the settled counts.
+
+    Raises:
+        TimeoutError: not settled in time; the message names ``what`` and the last counts.
+    """
+    deadline = time.monotonic() + timeout
+    last, since = counts(), time.monotonic()
+    while True:
+        time.sleep(0.02)
+        now = counts()
+        if now != last:
+            last, since = now, time.monotonic()
+        elif done(now) and time.monotonic() - since >= quiet:
+            return now
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout:.1f} s waiting for {what} (last {last})")
+
+
 class RosTestContext:
     """An isolated ``rclpy.Context`` with one executor spinning in a background thread.
 

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import pytest
 from rclpy.parameter import Parameter
-from ros_helpers import MessageCollector, isolated_ros, wait_for
+from ros_helpers import MessageCollector, isolated_ros, wait_until_settled
 from sensor_msgs.msg import Image
 
 from depth_estimator_ros import data
@@ -92,17 +92,25 @@ def play(bag: Path, frames: list[Frame], checkpoint: Path, *, adapt: bool, rate_
                            expected_subscribers={colour_topic: 2})
         assert player.play(iter_raw_messages(bag))
         inputs = sorted(targets)
-        wait_for(
-            lambda: len(depth) + estimator.stats()["dropped"].get("stale", 0) >= len(inputs) - MAX_TRANSPORT_LOSS
-            and len(depth) + estimator.stats()["dropped"].get("stale", 0) >= estimator.stats()["frames_in"],
-            10.0,
+
+        def counts() -> tuple[int, int, int]:
+            stats = estimator.stats()
+            return len(depth), stats["dropped"].get("stale", 0), stats["frames_in"]
+
+        # Settled, not merely enough: the last frames may still be in flight when the
+        # player returns (up to MAX_TRANSPORT_LOSS are allowed to be lost, not to be late).
+        answered, stale, frames_in = wait_until_settled(
+            counts,
+            lambda c: c[0] + c[1] >= max(c[2], len(inputs) - MAX_TRANSPORT_LOSS),
+            15.0,
+            quiet=2.0,  # a training round shares the process: callbacks can wait ~1 s
             what=f"a depth image or a counted stale drop for each of the {len(inputs)} frames received",
         )
-        outputs = [_ns(m.header) for m in depth.messages]
-        rmse = {_ns(m.header): _rmse(codec.image_to_depth(m), targets[_ns(m.header)]) for m in depth.messages}
+        messages = depth.messages[:answered]
+        outputs = [_ns(m.header) for m in messages]
+        rmse = {_ns(m.header): _rmse(codec.image_to_depth(m), targets[_ns(m.header)]) for m in messages}
         trainer.set_parameters([Parameter("adaptation_enabled", value=False)])
-        stats = estimator.stats()
-        return Run(inputs, outputs, rmse, stats["dropped"].get("stale", 0), stats["frames_in"], estimator.weights_version)
+        return Run(inputs, outputs, rmse, stale, frames_in, estimator.weights_version)
 
 
 def check_stamps(run: Run) -> None:
