@@ -267,6 +267,11 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
        high=1000, field="holdout_frames"),
     _P("accept_tolerance", "double", 0.05, _T, "accept a round with held-out RMSE <= (1 + this) x before",
        live=True, low=0.0, high=100.0, field="accept_tolerance"),
+    _P("base_guard", "double", 0.0, _T, "revert to the base weights when, over the last base_guard_rounds "
+       "rounds' held-out frames, the weights in force scored an RMSE > (1 + this) x the base's; 0 = off",
+       live=True, low=0.0, high=100.0, field="base_guard"),
+    _P("base_guard_rounds", "int", 8, _T, "rounds the base guard sums its held-out RMSEs over", live=True,
+       low=1, high=1000, field="base_guard_rounds"),
     _P("subsample", "int", 1, _T, "offer every Nth pair to the buffer", low=1, high=1000, field="subsample"),
     _P("duplicate_threshold", "double", 1.0, _T, "mean RGB difference (0-255) of a still-camera duplicate; "
        "0 = off", low=0.0, high=255.0, field="duplicate_threshold"),

@@ -92,6 +92,12 @@ class AdaptationConfig:
             judge it (they are trained on by later rounds).
         accept_tolerance: a round is accepted when held-out RMSE after is at most
             ``(1 + accept_tolerance)`` times the RMSE before.
+        base_guard: drift guard, 0 = off. Each round also scores the base weights on
+            its held-out frames; when, summed over the last ``base_guard_rounds``
+            rounds, the weights in force scored an RMSE above ``(1 + base_guard)``
+            times the base's, the engine returns to the base weights (a round's
+            ``accept_tolerance`` can compound over hours; this bounds where it leads).
+        base_guard_rounds: rounds the base guard sums over before it may act.
         subsample: offer only every Nth frame to the buffer (1 = all).
         duplicate_threshold: mean absolute RGB difference (0-255 units, at buffer
             size) below which a frame is a near-duplicate of the last kept frame (the
@@ -125,6 +131,8 @@ class AdaptationConfig:
     grad_clip: float = _default("grad_clip")
     holdout_frames: int = _default("holdout_frames")
     accept_tolerance: float = _default("accept_tolerance")
+    base_guard: float = _default("base_guard")
+    base_guard_rounds: int = _default("base_guard_rounds")
     subsample: int = _default("subsample")
     duplicate_threshold: float = _default("duplicate_threshold")
     min_valid_fraction: float = _default("min_valid_fraction")

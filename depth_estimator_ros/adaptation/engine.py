@@ -20,6 +20,12 @@ trainer's subscription: every frame), are resized once into a bounded
    optimizer state are restored and the rejection is counted with its reason. A round
    that raises (out of memory, a shape or data error) is rolled back the same way and
    counted as ``failed`` with the error as ``last_error``; the next round runs as usual.
+4. drift guard (``base_guard`` > 0): each round also scores the *base* weights on its
+   held-out frames. When, summed over the last ``base_guard_rounds`` rounds, the weights
+   in force scored more than ``(1 + base_guard)`` times the base's RMSE, the round
+   trains nothing and returns to the base weights instead (``reverted``, published in
+   full like a reset; the buffer is kept). Each round may be up to ``accept_tolerance``
+   worse than the last; over hours such steps can add up, and this bounds where they lead.
 
 With the default ``scope="decoder"`` the encoder never changes, so its features of each
 stored frame are computed once and kept (:class:`~depth_estimator_ros.adaptation.features.FeatureCache`,
@@ -51,6 +57,7 @@ import copy
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -80,7 +87,9 @@ GIL while a round runs, and frames are missed (README, "live"). The process owne
 (``live``, the prequential evaluator) sets it; the engine itself does not.
 """
 
-ROUND_OUTCOMES: tuple[str, ...] = ("accepted", "rejected_nan", "rejected_worse", "aborted", "failed", "skipped")
+ROUND_OUTCOMES: tuple[str, ...] = (
+    "accepted", "rejected_nan", "rejected_worse", "reverted", "aborted", "failed", "skipped"
+)
 """What a round can end as."""
 
 LIVE_FIELDS: frozenset[str] = frozenset(p.field for p in parameters.engine_parameters() if p.live)
@@ -102,6 +111,8 @@ class RoundResult:
         loss: mean training loss of the round (NaN when none).
         holdout_before: held-out RMSE in metres with the weights in force before.
         holdout_after: held-out RMSE in metres with the candidate weights.
+        holdout_base: held-out RMSE in metres with the base weights (NaN unless the
+            drift guard is on).
         duration_s: wall time of the round.
         frames: training frames in the round (new + replayed, excluding base frames).
     """
@@ -111,6 +122,7 @@ class RoundResult:
     loss: float = math.nan
     holdout_before: float = math.nan
     holdout_after: float = math.nan
+    holdout_base: float = math.nan
     duration_s: float = 0.0
     frames: int = 0
 
@@ -203,6 +215,8 @@ class AdaptationEngine:
         self._last: RoundResult | None = None
         self._last_update: float | None = None
         self._last_error = ""
+        # (in force, base) held-out RMSE of the last rounds, for the drift guard.
+        self._guard_window: deque[tuple[float, float]] = deque()
         with self._round_lock:
             self._apply_config()
 
@@ -400,7 +414,7 @@ class AdaptationEngine:
             snapshot = self._snapshot()
             opt_snapshot = copy.deepcopy(self._optimizer.state_dict())
             outcome, error, cached = "failed", "", False
-            loss = before = after = math.nan
+            loss = before = after = base = math.nan
             try:
                 self._model.train()
                 cached = cfg.feature_cache and self._model.encoder_is_frozen()
@@ -410,14 +424,19 @@ class AdaptationEngine:
                 else:
                     self._features.clear()
                 before = self._holdout_rmse(holdout, cached)
-                loss = self._train(train, cfg, cached)
-                after = self._holdout_rmse(holdout, cached)
-                if not (math.isfinite(loss) and math.isfinite(after) and self._state_finite()):
-                    outcome = "rejected_nan"
-                elif math.isfinite(before) and after > before * (1.0 + cfg.accept_tolerance):
-                    outcome = "rejected_worse"
+                if cfg.base_guard > 0:
+                    base = self._base_holdout_rmse(holdout, cached)
+                if self._drifted(cfg, before, base):
+                    outcome = "reverted"
                 else:
-                    outcome = "accepted"
+                    loss = self._train(train, cfg, cached)
+                    after = self._holdout_rmse(holdout, cached)
+                    if not (math.isfinite(loss) and math.isfinite(after) and self._state_finite()):
+                        outcome = "rejected_nan"
+                    elif math.isfinite(before) and after > before * (1.0 + cfg.accept_tolerance):
+                        outcome = "rejected_worse"
+                    else:
+                        outcome = "accepted"
             except _Abort as exc:
                 outcome = str(exc)
             except Exception as exc:  # a failed round is rolled back and counted, never kept
@@ -428,14 +447,17 @@ class AdaptationEngine:
             finally:
                 # Every exit restores the weights and optimizer state unless the round
                 # was accepted, including exceptions that propagate (KeyboardInterrupt).
-                if outcome != "accepted":
+                if outcome == "reverted":
+                    self._restore_base()
+                elif outcome != "accepted":
                     with torch.no_grad():
                         self._model.load_state_dict(snapshot)
                     self._optimizer.load_state_dict(opt_snapshot)
                 self._model.eval()
-                state = self._in_force_copy() if outcome == "accepted" else {}
+                changed = outcome in ("accepted", "reverted")
+                state = self._in_force_copy() if changed else {}
                 with self._lock:
-                    if outcome == "accepted":
+                    if changed:
                         self._version += 1
                         self._in_force = (self._version, state)
                         self._last_update = time.monotonic()
@@ -444,12 +466,41 @@ class AdaptationEngine:
                     self._counts[outcome] += 1
                     self._round_started = None
                     result = RoundResult(
-                        outcome, self._version, loss, before, after, time.monotonic() - start, len(train)
+                        outcome, self._version, loss, before, after, base, time.monotonic() - start,
+                        0 if outcome == "reverted" else len(train),
                     )
                     self._last = result
-            if outcome == "accepted":
-                self._publish(result.version, state, full=False)
+            if changed:
+                self._publish(result.version, state, full=outcome == "reverted")
             return result
+
+    def _drifted(self, cfg: AdaptationConfig, in_force: float, base: float) -> bool:
+        """Record this round's (in force, base) held-out RMSE; whether the guard must act."""
+        if cfg.base_guard <= 0 or not (math.isfinite(in_force) and math.isfinite(base)):
+            return False
+        self._guard_window.append((in_force, base))
+        while len(self._guard_window) > cfg.base_guard_rounds:
+            self._guard_window.popleft()
+        if len(self._guard_window) < cfg.base_guard_rounds:
+            return False
+        total_in_force = sum(r for r, _ in self._guard_window)
+        total_base = sum(b for _, b in self._guard_window)
+        return total_in_force > (1.0 + cfg.base_guard) * total_base
+
+    def _restore_base(self) -> None:
+        """Load the base weights, restart the optimizer and the guard's window; round lock held.
+
+        Cached features stay valid unless the encoder had left the base weights.
+        """
+        state = self._model.state_dict()
+        if any(k.startswith("encoder.") and not torch.equal(v, self._base_state[k]) for k, v in state.items()):
+            self._features.clear()
+        with torch.no_grad():
+            self._model.load_state_dict(self._base_state)
+        self._guard_window.clear()
+        self._optimizer = None
+        self._applied = None
+        self._apply_config()
 
     def _train(self, frames: list[BufferedFrame], cfg: AdaptationConfig, cached: bool) -> float:
         """Run the round's epochs; return the mean loss (NaN as soon as one step is non-finite).
@@ -508,6 +559,24 @@ class AdaptationEngine:
         pred, depth = self._predict(frames, cached)
         return float(masked_rmse(pred, depth, valid_mask(depth, *self._range)))
 
+    @torch.no_grad()
+    def _base_holdout_rmse(self, frames: list[BufferedFrame], cached: bool) -> float:
+        """Held-out RMSE of the base weights, swapped into the training copy and back.
+
+        Cached features are the current encoder's: they serve only while it is still
+        the base's (a frozen encoder that trained under an earlier scope is run anew).
+        """
+        state = self._model.state_dict()
+        changed = {k: v.detach().clone() for k, v in state.items() if not torch.equal(v, self._base_state[k])}
+        if not changed:
+            return self._holdout_rmse(frames, cached)
+        cached = cached and not any(k.startswith("encoder.") for k in changed)
+        self._model.load_state_dict(self._base_state)
+        try:
+            return self._holdout_rmse(frames, cached)
+        finally:
+            self._model.load_state_dict(changed, strict=False)
+
     def _snapshot(self) -> dict[str, Tensor]:
         """Return the state a round restores on rollback: copies of what the round can change.
 
@@ -564,12 +633,8 @@ class AdaptationEngine:
         """
         self._abort.set()
         with self._round_lock:
-            with torch.no_grad():
-                self._model.load_state_dict(self._base_state)
+            self._restore_base()
             self._features.clear()
-            self._optimizer = None
-            self._applied = None
-            self._apply_config()
             if clear_buffer:
                 self._buffer.clear()
             state = self._in_force_copy()
@@ -599,8 +664,8 @@ class AdaptationEngine:
         Returns:
             A JSON-able dict: ``version``, ``enabled``, ``round_in_progress``,
             ``rounds_run``, ``rounds_accepted``, ``rounds_rejected_nan``,
-            ``rounds_rejected_worse``, ``rounds_aborted``, ``rounds_failed``, ``last_loss``,
-            ``last_holdout_rmse_before``/``_after`` (m), ``round_duration_s``,
+            ``rounds_rejected_worse``, ``rounds_reverted``, ``rounds_aborted``, ``rounds_failed``,
+            ``last_loss``, ``last_holdout_rmse_before``/``_after``/``_base`` (m), ``round_duration_s``,
             ``last_update_age_s`` (None before the first update), ``buffer_fill``,
             ``buffer_capacity``, ``buffer_nbytes``, ``buffer_capacity_nbytes``,
             ``frames_offered``/``_kept``/``_dropped_<reason>``, ``frames_pending``,
@@ -619,12 +684,14 @@ class AdaptationEngine:
                 "rounds_accepted": self._counts["accepted"],
                 "rounds_rejected_nan": self._counts["rejected_nan"],
                 "rounds_rejected_worse": self._counts["rejected_worse"],
+                "rounds_reverted": self._counts["reverted"],
                 "rounds_aborted": self._counts["aborted"],
                 "rounds_failed": self._counts["failed"],
                 "last_outcome": None if last is None else last.outcome,
                 "last_loss": math.nan if last is None else last.loss,
                 "last_holdout_rmse_before": math.nan if last is None else last.holdout_before,
                 "last_holdout_rmse_after": math.nan if last is None else last.holdout_after,
+                "last_holdout_rmse_base": math.nan if last is None else last.holdout_base,
                 "round_duration_s": math.nan if last is None else last.duration_s,
                 "last_update_age_s": None if self._last_update is None else now - self._last_update,
                 "last_error": self._last_error,

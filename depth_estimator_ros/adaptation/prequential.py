@@ -315,6 +315,7 @@ def run_prequential(
         "rounds_accepted": stats["rounds_accepted"],
         "rounds_rejected_nan": stats["rounds_rejected_nan"],
         "rounds_rejected_worse": stats["rounds_rejected_worse"],
+        "rounds_reverted": stats["rounds_reverted"],
         "rounds_aborted": stats["rounds_aborted"],
         "rounds_failed": stats["rounds_failed"],
         "feature_cache_nbytes": stats["feature_cache_nbytes"],

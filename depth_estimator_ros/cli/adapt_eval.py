@@ -85,6 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-new", type=int, default=d.max_new_frames, help="most new frames one round trains on")
     e.add_argument("--holdout", type=int, default=d.holdout_frames)
     e.add_argument("--tolerance", type=float, default=d.accept_tolerance)
+    e.add_argument("--base-guard", type=float, default=d.base_guard,
+                   help="return to the base weights when they beat the weights in force by this share (0 = off)")
+    e.add_argument("--base-guard-rounds", type=int, default=d.base_guard_rounds)
     e.add_argument("--grad-clip", type=float, default=d.grad_clip)
     e.add_argument("--weight-decay", type=float, default=d.weight_decay)
     e.add_argument("--anchor", type=float, default=d.anchor_weight, help="L2-SP weight toward the base weights")
@@ -121,6 +124,7 @@ def _run(argv: Sequence[str] | None) -> int:
         batch_size=args.batch_size, epochs_per_round=args.epochs,
         buffer_capacity=args.buffer, recent_fraction=args.recent_fraction, min_new_frames=args.min_new,
         max_new_frames=args.max_new, holdout_frames=args.holdout, accept_tolerance=args.tolerance,
+        base_guard=args.base_guard, base_guard_rounds=args.base_guard_rounds,
         grad_clip=args.grad_clip, weight_decay=args.weight_decay, anchor_weight=args.anchor,
         base_replay_fraction=args.base_replay, replay_ratio=args.replay_ratio, subsample=args.subsample,
         duplicate_threshold=args.duplicate_threshold, train_size=args.train_size,
