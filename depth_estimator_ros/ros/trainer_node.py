@@ -177,6 +177,7 @@ class OnlineTrainerNode(Node):
         }
         self._drops = DropCounter(values["log_throttle_sec"])
         self._time_resets = 0
+        self._reverts_logged = 0
         self._pair_rate = RateMeter()
         self._camera_info: CameraInfo | None = None
         self._save_lock = threading.Lock()
@@ -323,6 +324,14 @@ class OnlineTrainerNode(Node):
         self._weights_pub.publish(UInt8MultiArray(data=data))
         self._version_pub.publish(UInt32(data=version))
         self.get_logger().info(f"published weights version {version} ({len(payload) / 1e6:.1f} MB)")
+        stats = self._engine.stats()
+        if stats["rounds_reverted"] > self._reverts_logged:
+            self._reverts_logged = stats["rounds_reverted"]
+            self.get_logger().warning(
+                f"base guard: the adapted weights were worse than the base on the last {self._engine.config.base_guard_rounds} "
+                f"rounds' held-out frames (last {stats['last_holdout_rmse_before']:.3f} m vs base "
+                f"{stats['last_holdout_rmse_base']:.3f} m); version {version} is the base weights again"
+            )
 
     def _publish_status(self) -> None:
         stats = self.stats()
