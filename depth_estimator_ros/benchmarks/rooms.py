@@ -37,7 +37,7 @@ RECIPE: dict[str, Any] = {
     "arch": "fast",
     "backbone": "mobilenet_v2",
     "input_size": (144, 192),
-    "extra_sources": ("synthetic:seed=0,frames=1000,rooms=500,width=320,height=240",),
+    "extra_sources": ("synthetic:seed=0,frames=3000,rooms=1500,width=320,height=240",),
     "loss": "log_l1",
     "steps": 3000,
     "cosine": True,
