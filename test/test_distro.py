@@ -87,8 +87,12 @@ def test_ros2_run_make_bag_launch_live_and_drive_it_with_ros2_param_and_topic(tm
         assert ros2("param", "get", "/online_trainer", "adaptation_enabled").strip() == "Boolean value is: True"
         refused = ros2("param", "set", "/depth_estimator", "depth_encoding", "mono16")
         assert "Setting parameter failed" in refused and "32FC1" in refused, refused  # the reason names the values
-        topics = ros2("topic", "list").split()
-        assert {"/depth", "/depth/colored", "/weights", "/diagnostics", "/camera/rgb/image_color"} <= set(topics)
+        expected = {"/depth", "/depth/colored", "/weights", "/diagnostics", "/camera/rgb/image_color"}
+        # Each call discovers the graph afresh in DISCOVERY_S; a loaded machine once listed only the
+        # CLI's own /rosout and /parameter_events: ask again, as a user would, within a deadline.
+        deadline = time.monotonic() + START_TIMEOUT
+        while not expected <= (topics := set(ros2("topic", "list").split())):
+            assert time.monotonic() < deadline, f"`ros2 topic list` never showed {sorted(expected - topics)}: {topics}"
         info = ros2("topic", "info", "/camera/rgb/image_color")
         assert "Subscription count: 2" in info, info  # the estimator and the trainer
 
