@@ -492,8 +492,7 @@ class AdaptationEngine:
 
         Cached features stay valid unless the encoder had left the base weights.
         """
-        state = self._model.state_dict()
-        if any(k.startswith("encoder.") and not torch.equal(v, self._base_state[k]) for k, v in state.items()):
+        if any(k.startswith("encoder.") for k in self._changed_from_base()):
             self._features.clear()
         with torch.no_grad():
             self._model.load_state_dict(self._base_state)
@@ -566,8 +565,7 @@ class AdaptationEngine:
         Cached features are the current encoder's: they serve only while it is still
         the base's (a frozen encoder that trained under an earlier scope is run anew).
         """
-        state = self._model.state_dict()
-        changed = {k: v.detach().clone() for k, v in state.items() if not torch.equal(v, self._base_state[k])}
+        changed = {k: v.detach().clone() for k, v in self._changed_from_base().items()}
         if not changed:
             return self._holdout_rmse(frames, cached)
         cached = cached and not any(k.startswith("encoder.") for k in changed)
@@ -576,6 +574,10 @@ class AdaptationEngine:
             return self._holdout_rmse(frames, cached)
         finally:
             self._model.load_state_dict(changed, strict=False)
+
+    def _changed_from_base(self) -> dict[str, Tensor]:
+        """Return the training copy's tensors that differ from the base weights (not copies)."""
+        return {k: v for k, v in self._model.state_dict().items() if not torch.equal(v, self._base_state[k])}
 
     def _snapshot(self) -> dict[str, Tensor]:
         """Return the state a round restores on rollback: copies of what the round can change.
