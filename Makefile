@@ -9,10 +9,12 @@ TEST_DOMAIN := $(shell $(PYTHON) -c "import random; print(random.randint(1, 100)
 
 .PHONY: demo test lint bench install clean
 
-$(STAMP): requirements.txt setup.py
+# The runtime package (.) and, beside it, the measurement harness (bench/: benchmarks,
+# prequential and tour evaluation, demo), each an editable install of its own.
+$(STAMP): requirements.txt setup.py bench/setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . -e bench
 	touch $(STAMP)
 
 install: $(STAMP)

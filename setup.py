@@ -42,9 +42,6 @@ setup(
             "make_bag = depth_estimator_ros.cli.make_bag:main",
             "train = depth_estimator_ros.cli.train:main",
             "evaluate = depth_estimator_ros.cli.evaluate:main",
-            "adapt_eval = depth_estimator_ros.cli.adapt_eval:main",
-            "bench = depth_estimator_ros.cli.bench:main",
-            "demo = depth_estimator_ros.cli.demo:main",
         ],
     },
 )

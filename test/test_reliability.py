@@ -36,7 +36,7 @@ from depth_estimator_ros.adaptation.payload import (
     import_payload,
     read_payload,
 )
-from depth_estimator_ros.benchmarks.roshelpers import PacedPublisher, stamp_ns
+from depth_estimator_bench.roshelpers import PacedPublisher, stamp_ns
 from depth_estimator_ros.cli import evaluate as evaluate_cli
 from depth_estimator_ros.cli import make_bag as make_bag_cli
 from depth_estimator_ros.cli import train as train_cli

@@ -1,8 +1,7 @@
-"""Adaptation layer: replay buffer, online adaptation engine, weight payloads, prequential evaluation.
+"""Adaptation layer: replay buffer, online adaptation engine, weight payloads.
 
-See docs/ARCHITECTURE.md. The prequential evaluator lives in
-:mod:`depth_estimator_ros.adaptation.prequential` and is imported from there (it pulls in
-the data layer and plotting, which the live engine does not need).
+See docs/ARCHITECTURE.md. The prequential and tour evaluators measure this layer from
+outside, in the harness package :mod:`depth_estimator_bench` (``bench/``).
 """
 
 from depth_estimator_ros.adaptation.buffer import DROP_REASONS, BufferedFrame, ReplayBuffer

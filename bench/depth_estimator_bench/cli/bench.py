@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from depth_estimator_ros.benchmarks import SECTIONS
+from depth_estimator_bench import SECTIONS
 from depth_estimator_ros.atomic import write_bytes, write_json
-from depth_estimator_ros.benchmarks.common import DEVICE_CHOICES, KITCHEN, SHARED
+from depth_estimator_bench.common import DEVICE_CHOICES, KITCHEN, SHARED
 from depth_estimator_ros.cli._common import positive_float, positive_int, run_main
 
 __all__ = ["OPTIONAL_SECTIONS", "build_parser", "main", "format_table"]
@@ -161,14 +161,14 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
     progress = not args.no_progress
     data = args.data or KITCHEN
     if name == "model":
-        from depth_estimator_ros.benchmarks import model_speed
+        from depth_estimator_bench import model_speed
 
         result = model_speed.run(
             args.out, device=args.device, quick=args.quick, archs=args.archs, threads=args.threads, progress=progress
         )
         return result, model_speed.summary_rows(result)
     if name == "pipeline":
-        from depth_estimator_ros.benchmarks import pipeline
+        from depth_estimator_bench import pipeline
 
         result = pipeline.run(
             args.out, device=args.device, quick=args.quick, arch=args.pipeline_arch, progress=progress,
@@ -177,7 +177,7 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
         )
         return result, pipeline.summary_rows(result)
     if name == "adaptation":
-        from depth_estimator_ros.benchmarks import adaptation
+        from depth_estimator_bench import adaptation
 
         result = adaptation.run(
             args.out,
@@ -190,7 +190,7 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
         )
         return result, adaptation.summary_rows(result)
     if name == "memory":
-        from depth_estimator_ros.benchmarks import memory
+        from depth_estimator_bench import memory
 
         result = memory.run(
             args.out,
@@ -203,7 +203,7 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
         )
         return result, memory.summary_rows(result)
     if name == "accuracy":
-        from depth_estimator_ros.benchmarks import accuracy
+        from depth_estimator_bench import accuracy
 
         result = accuracy.run(
             args.out, device=args.device, quick=args.quick, minutes=args.train_minutes, archs=args.archs,
@@ -211,8 +211,8 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
         )
         return result, accuracy.summary_rows(result)
     if name == "rooms":
-        from depth_estimator_ros.benchmarks import rooms
-        from depth_estimator_ros.benchmarks.common import preferred_device
+        from depth_estimator_bench import rooms
+        from depth_estimator_bench.common import preferred_device
 
         shared = SHARED
         if not (shared / "data" / "rooms").is_dir():
@@ -227,7 +227,7 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
         )
         return result, rooms.summary_rows(result)
     if name == "soak":
-        from depth_estimator_ros.benchmarks import soak
+        from depth_estimator_bench import soak
 
         result = soak.run(
             args.out,
@@ -240,8 +240,8 @@ def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], l
         )
         return result, soak.summary_rows(result)
     if name == "two_hosts":
-        from depth_estimator_ros.benchmarks import two_hosts
-        from depth_estimator_ros.benchmarks.common import preferred_device
+        from depth_estimator_bench import two_hosts
+        from depth_estimator_bench.common import preferred_device
 
         result = two_hosts.run(
             args.out, quick=args.quick, data=data, checkpoint=str(args.checkpoint or "default"),
@@ -262,7 +262,7 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
 def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
+    from depth_estimator_bench.machine import describe_machine, machine_label
 
     args.out.mkdir(parents=True, exist_ok=True)
     machine = describe_machine()

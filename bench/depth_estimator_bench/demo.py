@@ -32,8 +32,8 @@ import numpy as np
 
 from depth_estimator_ros import models
 from depth_estimator_ros.atomic import write_json
-from depth_estimator_ros.benchmarks.common import KITCHEN
-from depth_estimator_ros.benchmarks.roshelpers import NodeProcess, RosClient, set_bench_domain, stamp_ns, wait_until
+from depth_estimator_bench.common import KITCHEN
+from depth_estimator_bench.roshelpers import NodeProcess, RosClient, set_bench_domain, stamp_ns, wait_until
 from depth_estimator_ros.data import open_source
 from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.learning.losses import valid_mask
@@ -91,7 +91,7 @@ def ensure_base_checkpoint(path: Path, *, minutes: float, data: str = PRETRAIN_D
         raise ValueError(f"{data}: no validation frames to pretrain with")
     config = TrainConfig(epochs=50, minutes=minutes, seed=seed, progress=progress)
     result = fit(model, train, val, path.parent / (path.stem + "_training"), config,
-                 provenance={"data": [data], "trainer": "depth_estimator_ros.benchmarks.demo.ensure_base_checkpoint"})
+                 provenance={"data": [data], "trainer": "depth_estimator_bench.demo.ensure_base_checkpoint"})
     # ``fit`` leaves the best weights in ``model``; keep the provenance its checkpoint recorded.
     models.save_checkpoint(path, model, provenance=models.load_checkpoint(result.checkpoint)[1]["provenance"])
     return path

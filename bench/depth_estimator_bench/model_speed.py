@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from depth_estimator_ros.benchmarks.common import (
+from depth_estimator_bench.common import (
     fmt_ms,
     latency_stats,
     pyplot,
@@ -37,7 +37,7 @@ from depth_estimator_ros.benchmarks.common import (
     timed_loop,
     write_section,
 )
-from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
+from depth_estimator_bench.machine import describe_machine, machine_label
 
 __all__ = [
     "CAMERA_SIZE",

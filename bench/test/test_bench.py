@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from depth_estimator_ros.cli import bench
+from depth_estimator_bench.cli import bench
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

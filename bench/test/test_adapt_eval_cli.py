@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from depth_estimator_ros.cli.adapt_eval import main
+from depth_estimator_bench.cli.adapt_eval import main
 from depth_estimator_ros.models import build_model, save_checkpoint
 
 

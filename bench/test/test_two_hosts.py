@@ -21,8 +21,8 @@ from ros_helpers import FAST_ROUNDS
 
 from depth_estimator_ros import models
 from depth_estimator_ros.adaptation.payload import import_payload
-from depth_estimator_ros.benchmarks.netns import NamespaceError, TwoHosts
-from depth_estimator_ros.benchmarks.two_hosts import trainer_idle_version, run_case
+from depth_estimator_bench.netns import NamespaceError, TwoHosts
+from depth_estimator_bench.two_hosts import trainer_idle_version, run_case
 from depth_estimator_ros.learning.predictor import Predictor
 from depth_estimator_ros.ros.large_messages import LOSSY_LINK_PROFILE
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from depth_estimator_ros.benchmarks.common import (
+from depth_estimator_bench.common import (
     fmt_ms,
     latency_stats,
     pyplot,
@@ -41,7 +41,7 @@ from depth_estimator_ros.benchmarks.common import (
     timed_loop,
     write_section,
 )
-from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
+from depth_estimator_bench.machine import describe_machine, machine_label
 
 __all__ = ["BACKENDS", "RATES_HZ", "TARGETS", "ESTIMATOR_MODULE", "codec_timings", "measure_stream", "run", "summary_rows"]
 
@@ -131,7 +131,7 @@ def measure_stream(
     from sensor_msgs.msg import Image
     from tqdm import tqdm
 
-    from depth_estimator_ros.benchmarks.roshelpers import (
+    from depth_estimator_bench.roshelpers import (
         PacedPublisher,
         StampRecorder,
         wait_until,
@@ -314,7 +314,7 @@ def run(
     from diagnostic_msgs.msg import DiagnosticArray
     from std_msgs.msg import Header
 
-    from depth_estimator_ros.benchmarks.roshelpers import (
+    from depth_estimator_bench.roshelpers import (
         DiagnosticsRecorder,
         NodeProcess,
         RosClient,

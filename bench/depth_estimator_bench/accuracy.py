@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from depth_estimator_ros.benchmarks.common import pyplot, save_figure, write_section
-from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
+from depth_estimator_bench.common import pyplot, save_figure, write_section
+from depth_estimator_bench.machine import describe_machine, machine_label
 
 __all__ = ["ARCHS", "EVAL_RANGE", "run", "score_frames", "summary_rows"]
 
@@ -166,7 +166,7 @@ def run(
     """
     import torch
 
-    from depth_estimator_ros.benchmarks.common import preferred_device
+    from depth_estimator_bench.common import preferred_device
 
     out_dir = Path(out_dir)
     dev = preferred_device(device)

@@ -113,7 +113,7 @@ def _run(argv: Sequence[str] | None) -> int:
     import torch
 
     from depth_estimator_ros.adaptation.config import AdaptationConfig
-    from depth_estimator_ros.adaptation.prequential import load_frames, plot_result, run_prequential, write_result
+    from depth_estimator_bench.prequential import load_frames, plot_result, run_prequential, write_result
     from depth_estimator_ros.data import open_source
     from depth_estimator_ros.models import build_model, load_checkpoint
 

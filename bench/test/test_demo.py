@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from depth_estimator_ros import models
-from depth_estimator_ros.benchmarks import demo
-from depth_estimator_ros.cli import demo as demo_cli
+from depth_estimator_bench import demo
+from depth_estimator_bench.cli import demo as demo_cli
 from depth_estimator_ros.learning.metrics import pool_frame_metrics
 
 pytestmark = pytest.mark.slow

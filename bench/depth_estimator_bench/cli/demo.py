@@ -1,6 +1,6 @@
 """``make demo``: replay a recorded RGB-D session through the live pipeline, adaptation on vs off.
 
-See :mod:`depth_estimator_ros.benchmarks.demo` for what it does; this is its command line.
+See :mod:`depth_estimator_bench.demo` for what it does; this is its command line.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _run(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if min(args.size) < 16:
         raise ValueError(f"--size must be at least 16 16, got {args.size[0]} {args.size[1]}")
-    from depth_estimator_ros.benchmarks.demo import run_demo
+    from depth_estimator_bench.demo import run_demo
 
     try:
         report = run_demo(args.out, data=args.data, checkpoint=args.checkpoint, retrain=args.retrain,

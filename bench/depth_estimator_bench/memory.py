@@ -19,13 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from depth_estimator_ros.benchmarks.common import (
+from depth_estimator_bench.common import (
     preferred_device,
     pyplot,
     save_figure,
     write_section,
 )
-from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
+from depth_estimator_bench.machine import describe_machine, machine_label
 from depth_estimator_ros.parameters import KINECT_TOPICS
 
 __all__ = ["GROWTH_TARGET", "LIVE_MODULE", "LiveStream", "RssSampler", "rss_summary", "load_stream_messages", "run", "stream_through_live",
@@ -64,7 +64,7 @@ class RssSampler:
         return self
 
     def _run(self) -> None:
-        from depth_estimator_ros.benchmarks.roshelpers import read_rss
+        from depth_estimator_bench.roshelpers import read_rss
 
         while not self._stop.is_set():
             reading = read_rss(self.pid)
@@ -214,8 +214,8 @@ def stream_through_live(
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
 
-    from depth_estimator_ros.benchmarks.pipeline import measure_stream
-    from depth_estimator_ros.benchmarks.roshelpers import (
+    from depth_estimator_bench.pipeline import measure_stream
+    from depth_estimator_bench.roshelpers import (
         DiagnosticsRecorder,
         NodeProcess,
         RosClient,

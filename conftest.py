@@ -1,9 +1,14 @@
-"""Shared fixtures: an isolated ROS domain per run, the real data folder, small torch."""
+"""Shared fixtures of both test folders (test/: the runtime, bench/test/: the harness).
+
+An isolated ROS domain per run, the real data folder, small torch; the runtime's test
+helpers (test/ros_helpers.py) importable from both folders.
+"""
 
 from __future__ import annotations
 
 import os
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,8 +18,10 @@ import pytest
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PROJECT_ROOT = Path(__file__).resolve().parent
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
+# One set of ROS test helpers (ros_helpers) for the runtime's and the harness's tests.
+sys.path.insert(0, str(PROJECT_ROOT / "test"))
 
 
 @pytest.fixture(autouse=True)

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from depth_estimator_ros.benchmarks.common import (
+from depth_estimator_bench.common import (
     fmt_ms,
     latency_stats,
     preferred_device,
@@ -40,7 +40,7 @@ from depth_estimator_ros.benchmarks.common import (
     save_figure,
     write_section,
 )
-from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
+from depth_estimator_bench.machine import describe_machine, machine_label
 from depth_estimator_ros.parameters import KINECT_TOPICS
 
 __all__ = [
@@ -136,8 +136,8 @@ def _prequential(
     """
     import torch
 
-    from depth_estimator_ros.adaptation import prequential
-    from depth_estimator_ros.benchmarks.model_speed import default_cpu_threads
+    from depth_estimator_bench import prequential
+    from depth_estimator_bench.model_speed import default_cpu_threads
 
     threads = torch.get_num_threads()
     torch.set_num_threads(default_cpu_threads()[-1])
@@ -164,9 +164,9 @@ def _handover(
     from std_msgs.msg import UInt8MultiArray, UInt32
 
     from depth_estimator_ros.adaptation import read_payload
-    from depth_estimator_ros.benchmarks.memory import load_stream_messages
-    from depth_estimator_ros.benchmarks.pipeline import ESTIMATOR_MODULE, measure_stream
-    from depth_estimator_ros.benchmarks.roshelpers import (
+    from depth_estimator_bench.memory import load_stream_messages
+    from depth_estimator_bench.pipeline import ESTIMATOR_MODULE, measure_stream
+    from depth_estimator_bench.roshelpers import (
         DiagnosticsRecorder,
         NodeProcess,
         RosClient,
@@ -308,7 +308,7 @@ def run(
         ``section``, ``machine``, ``settings``, ``prequential`` (the evaluator's summary,
         or ``{"skipped": reason}``), ``handover`` and ``files``.
     """
-    from depth_estimator_ros.benchmarks.roshelpers import set_bench_domain
+    from depth_estimator_bench.roshelpers import set_bench_domain
 
     out_dir = Path(out_dir)
     domain = set_bench_domain()

@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from depth_estimator_ros.benchmarks.accuracy import score_frames
-from depth_estimator_ros.benchmarks.common import pyplot, save_figure, write_section
-from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
+from depth_estimator_bench.accuracy import score_frames
+from depth_estimator_bench.common import pyplot, save_figure, write_section
+from depth_estimator_bench.machine import describe_machine, machine_label
 
 __all__ = ["RECIPE", "run", "summary_rows"]
 

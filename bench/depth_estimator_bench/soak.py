@@ -23,14 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from depth_estimator_ros.benchmarks.common import (
+from depth_estimator_bench.common import (
     latency_stats,
     pyplot,
     save_figure,
     write_section,
 )
-from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
-from depth_estimator_ros.benchmarks.memory import GROWTH_TARGET, stream_through_live
+from depth_estimator_bench.machine import describe_machine, machine_label
+from depth_estimator_bench.memory import GROWTH_TARGET, stream_through_live
 
 __all__ = ["SOAK_TARGETS", "latency_drift", "run", "summary_rows"]
 

@@ -130,7 +130,7 @@ class NodeProcess:
         remappings: topic remappings ``{"from": "to"}``, passed as ``-r from:=to``.
         env: extra environment variables.
         prefix: command line the process is started under, e.g. ``["ip", "netns", "exec", "ns"]``
-            (:meth:`~depth_estimator_ros.benchmarks.netns.Host.wrap`); it must ``exec`` the
+            (:meth:`~depth_estimator_bench.netns.Host.wrap`); it must ``exec`` the
             command so that signals reach the node.
     """
 

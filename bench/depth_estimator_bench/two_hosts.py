@@ -4,7 +4,7 @@ The robot and the workstation are two network namespaces joined by a veth pair
 (:mod:`.netns`), so everything between them is UDP over a link, never shared memory.
 
 - **Robot** namespace: the ``depth_estimator`` process and a camera process
-  (:func:`camera_main`, ``python -m depth_estimator_ros.benchmarks.two_hosts``). The
+  (:func:`camera_main`, ``python -m depth_estimator_bench.two_hosts``). The
   camera publishes an RGB-D stream on the Kinect topics (for the trainer) and, at the
   same rate, one fixed probe image on ``probe/image`` (for the estimator), so the
   estimator's ``probe/depth`` changes only when its weights do. It records every depth
@@ -41,16 +41,16 @@ from pathlib import Path
 from typing import Any
 
 from depth_estimator_ros.atomic import write_bytes, write_json
-from depth_estimator_ros.benchmarks.adaptation import (
+from depth_estimator_bench.adaptation import (
     IN_FORCE_LOG,
     PUBLISHED_LOG,
     TRAINER_MODULE,
     handover_latencies,
     log_times,
 )
-from depth_estimator_ros.benchmarks.common import fmt_ms, latency_stats, pyplot, save_figure, write_section
-from depth_estimator_ros.benchmarks.machine import describe_machine, machine_label
-from depth_estimator_ros.benchmarks.netns import NamespaceError, TwoHosts
+from depth_estimator_bench.common import fmt_ms, latency_stats, pyplot, save_figure, write_section
+from depth_estimator_bench.machine import describe_machine, machine_label
+from depth_estimator_bench.netns import NamespaceError, TwoHosts
 from depth_estimator_ros.ros.large_messages import LOSSY_LINK_PROFILE, PROFILE_VARIABLES
 
 __all__ = [
@@ -65,7 +65,7 @@ __all__ = [
     "summary_rows",
 ]
 
-CAMERA_MODULE = "depth_estimator_ros.benchmarks.two_hosts"
+CAMERA_MODULE = "depth_estimator_bench.two_hosts"
 ESTIMATOR_MODULE = "depth_estimator_ros.ros.estimator_node"
 
 #: The RGB-D stream (robot -> workstation, the trainer's input) and the estimator's probe topics.
@@ -122,7 +122,7 @@ def camera_main(argv: Sequence[str] | None = None) -> int:
     from std_msgs.msg import Header, UInt8MultiArray
 
     from depth_estimator_ros.adaptation.payload import PayloadError, read_payload
-    from depth_estimator_ros.benchmarks.roshelpers import DiagnosticsRecorder, PacedPublisher, RosClient, stamp_ns
+    from depth_estimator_bench.roshelpers import DiagnosticsRecorder, PacedPublisher, RosClient, stamp_ns
     from depth_estimator_ros.ros import codec
     from depth_estimator_ros.ros.large_messages import configure_large_messages
     from depth_estimator_ros.ros.qos import DIAGNOSTICS_QOS, SENSOR_QOS, WEIGHTS_QOS, image_qos
@@ -402,7 +402,7 @@ def run_case(
         TimeoutError, RuntimeError: a process did not start or died (the log's tail is in the message).
         NamespaceError: the loss cannot be emulated on this machine.
     """
-    from depth_estimator_ros.benchmarks.roshelpers import NodeProcess
+    from depth_estimator_bench.roshelpers import NodeProcess
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -578,7 +578,7 @@ def run(
     Returns:
         The JSON-able result, or ``{"skipped": reason}`` where namespaces cannot be created.
     """
-    from depth_estimator_ros.benchmarks.roshelpers import set_bench_domain
+    from depth_estimator_bench.roshelpers import set_bench_domain
 
     out_dir = Path(out_dir)
     set_bench_domain()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from depth_estimator_ros.adaptation import AdaptationConfig, AdaptationEngine
-from depth_estimator_ros.adaptation.prequential import (
+from depth_estimator_bench.prequential import (
     evaluate_frames,
     load_frames,
     plot_result,
