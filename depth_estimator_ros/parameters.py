@@ -272,6 +272,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
        live=True, low=0.0, high=100.0, field="base_guard"),
     _P("base_guard_rounds", "int", 8, _T, "rounds the base guard sums its held-out RMSEs over", live=True,
        low=1, high=1000, field="base_guard_rounds"),
+    _P("select_best", "bool", True, _T, "test, then train: each round first scores the weights in force, the "
+       "base and the remembered rooms on its new frames and trains from the best", live=True,
+       field="select_best"),
+    _P("select_margin", "double", 0.05, _T, "a candidate replaces the weights in force only when its RMSE on a "
+       "round's new frames is below (1 - this) x theirs", live=True, low=0.0, high=0.9, field="select_margin"),
+    _P("max_rooms", "int", 8, _T, "rooms the room memory keeps (least recently used forgotten first); 0 = none",
+       low=0, high=1000, field="max_rooms"),
     _P("subsample", "int", 1, _T, "offer every Nth pair to the buffer", low=1, high=1000, field="subsample"),
     _P("duplicate_threshold", "double", 1.0, _T, "mean RGB difference (0-255) of a still-camera duplicate; "
        "0 = off", low=0.0, high=255.0, field="duplicate_threshold"),

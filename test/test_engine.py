@@ -379,7 +379,9 @@ def _guarded_drift(room, guard: float) -> tuple[AdaptationEngine, Predictor, lis
     """
     model = base_model()
     predictor = Predictor(model)
-    engine = AdaptationEngine(model, config(accept_tolerance=100.0, base_guard=guard, base_guard_rounds=2), seed=6)
+    engine = AdaptationEngine(
+        model, config(accept_tolerance=100.0, base_guard=guard, base_guard_rounds=2, select_best=False), seed=6
+    )
     wire(engine, predictor)
     payloads: list[bytes] = []
     engine.on_update = lambda version, payload: payloads.append(payload)
@@ -515,3 +517,55 @@ def test_the_channels_last_training_copy_hands_out_contiguous_weights_that_save_
         expected = engine._model(rgb, focal)
         assert torch.allclose(loaded.eval()(rgb, focal), expected, atol=1e-5)
     assert np.allclose(predictor.predict(frame.rgb), Predictor(loaded).predict(frame.rgb), atol=1e-5)
+
+
+def _tour(room, **changes) -> tuple[AdaptationEngine, Predictor, dict[str, list[str]]]:
+    """Visit room A (the synthetic room at 0.4x depth), room B (the true room), then A again.
+
+    Every round is accepted on its own held-out frames (tolerance 100), as a room change
+    would leave them; the room memory and the test-then-train selection decide what is in force.
+    Returns the engine, the predictor and the room names in force after each round, per visit.
+    """
+    model = base_model()
+    predictor = Predictor(model)
+    engine = AdaptationEngine(model, config(accept_tolerance=100.0, **changes), seed=6)
+    wire(engine, predictor)
+    a = [dataclasses.replace(f, depth=f.depth * 0.4) for f in room[:24]]
+    visits = {"A": a[:18], "B": room[24:48], "A again": a[18:24] + a[:6]}
+    rooms: dict[str, list[str]] = {}
+    for label, frames in visits.items():
+        rooms[label] = []
+        for start in range(0, len(frames), 6):
+            for f in frames[start : start + 6]:
+                engine.offer(f)
+            engine.run_round()
+            rooms[label].append(engine.room)
+    return engine, predictor, rooms
+
+
+def test_test_then_train_leaves_a_room_whose_weights_are_worse_and_a_return_visit_restores_it(room) -> None:
+    engine, predictor, rooms = _tour(room)
+    first = rooms["A"][-1]
+    assert first is not None and set(rooms["A"]) == {first}, rooms
+    # In room B, A's weights (trained on depth x 0.4) lose to the base on B's new frames: the
+    # engine leaves them (a switch) and B gets a room of its own; A stays in the memory.
+    assert first not in rooms["B"][1:] and rooms["B"][-1] is not None, rooms
+    assert engine.stats()["rounds_switched"] >= 1
+    assert set(engine.memory.names()) >= {first, rooms["B"][-1]}
+    # Back in A, the first round's test-then-train scores the remembered rooms and restores A's.
+    assert rooms["A again"][0] == first, rooms
+    # The switch reached the predictor: it predicts A's scale (x 0.4), not B's.
+    again = [dataclasses.replace(f, depth=f.depth * 0.4) for f in room[:6]]
+    assert rmse_on(predictor, again) < rmse_on(Predictor(base_model()), again)
+
+
+def test_without_selection_the_last_room_is_carried_into_the_next(room) -> None:
+    engine, _, rooms = _tour(room, select_best=False)
+    assert engine.stats()["rounds_switched"] == 0
+    assert len(set(rooms["A"] + rooms["B"] + rooms["A again"])) == 1, rooms  # one room, trained on both
+
+
+def test_no_room_memory_with_max_rooms_zero(room) -> None:
+    engine, _, rooms = _tour(room, max_rooms=0)
+    assert len(engine.memory) == 0 and engine.stats()["rooms"] == 0
+    assert rooms["A again"][0] is None  # nothing to return to: selection can only offer the base

@@ -98,6 +98,12 @@ class AdaptationConfig:
             times the base's, the engine returns to the base weights (a round's
             ``accept_tolerance`` can compound over hours; this bounds where it leads).
         base_guard_rounds: rounds the base guard sums over before it may act.
+        select_best: test, then train: each round first scores the weights in force, the
+            base and every remembered room on the round's new frames (none trained on
+            yet) and continues from the best; the room memory keeps what each room taught.
+        select_margin: a candidate replaces the weights in force only when its RMSE on the
+            new frames is below ``(1 - select_margin)`` times theirs (hysteresis).
+        max_rooms: rooms the room memory keeps (least recently used forgotten); 0 = none.
         subsample: offer only every Nth frame to the buffer (1 = all).
         duplicate_threshold: mean absolute RGB difference (0-255 units, at buffer
             size) below which a frame is a near-duplicate of the last kept frame (the
@@ -133,6 +139,9 @@ class AdaptationConfig:
     accept_tolerance: float = _default("accept_tolerance")
     base_guard: float = _default("base_guard")
     base_guard_rounds: int = _default("base_guard_rounds")
+    select_best: bool = _default("select_best")
+    select_margin: float = _default("select_margin")
+    max_rooms: int = _default("max_rooms")
     subsample: int = _default("subsample")
     duplicate_threshold: float = _default("duplicate_threshold")
     min_valid_fraction: float = _default("min_valid_fraction")

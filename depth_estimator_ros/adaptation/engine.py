@@ -27,6 +27,17 @@ trainer's subscription: every frame), are resized once into a bounded
    full like a reset; the buffer is kept). Each round may be up to ``accept_tolerance``
    worse than the last; over hours such steps can add up, and this bounds where they lead.
 
+5. test, then train (``select_best``, on by default): before training, the round scores the
+   weights in force, the base weights and every room of the :class:`RoomMemory` on *all*
+   its new frames, which nothing has trained on yet. When a candidate beats the weights
+   in force by more than ``select_margin``, it is loaded and the round trains from it
+   (counted as ``rounds_switched``, published in full). So adapting is never worse than
+   not adapting for longer than about one round's frames, a return visit starts from what
+   the room taught last time, and the base weights are never overwritten: each accepted
+   round stores the changed tensors as the current room (a new room when the round
+   started from the base), with appearance descriptors of its frames for recognising
+   the room without sensor depth.
+
 With the default ``scope="decoder"`` the encoder never changes, so its features of each
 stored frame are computed once and kept (:class:`~depth_estimator_ros.adaptation.features.FeatureCache`,
 ``feature_cache``); rounds then run only the decoder's forward and backward passes.
@@ -71,6 +82,7 @@ from depth_estimator_ros.adaptation.buffer import BufferedFrame, ReplayBuffer, p
 from depth_estimator_ros.adaptation.config import AdaptationConfig
 from depth_estimator_ros.adaptation.features import FeatureCache
 from depth_estimator_ros.adaptation.payload import export_payload
+from depth_estimator_ros.adaptation.rooms import RoomMemory, appearance_descriptors
 from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.learning.device import prefers_channels_last
 from depth_estimator_ros.learning.losses import masked_rmse, model_loss, valid_mask
@@ -194,6 +206,10 @@ class AdaptationEngine:
             prepare_frame(f, self._size, -1 - i) for i, f in enumerate(base_frames or ())
         ]
         self._features = FeatureCache()
+        self._memory = RoomMemory(self._base_state, model.arch, capacity=config.max_rooms)
+        self._room: str | None = None  # the memory's room whose weights are in force; None: the base
+        self._switches = 0
+        self._switched_state: dict[str, Tensor] = {}  # what a round switched to, for its rollback
         self._rng = np.random.default_rng(seed)
         self._config = config
         self._applied: AdaptationConfig | None = None
@@ -259,6 +275,17 @@ class AdaptationEngine:
     def training_model(self) -> DepthModel:
         """The engine's private training copy, for diagnostics; do not modify it while rounds run."""
         return self._model
+
+    @property
+    def memory(self) -> RoomMemory:
+        """The room memory (thread-safe): what each room taught, apart from the base."""
+        return self._memory
+
+    @property
+    def room(self) -> str | None:
+        """The remembered room whose weights are in force, or None (the base, or a room not yet stored)."""
+        with self._lock:
+            return self._room
 
     @property
     def base_state(self) -> dict[str, Tensor]:
@@ -413,7 +440,7 @@ class AdaptationEngine:
                 self._rounds_run += 1
             snapshot = self._snapshot()
             opt_snapshot = copy.deepcopy(self._optimizer.state_dict())
-            outcome, error, cached = "failed", "", False
+            outcome, error, cached, switched = "failed", "", False, False
             loss = before = after = base = math.nan
             try:
                 self._model.train()
@@ -423,6 +450,8 @@ class AdaptationEngine:
                     self._features.retain([*self._buffer.indices(), *(f.index for f in self._base_frames)])
                 else:
                     self._features.clear()
+                if cfg.select_best:
+                    switched = self._select(new, cfg, cached)
                 before = self._holdout_rmse(holdout, cached)
                 if cfg.base_guard > 0:
                     base = self._base_holdout_rmse(holdout, cached)
@@ -449,12 +478,20 @@ class AdaptationEngine:
                 # was accepted, including exceptions that propagate (KeyboardInterrupt).
                 if outcome == "reverted":
                     self._restore_base()
-                elif outcome != "accepted":
+                    self._room = None
+                elif outcome != "accepted" and not switched:
                     with torch.no_grad():
                         self._model.load_state_dict(snapshot)
                     self._optimizer.load_state_dict(opt_snapshot)
+                elif outcome != "accepted":  # roll back to the weights switched to, not past them
+                    self._load_room_state(self._switched_state)
+                    self._optimizer = None
+                    self._applied = None
+                    self._apply_config()
                 self._model.eval()
-                changed = outcome in ("accepted", "reverted")
+                if outcome == "accepted":
+                    self._remember(holdout, cached)
+                changed = outcome in ("accepted", "reverted") or switched
                 state = self._in_force_copy() if changed else {}
                 with self._lock:
                     if changed:
@@ -471,7 +508,7 @@ class AdaptationEngine:
                     )
                     self._last = result
             if changed:
-                self._publish(result.version, state, full=outcome == "reverted")
+                self._publish(result.version, state, full=outcome == "reverted" or switched)
             return result
 
     def _drifted(self, cfg: AdaptationConfig, in_force: float, base: float) -> bool:
@@ -486,6 +523,73 @@ class AdaptationEngine:
         total_in_force = sum(r for r, _ in self._guard_window)
         total_base = sum(b for _, b in self._guard_window)
         return total_in_force > (1.0 + cfg.base_guard) * total_base
+
+    @torch.no_grad()
+    def _select(self, frames: list[BufferedFrame], cfg: AdaptationConfig, cached: bool) -> bool:
+        """Score the weights in force, the base and the remembered rooms on ``frames``; load the best.
+
+        Round lock held. Returns whether other weights were loaded (the optimizer restarts).
+        """
+        current = {k: v.detach().clone() for k, v in self._changed_from_base().items()}
+        in_force = self._holdout_rmse(frames, cached)
+        candidates: list[tuple[str | None, dict[str, Tensor]]] = []
+        if current:
+            candidates.append((None, {}))
+        candidates += [
+            (name, room.delta)
+            for name in self._memory.names()
+            if name != self._room and (room := self._memory.get(name)) is not None
+        ]
+        best: tuple[float, str | None, dict[str, Tensor]] | None = None
+        try:
+            for name, delta in candidates:
+                self._load_room_state(delta)
+                encoder = any(k.startswith("encoder.") for k in (*delta, *current))
+                score = self._holdout_rmse(frames, cached and not encoder)
+                if math.isfinite(score) and (best is None or score < best[0]):
+                    best = (score, name, delta)
+        finally:
+            self._load_room_state(current)
+        if best is None or not math.isfinite(in_force) or best[0] >= (1.0 - cfg.select_margin) * in_force:
+            return False
+        _, name, delta = best
+        if any(k.startswith("encoder.") for k in (*delta, *current)):
+            self._features.clear()
+        self._load_room_state(delta)
+        self._switched_state = delta
+        self._optimizer = None
+        self._applied = None
+        self._apply_config()
+        with self._lock:
+            self._room = name
+            self._switches += 1
+        if name is not None:
+            self._memory.touch(name)
+        return True
+
+    def _load_room_state(self, delta: dict[str, Tensor]) -> None:
+        """Load the base weights with ``delta`` over them into the training copy."""
+        with torch.no_grad():
+            self._model.load_state_dict(self._base_state)
+            if delta:
+                self._model.load_state_dict({k: v.to(self._device) for k, v in delta.items()}, strict=False)
+
+    @torch.no_grad()
+    def _remember(self, frames: list[BufferedFrame], cached: bool) -> None:
+        """Store the weights in force as the current room (a new one when it has none)."""
+        if self._memory.capacity == 0 or not frames:
+            return
+        if cached:
+            features = self._features.features(self._model, frames, [f.index for f in frames], self._device)
+        else:
+            features = self._model.encode(stack_frames(frames)[0].to(self._device))
+        with self._lock:
+            name = self._room
+        if name is None:
+            name = self._memory.new_name()
+        self._memory.store(name, self._changed_from_base(), appearance_descriptors(features))
+        with self._lock:
+            self._room = name
 
     def _restore_base(self) -> None:
         """Load the base weights, restart the optimizer and the guard's window; round lock held.
@@ -636,6 +740,7 @@ class AdaptationEngine:
         self._abort.set()
         with self._round_lock:
             self._restore_base()
+            self._room = None
             self._features.clear()
             if clear_buffer:
                 self._buffer.clear()
@@ -689,6 +794,8 @@ class AdaptationEngine:
                 "rounds_reverted": self._counts["reverted"],
                 "rounds_aborted": self._counts["aborted"],
                 "rounds_failed": self._counts["failed"],
+                "rounds_switched": self._switches,
+                "room": self._room,
                 "last_outcome": None if last is None else last.outcome,
                 "last_loss": math.nan if last is None else last.loss,
                 "last_holdout_rmse_before": math.nan if last is None else last.holdout_before,
@@ -704,6 +811,7 @@ class AdaptationEngine:
             buffer_nbytes=self._buffer.nbytes,
             buffer_capacity_nbytes=self._buffer.capacity * self._buffer.frame_nbytes,
             feature_cache_nbytes=self._features.nbytes,
+            rooms=len(self._memory),
             frames_offered=counters["offered"],
             frames_kept=counters["kept"],
             frames_pending=counters["pending"],

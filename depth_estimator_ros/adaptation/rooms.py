@@ -1,0 +1,346 @@
+"""Room memory: what each room taught, kept apart from the base weights, bounded and persisted.
+
+The base model is never overwritten. A *room* is the set of tensors that adapting to it
+changed (with the default ``scope="decoder"``: the decoder, about 0.2 MB of the shipped
+model) plus a few *keyframe descriptors*: the L2-normalised global average of the
+encoder's deepest feature map of frames seen there. The engine scores rooms against live
+sensor depth (test, then train; :class:`~depth_estimator_ros.adaptation.engine.AdaptationEngine`);
+without sensor depth a room is recognised by appearance (:meth:`RoomMemory.recognise`):
+the mean over a few query frames of each room's best cosine similarity, with a
+threshold below which the base stays in force.
+
+The memory holds at most ``capacity`` rooms and forgets the least recently used one
+when a new room needs a slot. On disk each room is one safetensors file
+``<name>.safetensors`` in a folder (tensors: the changed weights and ``__keyframes__``;
+metadata: format, arch, name, counters), written atomically (temporary file + rename).
+A file that is not a room of this model (corrupt, another format, another
+architecture, unknown or misshapen tensors) is refused with :class:`RoomMemoryError`
+naming the reason; :meth:`RoomMemory.load` skips such files and reports them.
+
+Thread-safety: one lock guards the entries; tensors handed out are never written again
+(an update replaces a room's dict).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from depth_estimator_ros.atomic import write_bytes
+
+__all__ = [
+    "ROOM_FORMAT",
+    "KEYFRAMES_KEY",
+    "Room",
+    "RoomMemory",
+    "RoomMemoryError",
+    "appearance_descriptors",
+]
+
+ROOM_FORMAT = "depth_estimator_ros.room"
+KEYFRAMES_KEY = "__keyframes__"
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class RoomMemoryError(ValueError):
+    """A room file or request that cannot be used; the message says why."""
+
+
+@torch.no_grad()
+def appearance_descriptors(features: Sequence[Tensor]) -> Tensor:
+    """Return one appearance descriptor per image from its encoder features.
+
+    Args:
+        features: the encoder's feature maps (:meth:`DepthModel.encode`), each
+            ``(B, C, h, w)``; the deepest (last) one is used.
+
+    Returns:
+        ``(B, C)`` float32, L2-normalised global average of the deepest map.
+    """
+    pooled = features[-1].float().mean(dim=(2, 3))
+    return torch.nn.functional.normalize(pooled, dim=1).cpu()
+
+
+@dataclass
+class Room:
+    """One remembered room.
+
+    Attributes:
+        name: unique name (``room-1``, ...), also the file name.
+        delta: the weights that differ from the base (CPU tensors, never written).
+        keyframes: ``(K, C)`` float32 appearance descriptors of frames seen there.
+        rounds: accepted training rounds that updated it.
+        last_used: the memory's use clock when it was last in force (LRU order).
+    """
+
+    name: str
+    delta: dict[str, Tensor]
+    keyframes: Tensor
+    rounds: int = 0
+    last_used: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored tensors."""
+        return sum(t.numel() * t.element_size() for t in self.delta.values()) + self.keyframes.numel() * 4
+
+    def summary(self) -> dict[str, Any]:
+        """Return a JSON-able description (no tensors)."""
+        return {
+            "name": self.name,
+            "rounds": self.rounds,
+            "keyframes": int(self.keyframes.shape[0]),
+            "tensors": len(self.delta),
+            "nbytes": self.nbytes,
+            "last_used": self.last_used,
+        }
+
+
+class RoomMemory:
+    """A bounded, persistable set of :class:`Room` s of one model.
+
+    Args:
+        base_state: the base model's state dict (names and shapes every room must fit).
+        arch: the model's architecture name (rooms of another one are refused).
+        capacity: most rooms kept (least recently used forgotten first); 0 keeps none.
+        max_keyframes: most descriptors kept per room (evenly thinned beyond that).
+    """
+
+    def __init__(
+        self, base_state: Mapping[str, Tensor], arch: str, *, capacity: int = 8, max_keyframes: int = 32
+    ) -> None:
+        if capacity < 0:
+            raise ValueError(f"capacity must be >= 0, got {capacity}")
+        if max_keyframes < 1:
+            raise ValueError(f"max_keyframes must be >= 1, got {max_keyframes}")
+        self._shapes = {k: (tuple(v.shape), v.dtype) for k, v in base_state.items()}
+        self._arch = arch
+        self._capacity = capacity
+        self._max_keyframes = max_keyframes
+        self._rooms: dict[str, Room] = {}
+        self._clock = 0
+        self._next = 1
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------- queries
+    @property
+    def capacity(self) -> int:
+        """Most rooms kept."""
+        return self._capacity
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._rooms)
+
+    def names(self) -> list[str]:
+        """Return the room names, most recently used first."""
+        with self._lock:
+            return [r.name for r in sorted(self._rooms.values(), key=lambda r: -r.last_used)]
+
+    def get(self, name: str) -> Room | None:
+        """Return the room ``name`` or None."""
+        with self._lock:
+            return self._rooms.get(name)
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Return one JSON-able row per room, most recently used first."""
+        with self._lock:
+            return [r.summary() for r in sorted(self._rooms.values(), key=lambda r: -r.last_used)]
+
+    # ---------------------------------------------------------------- updates
+    def new_name(self) -> str:
+        """Return a room name not in use."""
+        with self._lock:
+            while f"room-{self._next}" in self._rooms:
+                self._next += 1
+            name = f"room-{self._next}"
+            self._next += 1
+            return name
+
+    def touch(self, name: str) -> None:
+        """Mark ``name`` as in force now (LRU order)."""
+        with self._lock:
+            room = self._rooms.get(name)
+            if room is not None:
+                self._clock += 1
+                room.last_used = self._clock
+
+    def store(self, name: str, delta: Mapping[str, Tensor], keyframes: Tensor | None = None) -> Room | None:
+        """Create or update room ``name`` with the weights ``delta`` (copied to the CPU).
+
+        ``keyframes`` (``(K, C)``) are appended to the room's descriptors. When the
+        memory is full, the least recently used other room is forgotten first.
+
+        Returns:
+            The stored room, or None when the capacity is 0.
+
+        Raises:
+            RoomMemoryError: a tensor the base model lacks or of another shape.
+        """
+        if self._capacity == 0:
+            return None
+        delta = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in delta.items()}
+        self._check(name, delta)
+        with self._lock:
+            old = self._rooms.get(name)
+            frames = old.keyframes if old is not None else torch.zeros(0, 0)
+            if keyframes is not None and keyframes.numel():
+                keyframes = keyframes.detach().float().cpu()
+                frames = keyframes if frames.numel() == 0 else torch.cat([frames, keyframes])
+            frames = _thin(frames, self._max_keyframes)
+            self._clock += 1
+            room = Room(name, delta, frames, (old.rounds if old else 0) + 1, self._clock)
+            if old is None:
+                while len(self._rooms) >= self._capacity:
+                    lru = min(self._rooms.values(), key=lambda r: r.last_used)
+                    del self._rooms[lru.name]
+            self._rooms[name] = room
+            return room
+
+    def forget(self, name: str | None = None) -> list[str]:
+        """Forget room ``name`` (every room when None); return the names forgotten."""
+        with self._lock:
+            names = list(self._rooms) if name is None else [name] if name in self._rooms else []
+            for n in names:
+                del self._rooms[n]
+            return names
+
+    # ------------------------------------------------------------ recognition
+    def recognise(self, queries: Tensor, *, threshold: float, margin: float = 0.0) -> tuple[str | None, float]:
+        """Recognise the room ``queries`` were taken in, by appearance only.
+
+        Args:
+            queries: ``(Q, C)`` descriptors of recent frames (:func:`appearance_descriptors`).
+            threshold: least mean cosine similarity to accept a room.
+            margin: least lead of the best room's similarity over the second best.
+
+        Returns:
+            ``(room name, similarity)``, or ``(None, best similarity)`` when no room is
+            confident enough (the base stays in force); ``(None, nan)`` without rooms.
+        """
+        with self._lock:
+            rooms = [r for r in self._rooms.values() if r.keyframes.numel()]
+        if not rooms or queries.numel() == 0:
+            return None, math.nan
+        q = torch.nn.functional.normalize(queries.float(), dim=1)
+        scores = sorted(
+            ((float((q @ r.keyframes.T).max(dim=1).values.mean()), r.name) for r in rooms), reverse=True
+        )
+        best, name = scores[0]
+        second = scores[1][0] if len(scores) > 1 else -1.0
+        if best >= threshold and best - second >= margin:
+            return name, best
+        return None, best
+
+    # ----------------------------------------------------------------- files
+    def save(self, folder: str | os.PathLike[str]) -> list[Path]:
+        """Write every room to ``folder`` atomically; remove files of forgotten rooms.
+
+        Returns:
+            The files written.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            rooms = list(self._rooms.values())
+        from safetensors.torch import save
+
+        written = []
+        for room in rooms:
+            tensors = {**room.delta, KEYFRAMES_KEY: room.keyframes.contiguous()}
+            meta = {
+                "format": ROOM_FORMAT,
+                "arch": self._arch,
+                "name": room.name,
+                "rounds": str(room.rounds),
+                "last_used": str(room.last_used),
+            }
+            written.append(write_bytes(folder / f"{room.name}.safetensors", save(tensors, metadata=meta)))
+        keep = {p.name for p in written}
+        for stale in folder.glob("room-*.safetensors"):
+            if stale.name not in keep:
+                stale.unlink(missing_ok=True)
+        return written
+
+    def load(self, folder: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+        """Read every ``*.safetensors`` room of ``folder`` (missing folder: nothing).
+
+        Returns:
+            ``(names loaded, problems)``: one line per refused file, naming it and why.
+        """
+        folder = Path(folder)
+        loaded: list[str] = []
+        problems: list[str] = []
+        if not folder.is_dir():
+            return loaded, problems
+        for path in sorted(folder.glob("*.safetensors")):
+            try:
+                name, delta, keyframes, meta = self.read_file(path)
+            except RoomMemoryError as exc:
+                problems.append(str(exc))
+                continue
+            room = self.store(name, delta, keyframes)
+            if room is not None:
+                room.rounds = int(meta.get("rounds", "1")) if meta.get("rounds", "1").isdigit() else 1
+                loaded.append(name)
+        return loaded, problems
+
+    def read_file(self, path: Path) -> tuple[str, dict[str, Tensor], Tensor, dict[str, str]]:
+        """Read and check one room file; raise :class:`RoomMemoryError` naming the problem."""
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as exc:  # safetensors raises its own error types for corrupt files
+            raise RoomMemoryError(f"{path}: not a readable safetensors file ({type(exc).__name__}: {exc})") from None
+        if meta.get("format") != ROOM_FORMAT:
+            raise RoomMemoryError(f"{path}: not a room file (format {meta.get('format')!r}, expected {ROOM_FORMAT!r})")
+        if meta.get("arch") != self._arch:
+            raise RoomMemoryError(f"{path}: a room of arch {meta.get('arch')!r}, this model is {self._arch!r}")
+        name = meta.get("name", "")
+        if not _NAME.match(name):
+            raise RoomMemoryError(f"{path}: invalid room name {name!r}")
+        keyframes = tensors.pop(KEYFRAMES_KEY, torch.zeros(0, 0))
+        if keyframes.ndim != 2 or not bool(torch.isfinite(keyframes).all()):
+            raise RoomMemoryError(f"{path}: keyframes must be a finite (K, C) tensor, got {tuple(keyframes.shape)}")
+        self._check(str(path), tensors)
+        return name, tensors, keyframes.float(), meta
+
+    def _check(self, what: str, delta: Mapping[str, Tensor]) -> None:
+        for key, value in delta.items():
+            expected = self._shapes.get(key)
+            if expected is None:
+                raise RoomMemoryError(f"{what}: tensor {key!r} is not in the model")
+            if tuple(value.shape) != expected[0] or value.dtype != expected[1]:
+                raise RoomMemoryError(
+                    f"{what}: tensor {key!r} is {tuple(value.shape)} {value.dtype}, the model's is "
+                    f"{expected[0]} {expected[1]}"
+                )
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise RoomMemoryError(f"{what}: tensor {key!r} has non-finite values")
+
+    def describe(self) -> str:
+        """Return the rooms as one JSON line (the ``~/rooms`` services' answer)."""
+        return json.dumps(self.summary(), separators=(",", ":"))
+
+
+def _thin(frames: Tensor, keep: int) -> Tensor:
+    """Keep at most ``keep`` rows of ``frames``, evenly spaced (the newest always kept)."""
+    n = frames.shape[0]
+    if n <= keep:
+        return frames
+    idx = torch.linspace(0, n - 1, keep).round().long()
+    return frames[idx]
