@@ -106,5 +106,5 @@ def test_recognise_picks_the_room_whose_keyframes_match_and_the_base_below_the_t
 def test_appearance_descriptors_are_unit_vectors_per_image(model) -> None:
     features = model.encode(torch.rand(3, 3, 48, 64))
     d = appearance_descriptors(features)
-    assert d.shape == (3, features[-1].shape[1])
+    assert d.shape == (3, sum(f.shape[1] for f in features[-3:]))
     assert torch.allclose(d.norm(dim=1), torch.ones(3), atol=1e-5)

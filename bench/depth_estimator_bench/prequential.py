@@ -32,7 +32,8 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,8 @@ from depth_estimator_ros.models.base import DepthModel
 __all__ = [
     "load_frames",
     "stream",
+    "Budget",
+    "stream_budgeted",
     "evaluate_frames",
     "run_prequential",
     "plot_result",
@@ -176,6 +179,7 @@ def stream(
                 "version": version,
                 "latency_s": end - (t0 + newest * period),
                 "predict_s": end - start,
+                "room": None if engine is None else engine.room,
             }
             row.update(_score(depth, frame, lo, hi))
             rows.append(row)
@@ -204,6 +208,112 @@ def stream(
         "latency_ms_mean": 1000.0 * float(np.mean([r["latency_s"] for r in rows])) if rows else math.nan,
         "versions": [{"version": v, "first_t": t} for v, t in sorted(first_seen.items())],
         "engine": None if engine is None else engine.stats(),
+    }
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The cost model of a deterministic, compute-budgeted stream.
+
+    A round runs after every ``round_every`` frames (when enough new frames are in) and
+    its weights are in force ``lag`` frames later: the stream time a round and the
+    hand-over take on the target machine, stated instead of measured. Two settings
+    compared under one budget see the same frames with the same rounds, whatever the
+    machine's speed that day.
+
+    Attributes:
+        round_every: frames between round starts (30 at 30 Hz: one round a second).
+        lag: frames from a round's start until its weights predict.
+    """
+
+    round_every: int = 30
+    lag: int = 15
+
+    def __post_init__(self) -> None:
+        if self.round_every < 1 or self.lag < 0:
+            raise ValueError(f"a budget needs round_every >= 1 and lag >= 0, got {self.round_every}, {self.lag}")
+
+    @classmethod
+    def parse(cls, text: str) -> "Budget":
+        """Return the budget ``"N:K"`` describes (one round per N frames, in force K frames later)."""
+        try:
+            n, k = (int(v) for v in text.split(":"))
+        except ValueError:
+            raise ValueError(f"expected a budget N:K such as 30:15, got {text!r}") from None
+        return cls(n, k)
+
+
+def stream_budgeted(
+    predictor: Predictor,
+    frames: Sequence[Frame],
+    budget: Budget,
+    *,
+    rate_hz: float = 30.0,
+    engine: AdaptationEngine | None = None,
+    before_frame: Callable[[int], None] | None = None,
+    progress: bool = False,
+    label: str = "stream",
+) -> dict[str, Any]:
+    """Play ``frames`` in stream time under ``budget``: deterministic, no threads, no clock.
+
+    Each frame is predicted with the weights in force and scored first, then offered to
+    the engine (test, then train); every ``budget.round_every`` frames the engine runs a
+    round in this thread, and what it publishes reaches ``predictor`` ``budget.lag``
+    frames later. The rows are those of :func:`stream` (``latency_s`` is the stated
+    lag), plus ``room``: the engine's room in force when the frame was scored.
+    ``before_frame(i)`` is called before frame ``i`` is scored (a tour snapshots the
+    room memory at each visit's start).
+    """
+    pending: list[tuple[int, int, dict]] = []
+    now = [0]
+    if engine is not None:
+        engine.on_update_state = lambda version, state: pending.append((now[0] + budget.lag, version, state))
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(frames), desc=label, unit="frame")
+    lo, hi = predictor.min_depth, predictor.max_depth
+    rows: list[dict[str, Any]] = []
+    start = time.monotonic()
+    for i, frame in enumerate(frames):
+        now[0] = i
+        if before_frame is not None:
+            before_frame(i)
+        while pending and pending[0][0] <= i:
+            _, version, state = pending.pop(0)
+            predictor.load_state_dict(state, version=version)
+        t = time.monotonic()
+        depth, version = predictor.predict_versioned(frame.rgb, focal=frame_focal(frame))
+        row: dict[str, Any] = {
+            "index": i, "t": i / rate_hz, "version": version, "latency_s": budget.lag / rate_hz,
+            "predict_s": time.monotonic() - t, "room": None if engine is None else engine.room,
+        }
+        row.update(_score(depth, frame, lo, hi))
+        rows.append(row)
+        if engine is not None:
+            engine.offer(frame)
+            if (i + 1) % budget.round_every == 0 and engine.buffer.new_count >= engine.config.min_new_frames:
+                engine.run_round()
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    wall = time.monotonic() - start
+    first_seen: dict[int, float] = {}
+    for r in rows:
+        first_seen.setdefault(r["version"], r["t"])
+    return {
+        "per_frame": rows,
+        "frames_streamed": len(frames),
+        "frames_scored": len(rows),
+        "wall_s": wall,
+        "estimator_fps": math.nan,  # not a real-time run
+        "predict_ms_mean": 1000.0 * float(np.mean([r["predict_s"] for r in rows])) if rows else math.nan,
+        "latency_ms_mean": 1000.0 * budget.lag / rate_hz,
+        "versions": [{"version": v, "first_t": t} for v, t in sorted(first_seen.items())],
+        "engine": None if engine is None else engine.stats(),
+        "budget": {"round_every": budget.round_every, "lag": budget.lag},
     }
 
 

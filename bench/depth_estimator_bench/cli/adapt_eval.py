@@ -18,24 +18,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from depth_estimator_bench.cli._engine import add_engine_arguments, config_from_args, size_arg
 from depth_estimator_ros.cli._common import positive_float, positive_int, run_main
 
 __all__ = ["build_parser", "main"]
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HxW such as 96x128, got {text!r}") from None
-    return h, w
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``adapt_eval``."""
-    from depth_estimator_ros.adaptation.config import SCOPES, AdaptationConfig
-
-    d = AdaptationConfig()
     p = argparse.ArgumentParser(
         prog="adapt_eval",
         description="Prequential (test, then train) evaluation of online adaptation, with vs without.",
@@ -47,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cold-start", action="store_true",
                    help="start from an untrained --arch model (the default without --checkpoint)")
     p.add_argument("--arch", default="fast", help="architecture for a cold start (default: %(default)s)")
-    p.add_argument("--input-size", type=_size, default=None,
+    p.add_argument("--input-size", type=size_arg, default=None,
                    help="HxW input size for a cold start (default: the architecture's own)")
     p.add_argument("--rate", type=positive_float, default=30.0,
                    help="stream rate in Hz (default: %(default)s, a Kinect)")
@@ -73,32 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=positive_float, default=0.5,
                    help="RMSE (m) of the time-to-threshold figure (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    e = p.add_argument_group("engine")
-    e.add_argument("--lr", type=float, default=d.lr)
-    e.add_argument("--scope", choices=SCOPES, default=None,
-                   help=f"trainable parameters (default: {d.scope}; all for a cold start, whose encoder is untrained)")
-    e.add_argument("--batch-size", type=int, default=d.batch_size)
-    e.add_argument("--epochs", type=int, default=d.epochs_per_round, help="epochs per round")
-    e.add_argument("--buffer", type=int, default=d.buffer_capacity, help="replay buffer capacity (frames)")
-    e.add_argument("--recent-fraction", type=float, default=d.recent_fraction)
-    e.add_argument("--min-new", type=int, default=d.min_new_frames, help="new frames that trigger a round")
-    e.add_argument("--max-new", type=int, default=d.max_new_frames, help="most new frames one round trains on")
-    e.add_argument("--holdout", type=int, default=d.holdout_frames)
-    e.add_argument("--tolerance", type=float, default=d.accept_tolerance)
-    e.add_argument("--base-guard", type=float, default=d.base_guard,
-                   help="return to the base weights when they beat the weights in force by this share (0 = off)")
-    e.add_argument("--base-guard-rounds", type=int, default=d.base_guard_rounds)
-    e.add_argument("--grad-clip", type=float, default=d.grad_clip)
-    e.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    e.add_argument("--anchor", type=float, default=d.anchor_weight, help="L2-SP weight toward the base weights")
-    e.add_argument("--base-replay", type=float, default=d.base_replay_fraction,
-                   help="share of each batch from --base-data frames")
-    e.add_argument("--replay-ratio", type=float, default=d.replay_ratio)
-    e.add_argument("--subsample", type=int, default=d.subsample)
-    e.add_argument("--duplicate-threshold", type=float, default=d.duplicate_threshold)
-    e.add_argument("--train-size", type=_size, default=d.train_size, help="HxW rounds train at (default: model input)")
-    e.add_argument("--no-freeze-bn", action="store_true", help="let BatchNorm statistics update during rounds")
-    e.add_argument("--no-feature-cache", action="store_true", help="run the encoder on every training step")
+    add_engine_arguments(p)
     return p
 
 
@@ -112,24 +77,13 @@ def _run(argv: Sequence[str] | None) -> int:
 
     import torch
 
-    from depth_estimator_ros.adaptation.config import AdaptationConfig
     from depth_estimator_bench.prequential import load_frames, plot_result, run_prequential, write_result
     from depth_estimator_ros.data import open_source
     from depth_estimator_ros.models import build_model, load_checkpoint
 
     torch.set_num_threads(args.threads)
     progress = not args.no_progress
-    config = AdaptationConfig(
-        lr=args.lr, scope=args.scope or ("all" if args.checkpoint is None else AdaptationConfig.scope),
-        batch_size=args.batch_size, epochs_per_round=args.epochs,
-        buffer_capacity=args.buffer, recent_fraction=args.recent_fraction, min_new_frames=args.min_new,
-        max_new_frames=args.max_new, holdout_frames=args.holdout, accept_tolerance=args.tolerance,
-        base_guard=args.base_guard, base_guard_rounds=args.base_guard_rounds,
-        grad_clip=args.grad_clip, weight_decay=args.weight_decay, anchor_weight=args.anchor,
-        base_replay_fraction=args.base_replay, replay_ratio=args.replay_ratio, subsample=args.subsample,
-        duplicate_threshold=args.duplicate_threshold, train_size=args.train_size,
-        freeze_bn=not args.no_freeze_bn, feature_cache=not args.no_feature_cache,
-    )
+    config = config_from_args(args, cold=args.checkpoint is None)
     if args.checkpoint is None:
         size = {} if args.input_size is None else {"input_size": args.input_size}
         model, start = build_model(args.arch, **size), "cold"
