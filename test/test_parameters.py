@@ -20,7 +20,7 @@ from depth_estimator_ros.parameters import BOTH, ESTIMATOR, PARAMETERS, TRAINER,
 
 ROOT = Path(__file__).resolve().parents[1]
 LIVE_YAML = ROOT / "config" / "live.yaml"
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+NODES = (ROOT / "docs" / "NODES.md").read_text(encoding="utf-8")  # the full node reference
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -152,10 +152,10 @@ def test_live_yaml_marks_exactly_the_live_parameters_live():
     assert marked == {p.name: p.live for p in PARAMETERS}
 
 
-# ----------------------------------------------------------------------- the README agrees
+# ------------------------------------------------------------- docs/NODES.md agrees
 def _readme_table(heading: str) -> tuple[str, list[list[str]]]:
     """Return the 'Parameters' line under ``### heading`` and the rows of the table after it."""
-    section = README.split(f"\n### {heading}\n", 1)[1].split("\n### ", 1)[0]
+    section = NODES.split(f"\n### {heading}\n", 1)[1].split("\n### ", 1)[0]
     intro, rest = section.split("\nParameters", 1)
     lead, table = rest.split("\n| name |", 1)
     rows = [line for line in table.split("\n\n", 1)[0].splitlines()[2:] if line.startswith("|")]
@@ -163,7 +163,7 @@ def _readme_table(heading: str) -> tuple[str, list[list[str]]]:
 
 
 def _readme_rows(heading: str) -> dict[str, tuple[str, Any, str]]:
-    """Return ``{name: (type, default, live)}`` of a README parameter table."""
+    """Return ``{name: (type, default, live)}`` of a docs/NODES.md parameter table."""
     out = {}
     for name_cell, type_cell, default_cell, live_cell, *_ in _readme_table(heading)[1]:
         names = re.findall(r"`([^`]+)`", name_cell)
@@ -184,20 +184,20 @@ def _readme_type(spec: parameters.ParameterSpec) -> str:
 @pytest.mark.parametrize(
     ("heading", "nodes"), [(ESTIMATOR, ((ESTIMATOR,), BOTH)), (TRAINER, ((TRAINER,),))], ids=[ESTIMATOR, TRAINER]
 )
-def test_readme_node_reference_documents_every_parameter_with_its_default(heading, nodes):
+def test_node_reference_documents_every_parameter_with_its_default(heading, nodes):
     rows = _readme_rows(heading)
     expected = {p.name: p for p in PARAMETERS if p.nodes in nodes}
     missing = sorted(set(expected) - set(rows))
-    assert not missing, f"README '### {heading}' parameter table lacks {missing}"
-    assert set(rows) == set(expected), f"README '### {heading}': rows not of this node: {set(rows) - set(expected)}"
+    assert not missing, f"docs/NODES.md '### {heading}' parameter table lacks {missing}"
+    assert set(rows) == set(expected), f"NODES.md '### {heading}': rows not of this node: {set(rows) - set(expected)}"
     for name, (kind, default, live) in rows.items():
         spec = expected[name]
-        assert _same(default, spec.default), f"README {name}: default {default!r} != table {spec.default!r}"
-        assert kind == _readme_type(spec), f"README {name}: type {kind!r} != table {_readme_type(spec)!r}"
-        assert live == ("yes" if spec.live else "no"), f"README {name}: live {live!r}, table live={spec.live}"
+        assert _same(default, spec.default), f"docs/NODES.md {name}: default {default!r} != table {spec.default!r}"
+        assert kind == _readme_type(spec), f"docs/NODES.md {name}: type {kind!r} != table {_readme_type(spec)!r}"
+        assert live == ("yes" if spec.live else "no"), f"docs/NODES.md {name}: live {live!r}, table live={spec.live}"
 
 
-def test_readme_trainer_section_names_the_shared_parameters():
+def test_node_reference_trainer_section_names_the_shared_parameters():
     lead, _ = _readme_table(TRAINER)
     assert lead.startswith("Parameters (besides the shared")
     assert re.findall(r"`([^`]+)`", lead) == [p.name for p in PARAMETERS if p.nodes == BOTH]
