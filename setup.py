@@ -42,6 +42,7 @@ setup(
             "make_bag = depth_estimator_ros.cli.make_bag:main",
             "train = depth_estimator_ros.cli.train:main",
             "evaluate = depth_estimator_ros.cli.evaluate:main",
+            "export_onnx = depth_estimator_ros.cli.export_onnx:main",
         ],
     },
 )

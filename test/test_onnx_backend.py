@@ -140,3 +140,22 @@ def test_cuda_without_onnxruntime_gpu_is_refused_with_the_reason():
     with pytest.raises(ValueError, match="onnxruntime-gpu"):
         onnx_backend.providers_for("cuda")
     assert onnx_backend.providers_for("cpu") == ["CPUExecutionProvider"]
+
+
+def test_export_onnx_cli_writes_a_standalone_graph_that_matches_torch(tmp_path, checkpoint) -> None:
+    import onnxruntime as ort
+
+    from depth_estimator_ros.cli.export_onnx import main
+    from depth_estimator_ros.models import load_checkpoint
+
+    out = tmp_path / "model.onnx"
+    assert main(["--checkpoint", str(checkpoint), "--out", str(out)]) == 0
+    session = ort.InferenceSession(out.read_bytes(), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["rgb", "focal"]  # no weights fed as inputs
+    model = load_checkpoint(checkpoint)[0].eval()
+    rgb = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    got = session.run(["depth"], {"rgb": rgb, "focal": np.array([1.0], np.float32)})[0]
+    with torch.no_grad():
+        want = model.forward_unchecked(torch.from_numpy(rgb).permute(0, 3, 1, 2).float() / 255.0, torch.tensor([1.0]))
+    assert np.max(np.abs(got - want.numpy())) < 1e-3
+    assert main(["--checkpoint", str(tmp_path / "missing.safetensors"), "--out", str(out)]) == 2

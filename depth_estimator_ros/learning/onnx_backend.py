@@ -54,6 +54,7 @@ __all__ = [
     "OnnxSession",
     "cached_export",
     "export_onnx",
+    "standalone_onnx",
     "onnxruntime_available",
     "providers_for",
     "state_arrays",
@@ -119,7 +120,9 @@ class ExportedModel:
     max_abs_diff_m: float
 
 
-def export_onnx(model: nn.Module, *, tolerance_m: float = EXPORT_TOLERANCE_M, seed: int = 0) -> ExportedModel:
+def export_onnx(
+    model: nn.Module, *, tolerance_m: float = EXPORT_TOLERANCE_M, seed: int = 0, live_weights: bool = True
+) -> ExportedModel:
     """Export ``model`` for onnxruntime and check it numerically against torch.
 
     The batch dimension is dynamic, the spatial size is the model's input size (fixed: the
@@ -129,6 +132,9 @@ def export_onnx(model: nn.Module, *, tolerance_m: float = EXPORT_TOLERANCE_M, se
         model: a ``DepthModel`` (left unchanged; a CPU copy is exported in eval mode).
         tolerance_m: largest accepted |onnxruntime - torch| on a random batch of two.
         seed: seed of the check input.
+        live_weights: feed the decoder's weights as graph inputs (the estimator swaps
+            them between frames); False gives a standalone graph whose only inputs are
+            ``rgb`` and ``focal`` (:func:`standalone_onnx`).
 
     Returns:
         The :class:`ExportedModel`.
@@ -141,7 +147,7 @@ def export_onnx(model: nn.Module, *, tolerance_m: float = EXPORT_TOLERANCE_M, se
     import onnx
 
     real = {k: v.detach().to("cpu", torch.float32) for k, v in model.state_dict().items() if v.is_floating_point()}
-    live = tuple(k for k in real if k.startswith(LIVE_PREFIXES))
+    live = tuple(k for k in real if k.startswith(LIVE_PREFIXES)) if live_weights else ()
     graph = _Graph(copy.deepcopy(model).to("cpu").eval(), live).eval()
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():  # distinct values, so the exporter keeps one named initializer per tensor
@@ -171,6 +177,23 @@ def export_onnx(model: nn.Module, *, tolerance_m: float = EXPORT_TOLERANCE_M, se
         raise ValueError(f"{len(missing)} weight(s) of {model.arch!r} are neither initializers nor inputs of the "
                          f"exported graph (e.g. {missing[:3]}); live weight swaps would miss them")
     return _checked(model, data, tolerance_m, seed)
+
+
+def standalone_onnx(model: nn.Module, *, tolerance_m: float = EXPORT_TOLERANCE_M) -> ExportedModel:
+    """Return a self-contained ``.onnx`` of ``model`` for onnxruntime / TensorRT users.
+
+    Inputs ``rgb`` (``(B, H, W, 3)`` uint8 at the model's input size) and ``focal``
+    (``(B,)`` float32 normalised focal length, ``sqrt(fx * fy / (W * H))`` of the
+    original image); output ``depth`` (``(B, 1, H, W)`` float32 metres). Every weight is
+    an initializer holding its real value; checked against torch without overrides.
+
+    Raises:
+        ValueError, ImportError: as :func:`export_onnx`.
+    """
+    exported = export_onnx(model, tolerance_m=tolerance_m, live_weights=False)
+    data = _with_initializers(exported.data, state_arrays(model.state_dict()))
+    checked = _checked(model, data, tolerance_m, overrides=False)
+    return checked
 
 
 def _file_digest(path: Path) -> str:
@@ -232,14 +255,18 @@ def _graph_inputs(data: bytes) -> tuple[str, ...]:
         raise RuntimeError(f"onnxruntime cannot load the ONNX graph (not an ONNX graph: {exc})") from exc
 
 
-def _checked(model: nn.Module, data: bytes, tolerance_m: float = EXPORT_TOLERANCE_M, seed: int = 0) -> ExportedModel:
+def _checked(
+    model: nn.Module, data: bytes, tolerance_m: float = EXPORT_TOLERANCE_M, seed: int = 0, *, overrides: bool = True
+) -> ExportedModel:
     """Run the graph with the model's weights against torch; return it with the measured difference.
+
+    ``overrides=False`` runs the graph's own initializers (a standalone export).
 
     Raises:
         ValueError: the graph disagrees with torch by more than ``tolerance_m``.
         RuntimeError: onnxruntime cannot load the graph.
     """
-    session = OnnxSession(data, device="cpu", threads=1, overrides=state_arrays(model.state_dict()))
+    session = OnnxSession(data, device="cpu", threads=1, overrides=state_arrays(model.state_dict()) if overrides else None)
     h, w = (int(v) for v in model.input_size)
     rgb = torch.randint(0, 256, (2, h, w, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
     focal = torch.tensor([0.95, 1.2], dtype=torch.float32)
