@@ -129,10 +129,14 @@ def poisoned_round(engine: AdaptationEngine, predictor: Predictor, frames: list[
 
 
 def adapted_once(room: list[Frame]) -> tuple[AdaptationEngine, Predictor]:
-    """An engine wired to a predictor after one accepted round on the room's first 6 frames."""
+    """An engine wired to a predictor after one accepted round on the room's first 6 frames.
+
+    Without the test-then-train selection: these rounds check rollback alone (a switch is
+    a version of its own).
+    """
     model = base_model()
     predictor = Predictor(model)
-    engine = AdaptationEngine(model, config(), seed=1)
+    engine = AdaptationEngine(model, config(select_best=False), seed=1)
     wire(engine, predictor)
     for f in room[:6]:
         engine.offer(f)
@@ -546,7 +550,7 @@ def _tour(room, **changes) -> tuple[AdaptationEngine, Predictor, dict[str, list[
 def test_test_then_train_leaves_a_room_whose_weights_are_worse_and_a_return_visit_restores_it(room) -> None:
     engine, predictor, rooms = _tour(room)
     first = rooms["A"][-1]
-    assert first is not None and set(rooms["A"]) == {first}, rooms
+    assert first is not None, rooms
     # In room B, A's weights (trained on depth x 0.4) lose to the base on B's new frames: the
     # engine leaves them (a switch) and B gets a room of its own; A stays in the memory.
     assert first not in rooms["B"][1:] and rooms["B"][-1] is not None, rooms

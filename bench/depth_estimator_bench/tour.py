@@ -238,13 +238,12 @@ def summarise_visits(
 
 
 class _MemorySnapshots:
-    """Copies of the room memory's keyframes, and the room in force, at each visit's start."""
+    """Copies of the room memory's keyframes at each visit's start."""
 
     def __init__(self, engine: AdaptationEngine, spans: Sequence[tuple[int, int]]) -> None:
         self.engine = engine
         self.starts = {lo: n for n, (lo, _) in enumerate(spans)}
         self.keyframes: dict[int, dict[str, torch.Tensor]] = {}
-        self.room_before: dict[int, str | None] = {}
 
     def __call__(self, i: int) -> None:
         number = self.starts.get(i)
@@ -254,7 +253,6 @@ class _MemorySnapshots:
         self.keyframes[number] = {
             name: room.keyframes.clone() for name in memory.names() if (room := memory.get(name)) is not None
         }
-        self.room_before[number] = self.engine.room  # the room in force at the end of the visit before
 
 
 @torch.no_grad()
@@ -281,6 +279,7 @@ def recognition_by_visit(
     frames: Sequence[Frame],
     snapshots: _MemorySnapshots,
     size: tuple[int, int],
+    adapted: Sequence[dict[str, Any]],
     *,
     threshold: float = RECOGNITION_THRESHOLD,
     margin: float = RECOGNITION_MARGIN,
@@ -288,14 +287,15 @@ def recognition_by_visit(
 ) -> list[dict[str, Any]]:
     """Recognise each visit's room from RGB only, window by window, with the memory at its start.
 
-    The right answer of a return visit is the room in force when the previous visit to
-    the same place ended (None: that visit ended on the base); of a first visit, None.
+    A pick is right when the room was in force (chosen with sensor depth) during an
+    earlier visit to the same place; in a place never visited before, any pick is wrong
+    (the base should stay).
     """
-    end_room: dict[str, str | None] = {}
+    rooms_of: dict[str, set[str]] = {}
     out = []
     for number, (visit, (lo, hi)) in enumerate(zip(visits, spans)):
         memory = _memory_of(snapshots.keyframes.get(number, {}), model.arch)
-        expected = end_room.get(visit.label)
+        expected = rooms_of.get(visit.label, set()) & set(memory.names())
         desc = _descriptors(model, frames[lo:hi], size)
         chosen = [
             memory.recognise(desc[w : w + queries], threshold=threshold, margin=margin)[0]
@@ -305,13 +305,14 @@ def recognition_by_visit(
         out.append({
             "visit": number,
             "label": visit.label,
-            "expected": expected,
+            "expected": sorted(expected),
             "windows": len(chosen),
             "windows_chosen": len(named),
-            "windows_right": sum(1 for c in named if c == expected),
+            "windows_right": sum(1 for c in named if c in expected),
         })
-        # the room this place ended on: the room in force at the next visit's start
-        end_room[visit.label] = snapshots.room_before.get(number + 1, snapshots.engine.room)
+        rooms_of.setdefault(visit.label, set()).update(
+            r["room"] for r in adapted if lo <= r["index"] < hi and r.get("room") is not None
+        )
     return out
 
 
@@ -429,15 +430,15 @@ def run_tour(
     }
     recognition = None
     if budget is not None:
-        recognition = recognition_by_visit(model, visits, spans, frames, snapshots, engine.buffer.size)
-        returns = [r for r in recognition if r["expected"] is not None]
+        recognition = recognition_by_visit(model, visits, spans, frames, snapshots, engine.buffer.size, a_rows)
+        returns = [r for r in recognition if r["expected"]]
         chosen = sum(r["windows_chosen"] for r in returns)
         summary["recognition_return_windows"] = sum(r["windows"] for r in returns)
         summary["recognition_return_chosen"] = chosen
         summary["recognition_return_right_share"] = (
             sum(r["windows_right"] for r in returns) / chosen if chosen else math.nan
         )
-        firsts = [r for r in recognition if r["expected"] is None]
+        firsts = [r for r in recognition if not r["expected"]]
         summary["recognition_wrong_in_new_rooms"] = sum(r["windows_chosen"] for r in firsts)
     forgetting = None
     if forgetting_frames:

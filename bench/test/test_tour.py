@@ -73,7 +73,7 @@ def test_the_budgeted_tour_is_deterministic_and_remembers_rooms() -> None:
     assert s["rounds_run"] >= 6 and s["rooms"] >= 1
     assert len(first["visits"]) == 3 and first["visits"][2]["return"]
     assert math.isfinite(first["visits"][2]["return_start_ratio"])
-    assert first["recognition"][0]["expected"] is None  # a first visit: the right answer is the base
+    assert first["recognition"][0]["expected"] == []  # a first visit: the right answer is the base
     assert "by_appearance_rmse_change_percent" in first["forgetting"]
 
 

@@ -439,6 +439,7 @@ class AdaptationEngine:
                 self._round_started = start
                 self._rounds_run += 1
             snapshot = self._snapshot()
+            optimizer, room_before = self._optimizer, self._room
             opt_snapshot = copy.deepcopy(self._optimizer.state_dict())
             outcome, error, cached, switched = "failed", "", False, False
             loss = before = after = base = math.nan
@@ -479,9 +480,16 @@ class AdaptationEngine:
                 if outcome == "reverted":
                     self._restore_base()
                     self._room = None
-                elif outcome != "accepted" and not switched:
+                elif outcome != "accepted" and (not switched or outcome == "aborted"):
+                    # an aborted round (adaptation turned off, reset, stop) changes nothing, a switch included
                     with torch.no_grad():
                         self._model.load_state_dict(snapshot)
+                    if switched:
+                        switched = False
+                        self._optimizer = optimizer
+                        with self._lock:
+                            self._room = room_before
+                            self._switches -= 1
                     self._optimizer.load_state_dict(opt_snapshot)
                 elif outcome != "accepted":  # roll back to the weights switched to, not past them
                     self._load_room_state(self._switched_state)
@@ -532,25 +540,32 @@ class AdaptationEngine:
         """
         current = {k: v.detach().clone() for k, v in self._changed_from_base().items()}
         in_force = self._holdout_rmse(frames, cached)
-        candidates: list[tuple[str | None, dict[str, Tensor]]] = []
+        if not math.isfinite(in_force):
+            return False
+        # The base is the safe default and the weights in force have the benefit of the doubt
+        # over other rooms: each candidate's RMSE is weighed by a margin before comparing.
+        # Adapted weights stay in force only while they beat the base by half the margin;
+        # another room replaces them only when it beats them by the margin too.
+        m = cfg.select_margin
+        candidates: list[tuple[float, str | None, dict[str, Tensor]]] = []
         if current:
-            candidates.append((None, {}))
+            candidates.append((1.0 - m, None, {}))
         candidates += [
-            (name, room.delta)
+            (1.0, name, room.delta)
             for name in self._memory.names()
             if name != self._room and (room := self._memory.get(name)) is not None
         ]
-        best: tuple[float, str | None, dict[str, Tensor]] | None = None
+        best: tuple[float, str | None, dict[str, Tensor]] = (in_force * (1.0 - (m / 2 if current else m)), "", {})
         try:
-            for name, delta in candidates:
+            for weight, name, delta in candidates:
                 self._load_room_state(delta)
                 encoder = any(k.startswith("encoder.") for k in (*delta, *current))
-                score = self._holdout_rmse(frames, cached and not encoder)
-                if math.isfinite(score) and (best is None or score < best[0]):
+                score = self._holdout_rmse(frames, cached and not encoder) * weight
+                if math.isfinite(score) and score < best[0]:
                     best = (score, name, delta)
         finally:
             self._load_room_state(current)
-        if best is None or not math.isfinite(in_force) or best[0] >= (1.0 - cfg.select_margin) * in_force:
+        if best[1] == "":  # the weights in force stay
             return False
         _, name, delta = best
         if any(k.startswith("encoder.") for k in (*delta, *current)):
