@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fill-eval", action="store_true",
                         help="also hide random blobs of valid sensor depth and score depth/filled there "
                         "against interpolating the sensor")
+    parser.add_argument("--fill-blobs", type=positive_int, default=8, help="blobs hidden per frame (default 8)")
+    parser.add_argument("--fill-blob-px", type=positive_float, nargs=2, default=(20.0, 80.0), metavar=("MIN", "MAX"),
+                        help="range of the blobs' axes, pixels at 640 wide (default 20 80)")
     add_runtime_arguments(parser)
     return parser
 
@@ -222,7 +225,8 @@ def _run(argv: Sequence[str] | None) -> int:
             shrunk = resize_depth(resize_depth(target, model.input_size), target.shape)
             row["oracle_boundary_f1"] = oracle.update(shrunk, target, valid)["boundary_f1"]
         if args.fill_eval:
-            fill_rows.append(fill_evaluation(target, pred, valid, np.random.default_rng(index)))
+            fill_rows.append(fill_evaluation(target, pred, valid, np.random.default_rng(index), count=args.fill_blobs,
+                                             diameter_px=tuple(args.fill_blob_px)))  # fmt: skip
         rows.append(row)
         if position in panel_positions:
             save_panel(args.out / "panels" / f"frame_{index:05d}.png", rgb, target, pred, valid,
@@ -238,7 +242,9 @@ def _run(argv: Sequence[str] | None) -> int:
     oracle_label = f"sensor via {model.input_size[0]}x{model.input_size[1]} (oracle)"
     if args.oracle:
         table[oracle_label] = oracle.result()
-    fill = finish_fill_evaluation(fill_rows) if args.fill_eval else None
+    fill = None
+    if args.fill_eval:
+        fill = {**finish_fill_evaluation(fill_rows), "blobs": args.fill_blobs, "blob_px": list(args.fill_blob_px)}
     report = {
         "checkpoint": str(args.checkpoint),
         "arch": model.arch,

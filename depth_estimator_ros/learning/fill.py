@@ -160,7 +160,13 @@ def _inpaint(sensor: np.ndarray, measured: np.ndarray) -> np.ndarray:
 
 
 def fill_evaluation(
-    sensor: np.ndarray, pred: np.ndarray, valid: np.ndarray, rng: np.random.Generator, *, count: int = 8
+    sensor: np.ndarray,
+    pred: np.ndarray,
+    valid: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    count: int = 8,
+    diameter_px: tuple[float, float] = (20.0, 80.0),
 ) -> dict[str, Any]:
     """Hide measured pixels under random blobs, fill them back, and return the error sums.
 
@@ -171,6 +177,7 @@ def fill_evaluation(
             :func:`~depth_estimator_ros.learning.losses.valid_mask`).
         rng: random generator for the blobs.
         count: blobs per image (see :func:`hide_blobs`).
+        diameter_px: range of the blobs' axes, pixels at 640 wide (see :func:`hide_blobs`).
 
     Returns:
         Sums to pool over frames with :func:`finish_fill_evaluation`: ``hidden`` and
@@ -180,7 +187,7 @@ def fill_evaluation(
         :func:`fill_depth` took.
     """
     sensor, pred = _check(sensor, "sensor"), _check(pred, "pred")
-    hidden = hide_blobs(valid, rng, count=count)
+    hidden = hide_blobs(valid, rng, count=count, diameter_px=diameter_px)
     seen = sensor.copy()
     seen[hidden] = np.nan
     measured = _positive(seen)
