@@ -112,8 +112,8 @@ def _as_numpy(x: np.ndarray | torch.Tensor, what: str) -> np.ndarray:
     raise TypeError(f"{what} must be a numpy.ndarray or torch.Tensor, got {type(x).__name__}")
 
 
-def _sums(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, valid) -> dict[str, float]:
-    """Return the per-pixel sums every metric is derived from."""
+def _sums(pred: np.ndarray | torch.Tensor, target: np.ndarray | torch.Tensor, valid) -> dict[str, Any]:
+    """Return the per-pixel sums every metric is derived from (and the boundary counts, ``edges``)."""
     p = _as_numpy(pred, "pred")
     t = _as_numpy(target, "target")
     v = _as_numpy(valid, "valid")
@@ -192,29 +192,6 @@ def _edge_counts(log_p: np.ndarray, log_t: np.ndarray, scored: np.ndarray) -> tu
         for j in range(len(BOUNDARY_THRESHOLDS)):
             for column, level in enumerate((agreed, level_p, level_t)):
                 counts[j, column] += np.count_nonzero(level > j)
-    return counts, pairs
-    d = boundary_pair_distance(log_p.shape[-1])
-    for axis in (-1, -2):
-        if log_p.shape[axis] <= d:
-            continue
-        near = [slice(None)] * log_p.ndim
-        far = [slice(None)] * log_p.ndim
-        near[axis], far[axis] = slice(None, -d), slice(d, None)
-        near, far = tuple(near), tuple(far)
-        both = scored[near] & scored[far]
-        step_p = (log_p[far] - log_p[near])[both]
-        step_t = (log_t[far] - log_t[near])[both]
-        pairs += step_p.size
-        # Level k: the pair is an edge at thresholds 0..k-1; its sign says which pixel is nearer.
-        level_p = np.searchsorted(_LOG_THRESHOLDS, np.abs(step_p), side="left")
-        level_t = np.searchsorted(_LOG_THRESHOLDS, np.abs(step_t), side="left")
-        same_side = np.signbit(step_p) == np.signbit(step_t)
-        k = len(BOUNDARY_THRESHOLDS) + 1
-        for column, levels in enumerate(
-            (np.minimum(level_p, level_t)[same_side], level_p, level_t)
-        ):
-            histogram = np.bincount(levels, minlength=k)
-            counts[:, column] += np.cumsum(histogram[::-1])[::-1][1:]  # pairs with level > threshold index
     return counts, pairs
 
 
