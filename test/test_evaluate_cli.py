@@ -72,3 +72,22 @@ def test_evaluate_refuses_a_non_checkpoint(tmp_path, capsys):
     bogus.write_bytes(b"not a checkpoint")
     assert main(["--checkpoint", str(bogus), "--data", DATA, "--out", str(tmp_path / "e"), "--quiet"]) == 2
     assert "evaluate: error:" in capsys.readouterr().err
+
+
+def test_structure_metrics_oracle_and_fill_evaluation(checkpoint, tmp_path, capsys):
+    out = tmp_path / "eval"
+    rc = main(["--checkpoint", str(checkpoint), "--data", DATA, "--out", str(out), "--max-frames", "2",
+               "--panels", "0", "--oracle", "--fill-eval", "--device", "cpu", "--quiet"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "edge_f1" in printed and "si_log" in printed and "sensor via 32x32 (oracle)" in printed
+    assert "inpaint_telea" in printed and "fill_depth" in printed
+    report = json.loads((out / "metrics.json").read_text())
+    for key in ("si_log", "boundary_f1", "boundary_precision", "boundary_recall"):
+        assert 0.0 <= report["model"][key] and 0.0 <= report["oracle"][key]
+    assert report["oracle"]["si_log"] < report["model"]["si_log"]  # the sensor itself, only blurred
+    fill = report["fill_evaluation"]
+    assert fill["frames"] == 2 and fill["hidden"] > 0 and fill["fill"]["coverage"] == 1.0
+    with (out / "per_frame.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert {"si_log", "boundary_f1", "oracle_boundary_f1"} <= set(rows[0])

@@ -214,7 +214,8 @@ def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "section": "accuracy",
                 "what": f"{run['arch']} after {minutes:g} min training ({run['images_trained']} images, "
                 f"{run['steps']} steps), unseen synthetic rooms",
-                "value": f"RMSE {test['rmse']:.3f} m, AbsRel {test['abs_rel']:.3f}, delta1 {test['delta1']:.3f} "
+                "value": f"RMSE {test['rmse']:.3f} m, AbsRel {test['abs_rel']:.3f}, delta1 {test['delta1']:.3f}, "
+                f"si-log {test['si_log']:.3f}, boundary F1 {test['boundary_f1']:.3f} "
                 f"(mean depth: {base['rmse']:.3f} m, {base['abs_rel']:.3f}, {base['delta1']:.3f})",
                 "target": "fast at least as accurate as both seed models",
             }

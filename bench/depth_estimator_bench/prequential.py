@@ -104,7 +104,8 @@ def _score(depth: np.ndarray, frame: Frame, min_depth: float, max_depth: float) 
     if target.shape != depth.shape:
         raise ValueError(f"frame {frame.name!r}: sensor depth {target.shape} differs from the image {depth.shape}")
     m = compute_metrics(depth, target, valid_mask(target, min_depth, max_depth))
-    return {"rmse": m["rmse"], "abs_rel": m["abs_rel"], "delta1": m["delta1"], "n_valid": m["n_valid"]}
+    keys = ("rmse", "abs_rel", "delta1", "n_valid", "si_log", "boundary_f1", "n_pairs", "boundary_counts")
+    return {key: m[key] for key in keys}
 
 
 def stream(
@@ -419,6 +420,10 @@ def run_prequential(
         "second_half_abs_rel_frozen": frozen_s["second_half"]["abs_rel"],
         "second_half_delta1_adapted": adapted_s["second_half"]["delta1"],
         "second_half_delta1_frozen": frozen_s["second_half"]["delta1"],
+        "second_half_si_log_adapted": adapted_s["second_half"]["si_log"],
+        "second_half_si_log_frozen": frozen_s["second_half"]["si_log"],
+        "second_half_boundary_f1_adapted": adapted_s["second_half"]["boundary_f1"],
+        "second_half_boundary_f1_frozen": frozen_s["second_half"]["boundary_f1"],
         "estimator_fps_adapting": adapted_s["estimator_fps"],
         "estimator_fps_frozen": frozen_s["estimator_fps"],
         "rounds_run": stats["rounds_run"],

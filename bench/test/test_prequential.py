@@ -76,6 +76,7 @@ def test_run_prequential_writes_json_and_plot(frames, tmp_path) -> None:
     s = result["summary"]
     assert s["second_half_rmse_frozen"] > 0 and s["second_half_rmse_adapted"] > 0
     assert s["second_half_rmse_ratio"] == pytest.approx(s["second_half_rmse_adapted"] / s["second_half_rmse_frozen"])
+    assert s["second_half_si_log_frozen"] > 0 and 0 <= s["second_half_boundary_f1_adapted"] <= 1
     assert len(result["frozen"]["windows"]) == len(result["adapted"]["windows"]) == 3
     assert result["forgetting"]["before"]["frames"] == 3
     base = evaluate_frames(Predictor(small_model()), forget)

@@ -10,7 +10,14 @@ Every frame is predicted at its own resolution through :class:`~depth_estimator_
 and scored against its sensor depth over the pixels valid for the model (finite, > 0,
 within its depth range). Pooled metrics are exact per-pixel sums over all frames.
 ``--baseline mean`` also scores predicting one constant everywhere: the mean training
-depth recorded in the checkpoint (or ``--mean-depth``). The output folder gets
+depth recorded in the checkpoint (or ``--mean-depth``). ``--oracle`` also scores the sensor
+depth itself shrunk to the model's input size and enlarged back (mask-weighted, as training
+targets are made): the best a model at that resolution upsampled bilinearly could score,
+chiefly on the depth-boundary F1. ``--fill-eval`` hides random blobs of valid sensor pixels
+in every frame and scores :func:`~depth_estimator_ros.learning.fill.fill_depth` with this
+model's prediction there, next to interpolating the sensor. The table has the structure
+metrics too (``si_log``, ``edge_f1/p/r``: the boundary F1, precision and recall; see
+:mod:`~depth_estimator_ros.learning.metrics`). The output folder gets
 ``metrics.json``, ``per_frame.csv`` and ``panels/frame_NNNNN.png`` (RGB | ground
 truth | prediction | absolute error, ground truth and prediction on one colour scale).
 """
@@ -32,16 +39,22 @@ from tqdm import tqdm
 from depth_estimator_ros.atomic import write_json
 from depth_estimator_ros.cli._common import add_runtime_arguments, apply_runtime, positive_float, positive_int, run_main
 from depth_estimator_ros.data import open_source
+from depth_estimator_ros.learning.fill import FILL_METHODS, fill_evaluation, finish_fill_evaluation
 from depth_estimator_ros.learning.losses import valid_mask
-from depth_estimator_ros.learning.metrics import METRIC_NAMES, MetricAccumulator
+from depth_estimator_ros.learning.metrics import MetricAccumulator
 from depth_estimator_ros.learning.predictor import Predictor
 from depth_estimator_ros.learning.transforms import border_crop, frame_focal, resize_depth
 from depth_estimator_ros.models import load_checkpoint
 
-__all__ = ["build_parser", "format_table", "main", "save_panel"]
+__all__ = ["build_parser", "format_fill_table", "format_table", "main", "save_panel"]
 
 BASELINES = ("none", "mean")
-_FRAME_FIELDS = ("rmse", "mae", "abs_rel", "delta1", "n_valid", "n_missing")
+_FRAME_FIELDS = ("rmse", "mae", "abs_rel", "delta1", "n_valid", "n_missing", "si_log", "boundary_f1")
+_COLUMNS = (
+    ("rmse", "rmse"), ("mae", "mae"), ("abs_rel", "abs_rel"), ("sq_rel", "sq_rel"), ("log10", "log10"),
+    ("delta1", "delta1"), ("delta2", "delta2"), ("delta3", "delta3"), ("si_log", "si_log"),
+    ("boundary_f1", "edge_f1"), ("boundary_precision", "edge_p"), ("boundary_recall", "edge_r"),
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="evaluate at most N frames, evenly spaced")
     parser.add_argument("--panels", type=int, default=8, help="figure panels for N evenly spaced frames (default 8)")
     parser.add_argument("--border-crop", type=int, default=0, help="pixels cut from every border first")
+    parser.add_argument("--oracle", action="store_true",
+                        help="also score the sensor depth shrunk to the model's input size and enlarged back")
+    parser.add_argument("--fill-eval", action="store_true",
+                        help="also hide random blobs of valid sensor depth and score depth/filled there "
+                        "against interpolating the sensor")
+    parser.add_argument("--fill-blobs", type=positive_int, default=8, help="blobs hidden per frame (default 8)")
+    parser.add_argument("--fill-blob-px", type=positive_float, nargs=2, default=(20.0, 80.0), metavar=("MIN", "MAX"),
+                        help="range of the blobs' axes, pixels at 640 wide (default 20 80)")
     add_runtime_arguments(parser)
     return parser
 
@@ -74,11 +95,30 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
         The table as text, errors in metres (RMSE, MAE) or unitless.
     """
     width = max(len(label) for label in rows) + 2
-    head = "".join(f"{name:>9}" for name in METRIC_NAMES)
+    head = "".join(f"{header:>9}" for _, header in _COLUMNS)
     lines = [f"{'':<{width}}{head}{'pixels':>12}"]
     for label, m in rows.items():
-        cells = "".join(f"{m[name]:>9.4f}" for name in METRIC_NAMES)
+        cells = "".join(f"{m[name]:>9.4f}" for name, _ in _COLUMNS)
         lines.append(f"{label:<{width}}{cells}{m['n_valid']:>12d}")
+    return "\n".join(lines)
+
+
+def format_fill_table(result: dict[str, Any]) -> str:
+    """Return the ``--fill-eval`` table: per method, errors in the hidden blobs and at their border.
+
+    Args:
+        result: :func:`~depth_estimator_ros.learning.fill.finish_fill_evaluation`'s result.
+
+    Returns:
+        The table as text: RMSE (m) and AbsRel over the hidden pixels, AbsRel over the hidden
+        pixels next to a measured one (the seam), and the share of hidden pixels filled.
+    """
+    lines = [f"{'hidden sensor pixels filled by':<32}{'rmse':>9}{'abs_rel':>9}{'border':>9}{'filled':>9}"]
+    for name in FILL_METHODS:
+        m = result[name]
+        lines.append(f"{name:<32}{m['rmse']:>9.4f}{m['abs_rel']:>9.4f}{m['border_abs_rel']:>9.4f}{m['coverage']:>9.3f}")
+    lines.append(f"{result['hidden']} hidden pixels ({result['border']} at a blob's border) in {result['frames']} "
+                 f"frames; fill_depth {result['fill_ms_mean']:.1f} ms per frame (p95 {result['fill_ms_p95']:.1f})")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -160,6 +200,8 @@ def _run(argv: Sequence[str] | None) -> int:
 
     acc = MetricAccumulator()
     base = MetricAccumulator()
+    oracle = MetricAccumulator()
+    fill_rows: list[dict[str, Any]] = []
     rows: list[dict[str, Any]] = []
     predict_seconds = 0.0
     started = time.monotonic()
@@ -179,6 +221,12 @@ def _run(argv: Sequence[str] | None) -> int:
         if mean_depth is not None:
             constant = base.update(np.full_like(target, mean_depth), target, valid)
             row.update({f"mean_{key}": constant[key] for key in _FRAME_FIELDS[:4]})
+        if args.oracle:
+            shrunk = resize_depth(resize_depth(target, model.input_size), target.shape)
+            row["oracle_boundary_f1"] = oracle.update(shrunk, target, valid)["boundary_f1"]
+        if args.fill_eval:
+            fill_rows.append(fill_evaluation(target, pred, valid, np.random.default_rng(index), count=args.fill_blobs,
+                                             diameter_px=tuple(args.fill_blob_px)))  # fmt: skip
         rows.append(row)
         if position in panel_positions:
             save_panel(args.out / "panels" / f"frame_{index:05d}.png", rgb, target, pred, valid,
@@ -191,6 +239,12 @@ def _run(argv: Sequence[str] | None) -> int:
     table = {f"{model.arch} ({args.checkpoint.name})": acc.result()}
     if mean_depth is not None:
         table[f"mean depth {mean_depth:.3f} m"] = base.result()
+    oracle_label = f"sensor via {model.input_size[0]}x{model.input_size[1]} (oracle)"
+    if args.oracle:
+        table[oracle_label] = oracle.result()
+    fill = None
+    if args.fill_eval:
+        fill = {**finish_fill_evaluation(fill_rows), "blobs": args.fill_blobs, "blob_px": list(args.fill_blob_px)}
     report = {
         "checkpoint": str(args.checkpoint),
         "arch": model.arch,
@@ -200,6 +254,8 @@ def _run(argv: Sequence[str] | None) -> int:
         "device": str(predictor.device),
         "model": acc.result(),
         "baseline_mean": None if mean_depth is None else {**base.result(), "mean_depth": mean_depth},
+        "oracle": {**oracle.result(), "size": list(model.input_size)} if args.oracle else None,
+        "fill_evaluation": fill,
         "predict_ms_per_frame": 1e3 * predict_seconds / len(indices),
         "seconds": round(time.monotonic() - started, 2),
         "provenance": meta["provenance"],
@@ -207,6 +263,8 @@ def _run(argv: Sequence[str] | None) -> int:
     write_json(args.out / "metrics.json", report)
     print(f"{len(indices)} frames of {args.data}")
     print(format_table(table))
+    if fill is not None:
+        print(format_fill_table(fill))
     print(f"written to {args.out}/ (metrics.json, per_frame.csv, panels/)")
     return 0
 

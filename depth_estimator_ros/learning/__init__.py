@@ -1,4 +1,4 @@
-"""Learning layer: losses, metrics, transforms, the inference predictor, the offline trainer.
+"""Learning layer: losses, metrics, transforms, hole filling, the inference predictor, the offline trainer.
 
 See docs/ARCHITECTURE.md. The offline trainer lives in
 :mod:`depth_estimator_ros.learning.trainer` and is imported from there (it pulls in the
@@ -6,6 +6,7 @@ data and plotting stack, which inference does not need).
 """
 
 from depth_estimator_ros.learning.device import DEVICE_CHOICES, resolve_device
+from depth_estimator_ros.learning.fill import fill_depth
 from depth_estimator_ros.learning.losses import (
     LOSSES,
     head_l2,
@@ -35,6 +36,7 @@ __all__ = [
     "augment",
     "border_crop",
     "compute_metrics",
+    "fill_depth",
     "head_l2",
     "masked_l1",
     "masked_mse",

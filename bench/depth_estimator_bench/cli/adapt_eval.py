@@ -115,6 +115,11 @@ def _run(argv: Sequence[str] | None) -> int:
         f"{'n/a' if s['forgetting_rmse_percent'] is None else format(s['forgetting_rmse_percent'], '+.1f') + ' %'}; "
         f"RMSE < {s['threshold_m']} m after {s['time_to_rmse_below_s_adapted']} s"
     )
+    print(
+        f"second half, structure: si-log {s['second_half_si_log_adapted']:.3f} adapted vs "
+        f"{s['second_half_si_log_frozen']:.3f} frozen; boundary F1 {s['second_half_boundary_f1_adapted']:.3f} "
+        f"adapted vs {s['second_half_boundary_f1_frozen']:.3f} frozen"
+    )
     print(f"wrote {json_path} and {png_path}")
     return 0
 
