@@ -171,7 +171,8 @@ class _Range:
 
 
 def _pooled(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
-    return {k: v for k, v in pool_frame_metrics(rows).items() if k in (*POOLED_METRICS, "frames")}
+    keep = (*POOLED_METRICS, "si_log", "boundary_f1", "frames")
+    return {k: v for k, v in pool_frame_metrics(rows).items() if k in keep}
 
 
 def summarise_visits(
