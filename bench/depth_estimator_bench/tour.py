@@ -54,10 +54,11 @@ __all__ = [
     "DEFAULT_BUDGET",
 ]
 
-#: The cost model of the README's budgeted tour: a round per second of 30 Hz stream,
-#: its weights in force half a second later (an idle 2-core CPU ran 53 rounds in the
-#: kitchen's 33 s in real time; a busy one 12).
-DEFAULT_BUDGET = Budget(round_every=30, lag=15)
+#: The cost model of the README's budgeted tour: rounds back to back, one per 20 frames
+#: of a 30 Hz stream, each one's weights in force when the next starts. An idle 2-core
+#: CPU ran 53 rounds in the kitchen's 1000 frames in real time (one per 19 frames); a
+#: busy one 12 (one per 83).
+DEFAULT_BUDGET = Budget(round_every=20, lag=20)
 
 #: Appearance recognition: the least mean cosine similarity of a window's frames to a
 #: room's keyframes, the lead over the second room, frames per window. Chosen on
