@@ -530,3 +530,54 @@ def plot_tour(result: dict[str, Any], path: Path, *, window_frames: int = 15) ->
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def run_section(
+    out_dir: Path, *, checkpoint: str = "default", quick: bool = False, device: str = "cpu", progress: bool = False
+) -> dict[str, Any]:
+    """``bench --only tour``: the README's tour in the budgeted mode; writes ``tour.json`` / ``tour.png``.
+
+    ``quick`` plays the first 60 frames of each visit (a smoke run, not for reporting).
+    """
+    from depth_estimator_ros.data import open_source
+    from depth_estimator_ros.models import load_checkpoint
+
+    from depth_estimator_bench.machine import describe_machine
+    from depth_estimator_bench.prequential import write_result
+
+    visits = default_tour()
+    if quick:
+        visits = [Visit(v.label, v.source, v.start, v.start + 60) for v in visits]
+    model = load_checkpoint(checkpoint)[0]
+    frames, spans = load_tour(visits, progress=progress)
+    forget = load_frames(open_source(str(SHARED / "data" / "rooms")), 16 if quick else 64, spread=True)
+    result = run_tour(model, visits, frames, spans, forgetting_frames=forget, device=device, progress=progress)
+    result["machine"] = describe_machine()
+    result["settings"]["checkpoint"] = checkpoint
+    out_dir = Path(out_dir)
+    files = {"json": str(write_result(result, out_dir / "tour.json")), "png": str(plot_tour(result, out_dir / "tour.png"))}
+    return {**result, "files": files}
+
+
+def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return the lines of ``bench``'s summary table for the tour."""
+    if "skipped" in result:
+        return [{"section": "tour", "what": "tour", "value": result["skipped"], "target": ""}]
+    s, b = result["summary"], result["settings"]["budget"]
+    return [
+        {
+            "section": "tour",
+            "what": f"{len(result['visits'])} visits, {result['settings']['frames']} frames, a round per "
+                    f"{b['round_every']} frames in force {b['lag']} later",
+            "value": f"RMSE {s['tour_rmse_adapted']:.3f} m adapted vs {s['tour_rmse_frozen']:.3f} m frozen "
+                     f"(x{s['tour_rmse_ratio']:.2f}); {s['visits_ending_worse_than_frozen']} visits worse than frozen",
+            "target": "<= 0.6x frozen, no visit worse",
+        },
+        {
+            "section": "tour",
+            "what": "forgetting on rooms/ after the tour (in force / memory by appearance)",
+            "value": f"{s.get('forgetting_in_force_percent', math.nan):+.1f} % / "
+                     f"{s.get('forgetting_by_appearance_percent', math.nan):+.1f} %",
+            "target": "<= 5 % by appearance",
+        },
+    ]

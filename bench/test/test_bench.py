@@ -115,3 +115,10 @@ def test_quick_pipeline_section_streams_camera_frames_through_the_estimator_proc
     assert pair["speedup"] == pytest.approx(pair["torch_ms"] / pair["onnxruntime_ms"], abs=0.01)
     assert (tmp_path / "pipeline.png").read_bytes()[:8] == PNG_MAGIC
     assert {r["section"] for r in json.loads((tmp_path / "summary.json").read_text())["rows"]} == {"pipeline"}
+
+
+def test_every_section_name_has_one_runner_in_the_registry() -> None:
+    from depth_estimator_bench import SECTIONS
+
+    assert set(bench.SECTION_RUNNERS) == set(SECTIONS) | set(bench.OPTIONAL_SECTIONS)
+    assert bench.main(["--only", "nope", "--out", "/tmp/never"]) == 2  # an unknown section: a message, exit 2

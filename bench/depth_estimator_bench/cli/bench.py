@@ -9,6 +9,7 @@ Usage::
     bench --only accuracy --train-minutes 4       # every model trained 4 min, scored on unseen rooms (issue 3)
     bench --only rooms --rooms-steps 600          # leave-one-room-out of the base recipe on ../shared/data/rooms
     bench --only two_hosts                        # separate mode across two network namespaces (root)
+    bench --only tour                             # the README's tour of rooms, budgeted mode (tour_eval)
 
 Every section writes ``<section>.json`` and ``<section>.png`` (each JSON holds the machine
 description); at the end a summary table is printed and written to ``summary.json`` and
@@ -22,7 +23,7 @@ import argparse
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from depth_estimator_ros.cli._common import positive_float, positive_int, run_ma
 __all__ = ["OPTIONAL_SECTIONS", "build_parser", "main", "format_table"]
 
 #: Sections run only when named with ``--only`` (too long for ``make bench``).
-OPTIONAL_SECTIONS: tuple[str, ...] = ("soak", "accuracy", "rooms", "two_hosts")
+OPTIONAL_SECTIONS: tuple[str, ...] = ("soak", "accuracy", "rooms", "two_hosts", "tour")
 _ALL_SECTIONS = SECTIONS + OPTIONAL_SECTIONS
 
 
@@ -156,99 +157,120 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SectionRunner = Callable[[argparse.Namespace, Path, bool], tuple[dict[str, Any], list[dict[str, Any]]]]
+
+
+def _model(args: argparse.Namespace, data: Path, progress: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from depth_estimator_bench import model_speed
+
+    result = model_speed.run(
+        args.out, device=args.device, quick=args.quick, archs=args.archs, threads=args.threads, progress=progress
+    )
+    return result, model_speed.summary_rows(result)
+
+
+def _pipeline(args: argparse.Namespace, data: Path, progress: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from depth_estimator_bench import pipeline
+
+    result = pipeline.run(
+        args.out, device=args.device, quick=args.quick, arch=args.pipeline_arch, progress=progress,
+        rates_hz=args.pipeline_rates, backends=args.pipeline_backends, threads=args.pipeline_threads,
+        image_reliability=args.image_reliability, depth_encoding=args.depth_encoding,
+    )
+    return result, pipeline.summary_rows(result)
+
+
+def _adaptation(args: argparse.Namespace, data: Path, progress: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from depth_estimator_bench import adaptation
+
+    result = adaptation.run(
+        args.out, device=args.device, quick=args.quick, arch=args.pipeline_arch, checkpoint=args.checkpoint,
+        data=data, progress=progress,
+    )
+    return result, adaptation.summary_rows(result)
+
+
+def _memory(args: argparse.Namespace, data: Path, progress: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from depth_estimator_bench import memory
+
+    result = memory.run(
+        args.out, device=args.device, quick=args.quick, minutes=args.minutes, arch=args.pipeline_arch, data=data,
+        progress=progress,
+    )
+    return result, memory.summary_rows(result)
+
+
+def _accuracy(args: argparse.Namespace, data: Path, progress: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from depth_estimator_bench import accuracy
+
+    result = accuracy.run(
+        args.out, device=args.device, quick=args.quick, minutes=args.train_minutes, archs=args.archs,
+        progress=progress,
+    )
+    return result, accuracy.summary_rows(result)
+
+
+def _rooms(args: argparse.Namespace, data: Path, progress: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from depth_estimator_bench import rooms
+    from depth_estimator_bench.common import preferred_device
+
+    if not (SHARED / "data" / "rooms").is_dir():
+        return {"skipped": f"{SHARED / 'data' / 'rooms'} is absent"}, []
+    result = rooms.run(
+        args.out, rooms_root=SHARED / "data" / "rooms",
+        encoder_weights=str(SHARED / "weights" / "mobilenet_v2_imagenet_from_qnnpack.safetensors"),
+        steps=args.rooms_steps or rooms.RECIPE["steps"], only=args.rooms_only, kitchen=data,
+        checkpoint=None if args.checkpoint is None else str(args.checkpoint),
+        synthetic_checkpoint=args.synthetic_checkpoint, device=preferred_device(args.device),
+        quick=args.quick, progress=progress,
+    )
+    return result, rooms.summary_rows(result)
+
+
+def _soak(args: argparse.Namespace, data: Path, progress: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from depth_estimator_bench import soak
+
+    result = soak.run(
+        args.out, minutes=args.minutes, quick=args.quick, device=args.device, arch=args.pipeline_arch, data=data,
+        progress=progress,
+    )
+    return result, soak.summary_rows(result)
+
+
+def _two_hosts(args: argparse.Namespace, data: Path, progress: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from depth_estimator_bench import two_hosts
+    from depth_estimator_bench.common import preferred_device
+
+    result = two_hosts.run(
+        args.out, quick=args.quick, data=data, checkpoint=str(args.checkpoint or "default"),
+        device=preferred_device(args.device), progress=progress,
+    )
+    return result, two_hosts.summary_rows(result)
+
+
+def _tour(args: argparse.Namespace, data: Path, progress: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from depth_estimator_bench import tour
+
+    if not (SHARED / "data" / "rooms").is_dir() or not data.is_dir():
+        return {"skipped": f"{SHARED / 'data'} lacks rooms/ or the kitchen"}, []
+    result = tour.run_section(args.out, checkpoint=str(args.checkpoint or "default"), quick=args.quick,
+                              device=args.device, progress=progress)
+    return result, tour.summary_rows(result)
+
+
+#: Every section by name, in the order they run (a registry: a new section is one entry).
+SECTION_RUNNERS: dict[str, SectionRunner] = {
+    "model": _model, "pipeline": _pipeline, "adaptation": _adaptation, "memory": _memory,
+    "soak": _soak, "accuracy": _accuracy, "rooms": _rooms, "two_hosts": _two_hosts, "tour": _tour,
+}
+
+
 def _run_section(name: str, args: argparse.Namespace) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run one section; return its result and its summary rows."""
-    progress = not args.no_progress
-    data = args.data or KITCHEN
-    if name == "model":
-        from depth_estimator_bench import model_speed
-
-        result = model_speed.run(
-            args.out, device=args.device, quick=args.quick, archs=args.archs, threads=args.threads, progress=progress
-        )
-        return result, model_speed.summary_rows(result)
-    if name == "pipeline":
-        from depth_estimator_bench import pipeline
-
-        result = pipeline.run(
-            args.out, device=args.device, quick=args.quick, arch=args.pipeline_arch, progress=progress,
-            rates_hz=args.pipeline_rates, backends=args.pipeline_backends, threads=args.pipeline_threads,
-            image_reliability=args.image_reliability, depth_encoding=args.depth_encoding,
-        )
-        return result, pipeline.summary_rows(result)
-    if name == "adaptation":
-        from depth_estimator_bench import adaptation
-
-        result = adaptation.run(
-            args.out,
-            device=args.device,
-            quick=args.quick,
-            arch=args.pipeline_arch,
-            checkpoint=args.checkpoint,
-            data=data,
-            progress=progress,
-        )
-        return result, adaptation.summary_rows(result)
-    if name == "memory":
-        from depth_estimator_bench import memory
-
-        result = memory.run(
-            args.out,
-            device=args.device,
-            quick=args.quick,
-            minutes=args.minutes,
-            arch=args.pipeline_arch,
-            data=data,
-            progress=progress,
-        )
-        return result, memory.summary_rows(result)
-    if name == "accuracy":
-        from depth_estimator_bench import accuracy
-
-        result = accuracy.run(
-            args.out, device=args.device, quick=args.quick, minutes=args.train_minutes, archs=args.archs,
-            progress=progress,
-        )
-        return result, accuracy.summary_rows(result)
-    if name == "rooms":
-        from depth_estimator_bench import rooms
-        from depth_estimator_bench.common import preferred_device
-
-        shared = SHARED
-        if not (shared / "data" / "rooms").is_dir():
-            return {"skipped": f"{shared / 'data' / 'rooms'} is absent"}, []
-        result = rooms.run(
-            args.out, rooms_root=shared / "data" / "rooms",
-            encoder_weights=str(shared / "weights" / "mobilenet_v2_imagenet_from_qnnpack.safetensors"),
-            steps=args.rooms_steps or rooms.RECIPE["steps"], only=args.rooms_only, kitchen=data,
-            checkpoint=None if args.checkpoint is None else str(args.checkpoint),
-            synthetic_checkpoint=args.synthetic_checkpoint, device=preferred_device(args.device),
-            quick=args.quick, progress=progress,
-        )
-        return result, rooms.summary_rows(result)
-    if name == "soak":
-        from depth_estimator_bench import soak
-
-        result = soak.run(
-            args.out,
-            minutes=args.minutes,
-            quick=args.quick,
-            device=args.device,
-            arch=args.pipeline_arch,
-            data=data,
-            progress=progress,
-        )
-        return result, soak.summary_rows(result)
-    if name == "two_hosts":
-        from depth_estimator_bench import two_hosts
-        from depth_estimator_bench.common import preferred_device
-
-        result = two_hosts.run(
-            args.out, quick=args.quick, data=data, checkpoint=str(args.checkpoint or "default"),
-            device=preferred_device(args.device), progress=progress,
-        )
-        return result, two_hosts.summary_rows(result)
-    raise ValueError(f"unknown section {name!r}; allowed: {_ALL_SECTIONS}")
+    runner = SECTION_RUNNERS.get(name)
+    if runner is None:
+        raise ValueError(f"unknown section {name!r}; allowed: {_ALL_SECTIONS}")
+    return runner(args, args.data or KITCHEN, not args.no_progress)
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
