@@ -336,7 +336,8 @@ def test_base_guard_returns_a_drifted_trainer_to_the_base_and_says_so(checkpoint
     frames = [rooms[i] for i in range(len(rooms))]
     stream = [dataclasses.replace(f, depth=f.depth * 0.4) for f in frames[:24]] + frames[24:]
     rounds = {"min_new_frames": 6, "max_new_frames": 6, "holdout_frames": 2, "batch_size": 4, "epochs_per_round": 3}
-    with running_trainer(checkpoint, base_guard=0.1, base_guard_rounds=2, **rounds) as (_, node, _probe):
+    # Without test-then-train, which would return to the base itself (a switch) before the guard's evidence is in.
+    with running_trainer(checkpoint, select_best=False, base_guard=0.1, base_guard_rounds=2, **rounds) as (_, node, _probe):
         for start in range(0, len(stream), 6):
             done = node.stats()["rounds_run"]
             for frame in stream[start : start + 6]:
