@@ -41,6 +41,19 @@ def one_torch_thread():
     torch.set_num_threads(previous)
 
 
+@pytest.fixture(autouse=True)
+def ros_home(tmp_path_factory, monkeypatch) -> Path:
+    """Give every test a ``ROS_HOME`` of its own (inherited by the nodes it starts in child processes).
+
+    A trainer started with the default ``room_memory_dir`` keeps its room memory under
+    ``$ROS_HOME``: a test must neither write into the user's ``~/.ros`` nor load the rooms
+    another test learnt.
+    """
+    home = tmp_path_factory.mktemp("ros_home")
+    monkeypatch.setenv("ROS_HOME", str(home))
+    return home
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """Return ``../shared/data`` or skip the test with the reason."""

@@ -45,6 +45,9 @@ __all__ = [
     "IMAGE_RELIABILITY",
     "DEPTH_OUTPUT_ENCODINGS",
     "DEFAULT_CHECKPOINT_DIR",
+    "DEFAULT_ROOM_MEMORY_DIR",
+    "ROOM_MEMORY_OFF",
+    "room_memory_folder",
     "KINECT_TOPICS",
     "ParameterSpec",
     "PARAMETERS",
@@ -87,6 +90,24 @@ KINECT_TOPICS: dict[str, str] = {
 }
 #: Where the trainer's ``~/save`` writes when ``checkpoint_dir`` is empty.
 DEFAULT_CHECKPOINT_DIR = Path("~/.ros/depth_estimator_ros/checkpoints")
+#: Where the trainer keeps its room memory when ``room_memory_dir`` is empty, under
+#: ``$ROS_HOME`` (``~/.ros`` when unset, as for the ROS logs).
+DEFAULT_ROOM_MEMORY_DIR = Path("$ROS_HOME/depth_estimator_ros/rooms")
+#: The ``room_memory_dir`` value that turns persistence off.
+ROOM_MEMORY_OFF = "none"
+
+
+def room_memory_folder(value: str) -> Path | None:
+    """Return the folder ``room_memory_dir`` names (``~`` expanded), or None for :data:`ROOM_MEMORY_OFF`.
+
+    ``""`` is :data:`DEFAULT_ROOM_MEMORY_DIR` with ``$ROS_HOME`` resolved (``~/.ros`` when unset).
+    """
+    if value == ROOM_MEMORY_OFF:
+        return None
+    if not value:
+        home = os.environ.get("ROS_HOME") or "~/.ros"
+        return Path(home).expanduser() / DEFAULT_ROOM_MEMORY_DIR.relative_to("$ROS_HOME")
+    return Path(value).expanduser()
 
 
 @dataclass(frozen=True)
@@ -242,6 +263,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     _P("sync_queue_size", "int", 10, _T, "unpaired messages kept per topic", low=1, high=1000),
     _P("checkpoint_dir", "string", "", _T, f"directory ~/save writes to; empty = {DEFAULT_CHECKPOINT_DIR}",
        live=True),
+    _P("room_memory_dir", "string", "", _T, "folder the room memory is loaded from at start and saved to; "
+       f"empty = {DEFAULT_ROOM_MEMORY_DIR} (ROS_HOME defaults to ~/.ros); '{ROOM_MEMORY_OFF}' = not persisted"),
+    _P("room_save_period", "double", 10.0, _T, "least seconds between two background saves of the changed rooms; "
+       "0 = only at shutdown and on ~/rooms/save", low=0.0, high=3600.0, unit="s"),
     _P("base_data", "string", "", _T, "frame source of base-domain frames replayed to limit forgetting "
        "(data.open_source spec); empty = none"),
     # -- online_trainer: the adaptation engine (AdaptationConfig fields of the same name)

@@ -573,3 +573,19 @@ def test_no_room_memory_with_max_rooms_zero(room) -> None:
     engine, _, rooms = _tour(room, max_rooms=0)
     assert len(engine.memory) == 0 and engine.stats()["rooms"] == 0
     assert rooms["A again"][0] is None  # nothing to return to: selection can only offer the base
+
+
+def test_forgetting_the_room_in_force_keeps_the_weights_and_the_next_round_stores_a_new_room(room) -> None:
+    engine, _ = adapted_once(room)
+    first = engine.room
+    assert first is not None and engine.memory.names() == [first] and engine.adapted
+    version = engine.version
+    assert engine.forget(first) == [first]
+    assert engine.room is None and engine.adapted and engine.version == version  # the weights in force stay
+    assert engine.forget() == []
+    for f in room[6:12]:
+        engine.offer(f)
+    assert engine.run_round().outcome == "accepted"
+    assert engine.room not in (None, first) and engine.memory.names() == [engine.room]  # never stored again as `first`
+    engine.reset()
+    assert not engine.adapted and engine.room is None

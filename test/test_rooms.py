@@ -108,3 +108,27 @@ def test_appearance_descriptors_are_unit_vectors_per_image(model) -> None:
     d = appearance_descriptors(features)
     assert d.shape == (3, sum(f.shape[1] for f in features[-3:]))
     assert torch.allclose(d.norm(dim=1), torch.ones(3), atol=1e-5)
+
+
+def test_save_deletes_only_the_files_of_rooms_it_dropped_and_load_keeps_the_lru_order_and_capacity(model, tmp_path) -> None:
+    memory = _memory(model, capacity=3)
+    for scale in (1.1, 1.2, 1.3):
+        memory.store(memory.new_name(), _delta(model, scale))
+    memory.touch("room-1")  # most recently used now: room-1, room-3, room-2
+    revision = memory.revision
+    (tmp_path / "notes.safetensors").write_bytes(b"not a room")  # refused at load, never deleted
+    memory.save(tmp_path)
+    memory.store(memory.new_name(), _delta(model, 1.4))  # evicts room-2, the least recently used
+    assert memory.revision > revision and "room-2" not in memory.names()
+    memory.save(tmp_path, ["room-4"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "notes.safetensors", "room-1.safetensors", "room-3.safetensors", "room-4.safetensors"
+    ]
+    memory.save(tmp_path)
+    loaded, problems = _memory(model, capacity=2).load(tmp_path)
+    assert loaded == ["room-4", "room-1"]  # most recently used first; room-3 beyond the capacity
+    assert any("notes.safetensors" in p for p in problems)
+    assert any("room-3.safetensors: not loaded" in p and "max_rooms" in p for p in problems), problems
+    (tmp_path / "room-1.safetensors").rename(tmp_path / "copy.safetensors")
+    _, problems = _memory(model).load(tmp_path)
+    assert any("copy.safetensors: holds room 'room-1'" in p for p in problems), problems

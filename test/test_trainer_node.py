@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import signal
 import sys
 from contextlib import contextmanager
@@ -21,17 +22,20 @@ from ros_helpers import (
     wait_for,
 )
 from ros_helpers import stamped_header as _header
+from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Float32, UInt8MultiArray, UInt32
 from std_srvs.srv import Trigger
 
 from depth_estimator_ros import models
-from depth_estimator_ros.adaptation import AdaptationConfig, import_payload
+from depth_estimator_ros.adaptation import AdaptationConfig, import_payload, read_payload
+from depth_estimator_ros.adaptation.rooms import RoomMemory
 from depth_estimator_ros.data.compressed import encode_compressed_rgb
 from depth_estimator_ros.adaptation.config import config_fields
 from depth_estimator_ros.data.image_encoding import encode_depth, encode_rgb
 from depth_estimator_ros.data.synthetic import SyntheticRooms
 from depth_estimator_ros.parameters import load_defaults
+from depth_estimator_ros.ros.estimator_node import DepthEstimatorNode
 from depth_estimator_ros.ros.qos import WEIGHTS_QOS
 from depth_estimator_ros.ros.trainer_node import (
     OnlineTrainerNode,
@@ -332,7 +336,8 @@ def test_base_guard_returns_a_drifted_trainer_to_the_base_and_says_so(checkpoint
     frames = [rooms[i] for i in range(len(rooms))]
     stream = [dataclasses.replace(f, depth=f.depth * 0.4) for f in frames[:24]] + frames[24:]
     rounds = {"min_new_frames": 6, "max_new_frames": 6, "holdout_frames": 2, "batch_size": 4, "epochs_per_round": 3}
-    with running_trainer(checkpoint, base_guard=0.1, base_guard_rounds=2, **rounds) as (_, node, _probe):
+    # Without test-then-train, which would return to the base itself (a switch) before the guard's evidence is in.
+    with running_trainer(checkpoint, select_best=False, base_guard=0.1, base_guard_rounds=2, **rounds) as (_, node, _probe):
         for start in range(0, len(stream), 6):
             done = node.stats()["rounds_run"]
             for frame in stream[start : start + 6]:
@@ -400,3 +405,150 @@ def test_rgb_transport_other_than_raw_or_compressed_is_refused_at_start():
     with isolated_ros() as ros:
         with pytest.raises(ValueError, match="rgb_transport must be one of raw, compressed"):
             OnlineTrainerNode(context=ros.context, parameter_overrides=[Parameter("rgb_transport", value="theora")])
+
+
+# ------------------------------------------------------------------ room memory
+def _rooms(probe, service: str = "online_trainer/rooms/list") -> dict:
+    answer = _call(probe, service)
+    assert answer.success, answer.message
+    return json.loads(answer.message)
+
+
+def _diagnostic_values(collector: MessageCollector, predicate) -> dict[str, str]:
+    """Wait for an ``online_trainer`` status whose values satisfy ``predicate``; return the values."""
+
+    def found():
+        for array in list(collector.messages):
+            for status in array.status:
+                values = {kv.key: kv.value for kv in status.values}
+                if "online_trainer" in status.name and predicate(values):
+                    return values
+        return None
+
+    return wait_for(found, TIMEOUT, what="an online_trainer status on /diagnostics")
+
+
+def test_room_memory_is_saved_atomically_listed_reloaded_by_a_new_node_and_forgotten(checkpoint, tmp_path):
+    folder = tmp_path / "rooms"
+    with running_trainer(checkpoint, room_memory_dir=str(folder), room_save_period=0.2) as (_, node, probe):
+        diagnostics = MessageCollector(probe, DiagnosticArray, "/diagnostics")
+        assert _rooms(probe) == {"in_force": "base", "folder": str(folder), "capacity": 8, "rooms": []}
+        Feeder(probe, node).send(8)
+        wait_for(lambda: node.engine.room is not None, TIMEOUT, what="an accepted round stored as a room")
+        room = node.engine.room
+        # saved by the node's own thread, without a service call
+        wait_for(lambda: (folder / f"{room}.safetensors").exists(), TIMEOUT, what="the room's file")
+        listed = _rooms(probe)
+        assert listed["in_force"] == room and [r["name"] for r in listed["rooms"]] == [room]
+        values = _diagnostic_values(diagnostics, lambda v: v.get("room") == room)
+        assert values["rooms"] == "1" and values["rounds_switched"] == "0"
+        assert values["room_memory_dir"] == str(folder) and values["room_memory_error"] == ""
+
+        node.set_parameters([Parameter("adaptation_enabled", value=False)])
+        wait_for(lambda: not node.stats()["round_in_progress"], TIMEOUT, what="the running round to end")
+        saved = _call(probe, "online_trainer/rooms/save")
+        assert saved.success and str(folder) in saved.message and f"{room}.safetensors" in saved.message
+        delta = {k: v.clone() for k, v in node.engine.memory.get(room).delta.items()}
+    assert sorted(p.name for p in folder.iterdir()) == [f"{room}.safetensors"]  # no temporary file left
+
+    with running_trainer(checkpoint, room_memory_dir=str(folder), adaptation_enabled=False) as (_, node, probe):
+        assert node.engine.memory.names() == [room]
+        again = node.engine.memory.get(room).delta
+        assert again.keys() == delta.keys() and all(torch.equal(again[k], v) for k, v in delta.items())
+        assert _rooms(probe)["in_force"] == "base"  # remembered, not in force until a round selects it
+        answer = _call(probe, "online_trainer/rooms/forget_active")
+        assert not answer.success and "no remembered room in force" in answer.message
+        answer = _call(probe, "online_trainer/rooms/forget")
+        assert answer.success and room in answer.message and "files deleted" in answer.message, answer.message
+        assert _rooms(probe)["rooms"] == [] and node.stats()["rooms"] == 0
+        assert not list(folder.iterdir())
+
+
+def test_room_memory_in_ros_home_by_default_and_not_persisted_with_none(checkpoint, ros_home):
+    with running_trainer(checkpoint, adaptation_enabled=False) as (_, node, _probe):
+        assert node.stats()["room_memory_dir"] == str(ros_home / "depth_estimator_ros" / "rooms")
+    with running_trainer(checkpoint, room_memory_dir="none") as (_, node, probe):
+        Feeder(probe, node).send(8)
+        wait_for(lambda: node.engine.room is not None, TIMEOUT, what="an accepted round stored as a room")
+        assert _rooms(probe)["folder"] is None and len(_rooms(probe)["rooms"]) == 1
+        answer = _call(probe, "online_trainer/rooms/save")
+        assert not answer.success and "not persisted" in answer.message
+        assert _call(probe, "online_trainer/rooms/forget_active").success
+        assert node.stats()["rooms"] == 0 and node.stats()["room"] == "adapted, not remembered"
+    assert not (ros_home / "depth_estimator_ros").exists()
+
+
+def test_corrupt_and_foreign_room_files_are_refused_with_the_reason_and_the_node_runs_on_the_base(
+    checkpoint, tmp_path, capfd
+):
+    model, _ = models.load_checkpoint(checkpoint, arch="fast")
+    state = model.state_dict()
+    decoder = {k: v * 1.01 for k, v in state.items() if k.startswith("decoder.") and v.is_floating_point()}
+    folder = tmp_path / "rooms"
+    good = RoomMemory(state, "fast")
+    good.store("room-1", decoder)
+    good.save(folder)
+    foreign = RoomMemory(state, "vgg16_coarse")  # another architecture's room
+    foreign.store("room-2", decoder)
+    foreign.save(folder)
+    (folder / "room-3.safetensors").write_bytes(b"\x80\x04 truncated by a power cut")
+    with running_trainer(checkpoint, room_memory_dir=str(folder)) as (_, node, probe):
+        assert node.engine.memory.names() == ["room-1"]
+        assert node.stats()["room"] == "base" and node.engine.version == 0
+        Feeder(probe, node).send(8)  # the node keeps working
+        wait_for(lambda: node.engine.version >= 1, TIMEOUT, what="an accepted round")
+    err = capfd.readouterr().err
+    assert "room-2.safetensors: a room of arch 'vgg16_coarse', this model is 'fast'" in err, err
+    assert "room-3.safetensors: not a readable safetensors file" in err, err
+    assert err.count("the node goes on without it") == 2
+    assert (folder / "room-2.safetensors").exists() and (folder / "room-3.safetensors").exists()  # never deleted
+
+
+def test_a_return_visit_after_a_restart_restores_the_room_and_an_estimator_elsewhere_receives_it(checkpoint, tmp_path):
+    """Room A (the synthetic room at 0.4x its depth), then room B (the true room); a restart; A again."""
+    rooms = SyntheticRooms(seed=8, frames=48, width=64, height=48)
+    frames = [rooms[i] for i in range(len(rooms))]
+    a = [dataclasses.replace(f, depth=f.depth * 0.4) for f in frames[:24]]
+    rounds = {"min_new_frames": 6, "max_new_frames": 6, "holdout_frames": 2, "batch_size": 4, "epochs_per_round": 3,
+              "room_memory_dir": str(tmp_path / "rooms"), "room_save_period": 0.0}
+
+    def visit(node, stream) -> list[str | None]:
+        seen = []
+        for start in range(0, len(stream), 6):
+            done = node.stats()["rounds_run"]
+            for frame in stream[start : start + 6]:
+                node.engine.offer(frame)
+            wait_for(lambda: node.stats()["rounds_run"] > done and not node.stats()["round_in_progress"], TIMEOUT,
+                     what="the round on the new frames")
+            seen.append(node.engine.room)
+        return seen
+
+    with running_trainer(checkpoint, **rounds) as (_, node, _probe):
+        in_a = visit(node, a[:18])
+        in_b = visit(node, frames[24:48])
+        room_a, room_b = in_a[-1], in_b[-1]
+        assert room_a is not None and room_b not in (None, room_a), (in_a, in_b)
+    # saved at shutdown (room_save_period 0): both rooms, reloaded by the next node
+
+    estimator_overrides = [Parameter("checkpoint", value=str(checkpoint)), Parameter("device", value="cpu"),
+                           Parameter("backend", value="torch")]
+    with isolated_ros() as elsewhere:  # an estimator in a context (a DDS participant) of its own
+        estimator = elsewhere.add_node(DepthEstimatorNode(context=elsewhere.context,
+                                                          parameter_overrides=estimator_overrides))
+        with running_trainer(checkpoint, **rounds) as (_, node, probe):
+            assert {room_a, room_b} <= set(node.engine.memory.names())  # B may have left a room of its first rounds
+            weights = MessageCollector(probe, UInt8MultiArray, "weights", WEIGHTS_QOS)
+            assert visit(node, a[18:24]) == [room_a]  # the first round of the return visit selects A
+            assert node.stats()["rounds_switched"] == 1
+            version = node.engine.version
+            # the switch is published in full: every tensor, so any receiver ends with A's weights
+            payload = bytes(weights.wait_for_count(1, TIMEOUT)[-1].data)
+            meta, tensors = read_payload(payload)
+            assert tensors.keys() == node.engine.base_state.keys()
+            wait_for(lambda: estimator.weights_version == version, TIMEOUT, what="the estimator to receive A")
+            expected = {**node.engine.base_state, **node.engine.memory.get(room_a).delta}
+            received = estimator.model.state_dict()
+            for name, tensor in expected.items():
+                torch.testing.assert_close(received[name], tensor, msg=name)
+            other = node.engine.memory.get(room_b).delta
+            assert any(not torch.equal(received[k], v) for k, v in other.items())

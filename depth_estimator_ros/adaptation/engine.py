@@ -288,6 +288,30 @@ class AdaptationEngine:
             return self._room
 
     @property
+    def adapted(self) -> bool:
+        """Whether the weights in force differ from the base weights."""
+        with self._lock:
+            _, state = self._in_force
+        # Tensors equal to the base are the base's own CPU tensors (_in_force_copy).
+        return any(state[k] is not self._base_cpu[k] for k in state)
+
+    def forget(self, name: str | None = None) -> list[str]:
+        """Forget room ``name`` (every room when None) from the memory; the weights in force stay.
+
+        When the room in force is forgotten, :attr:`room` becomes None and the next
+        accepted round stores the weights in force as a new room (:meth:`reset` first
+        to drop them too). Never waits for a round in progress.
+
+        Returns:
+            The names forgotten.
+        """
+        with self._lock:  # _remember stores under this lock: a forgotten room is never stored again
+            names = self._memory.forget(name)
+            if self._room in names:
+                self._room = None
+        return names
+
+    @property
     def base_state(self) -> dict[str, Tensor]:
         """The base weights (the model's state dict at construction), on the engine's device."""
         return self._base_state
@@ -598,12 +622,13 @@ class AdaptationEngine:
             features = self._features.features(self._model, frames, [f.index for f in frames], self._device)
         else:
             features = self._model.encode(stack_frames(frames)[0].to(self._device))
-        with self._lock:
+        descriptors = appearance_descriptors(features)
+        changed = self._changed_from_base()
+        with self._lock:  # with forget(): the room in force is stored only while it is remembered
             name = self._room
-        if name is None:
-            name = self._memory.new_name()
-        self._memory.store(name, self._changed_from_base(), appearance_descriptors(features))
-        with self._lock:
+            if name is None or self._memory.get(name) is None:
+                name = self._memory.new_name()
+            self._memory.store(name, changed, descriptors)
             self._room = name
 
     def _restore_base(self) -> None:

@@ -14,8 +14,10 @@ when a new room needs a slot. On disk each room is one safetensors file
 ``<name>.safetensors`` in a folder (tensors: the changed weights and ``__keyframes__``;
 metadata: format, arch, name, counters), written atomically (temporary file + rename).
 A file that is not a room of this model (corrupt, another format, another
-architecture, unknown or misshapen tensors) is refused with :class:`RoomMemoryError`
-naming the reason; :meth:`RoomMemory.load` skips such files and reports them.
+architecture, unknown or misshapen tensors, a file name that is not its room's) is
+refused with :class:`RoomMemoryError` naming the reason; :meth:`RoomMemory.load` skips
+such files and reports them, and never deletes them. :meth:`RoomMemory.save` deletes
+only the files of rooms this memory forgot or evicted.
 
 Thread-safety: one lock guards the entries; tensors handed out are never written again
 (an update replaces a room's dict).
@@ -139,8 +141,10 @@ class RoomMemory:
         self._capacity = capacity
         self._max_keyframes = max_keyframes
         self._rooms: dict[str, Room] = {}
+        self._dropped: set[str] = set()  # forgotten or evicted since the last save: their files go
         self._clock = 0
         self._next = 1
+        self._revision = 0
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- queries
@@ -148,6 +152,12 @@ class RoomMemory:
     def capacity(self) -> int:
         """Most rooms kept."""
         return self._capacity
+
+    @property
+    def revision(self) -> int:
+        """A counter that grows with every change (store, touch, forget, eviction): unsaved changes."""
+        with self._lock:
+            return self._revision
 
     def __len__(self) -> int:
         with self._lock:
@@ -185,6 +195,7 @@ class RoomMemory:
             if room is not None:
                 self._clock += 1
                 room.last_used = self._clock
+                self._revision += 1
 
     def store(self, name: str, delta: Mapping[str, Tensor], keyframes: Tensor | None = None) -> Room | None:
         """Create or update room ``name`` with the weights ``delta`` (copied to the CPU).
@@ -215,7 +226,10 @@ class RoomMemory:
                 while len(self._rooms) >= self._capacity:
                     lru = min(self._rooms.values(), key=lambda r: r.last_used)
                     del self._rooms[lru.name]
+                    self._dropped.add(lru.name)
             self._rooms[name] = room
+            self._dropped.discard(name)
+            self._revision += 1
             return room
 
     def forget(self, name: str | None = None) -> list[str]:
@@ -224,6 +238,8 @@ class RoomMemory:
             names = list(self._rooms) if name is None else [name] if name in self._rooms else []
             for n in names:
                 del self._rooms[n]
+            self._dropped.update(names)
+            self._revision += bool(names)
             return names
 
     # ------------------------------------------------------------ recognition
@@ -254,16 +270,26 @@ class RoomMemory:
         return None, best
 
     # ----------------------------------------------------------------- files
-    def save(self, folder: str | os.PathLike[str]) -> list[Path]:
-        """Write every room to ``folder`` atomically; remove files of forgotten rooms.
+    def save(self, folder: str | os.PathLike[str], names: Sequence[str] | None = None) -> list[Path]:
+        """Write rooms to ``folder`` atomically; delete the files of rooms forgotten or evicted since.
+
+        Other files in the folder (refused ones included) are left alone.
+
+        Args:
+            folder: created when missing.
+            names: the rooms to write (unknown names are skipped); None: every room.
 
         Returns:
             The files written.
+
+        Raises:
+            OSError: the folder cannot be created or written (files written before stay).
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         with self._lock:
-            rooms = list(self._rooms.values())
+            rooms = [r for r in self._rooms.values() if names is None or r.name in names]
+            dropped = set(self._dropped)
         from safetensors.torch import save
 
         written = []
@@ -277,33 +303,49 @@ class RoomMemory:
                 "last_used": str(room.last_used),
             }
             written.append(write_bytes(folder / f"{room.name}.safetensors", save(tensors, metadata=meta)))
-        keep = {p.name for p in written}
-        for stale in folder.glob("room-*.safetensors"):
-            if stale.name not in keep:
-                stale.unlink(missing_ok=True)
+        for name in dropped:
+            (folder / f"{name}.safetensors").unlink(missing_ok=True)
+        with self._lock:
+            self._dropped -= dropped
         return written
 
     def load(self, folder: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
         """Read every ``*.safetensors`` room of ``folder`` (missing folder: nothing).
 
+        The rooms keep their least-recently-used order (the files' ``last_used``); beyond
+        ``capacity`` the least recently used files are not loaded (reported, not deleted).
+
         Returns:
-            ``(names loaded, problems)``: one line per refused file, naming it and why.
+            ``(names loaded, most recently used first; problems)``: one line per file not
+            loaded, naming it and why.
+
+        Raises:
+            OSError: the folder cannot be listed.
         """
         folder = Path(folder)
-        loaded: list[str] = []
         problems: list[str] = []
         if not folder.is_dir():
-            return loaded, problems
+            return [], problems
+        found: dict[str, tuple[int, dict[str, Tensor], Tensor, int]] = {}
         for path in sorted(folder.glob("*.safetensors")):
             try:
                 name, delta, keyframes, meta = self.read_file(path)
             except RoomMemoryError as exc:
                 problems.append(str(exc))
                 continue
+            found[name] = (_count(meta, "last_used", 0), delta, keyframes, _count(meta, "rounds", 1))
+        order = sorted(found, key=lambda n: found[n][0], reverse=True)
+        for name in order[self._capacity :]:
+            problems.append(
+                f"{folder / name}.safetensors: not loaded, the memory keeps {self._capacity} rooms "
+                "(max_rooms) and this one was used less recently"
+            )
+        loaded = order[: self._capacity]
+        for name in reversed(loaded):  # least recently used first: the memory's clock keeps the order
+            _, delta, keyframes, rounds = found[name]
             room = self.store(name, delta, keyframes)
             if room is not None:
-                room.rounds = int(meta.get("rounds", "1")) if meta.get("rounds", "1").isdigit() else 1
-                loaded.append(name)
+                room.rounds = rounds
         return loaded, problems
 
     def read_file(self, path: Path) -> tuple[str, dict[str, Tensor], Tensor, dict[str, str]]:
@@ -323,6 +365,8 @@ class RoomMemory:
         name = meta.get("name", "")
         if not _NAME.match(name):
             raise RoomMemoryError(f"{path}: invalid room name {name!r}")
+        if path.name != f"{name}.safetensors":
+            raise RoomMemoryError(f"{path}: holds room {name!r}, whose file is {name}.safetensors (a copy?)")
         keyframes = tensors.pop(KEYFRAMES_KEY, torch.zeros(0, 0))
         if keyframes.ndim != 2 or not bool(torch.isfinite(keyframes).all()):
             raise RoomMemoryError(f"{path}: keyframes must be a finite (K, C) tensor, got {tuple(keyframes.shape)}")
@@ -342,9 +386,22 @@ class RoomMemory:
             if value.is_floating_point() and not bool(torch.isfinite(value).all()):
                 raise RoomMemoryError(f"{what}: tensor {key!r} has non-finite values")
 
-    def describe(self) -> str:
-        """Return the rooms as one JSON line (the ``~/rooms`` services' answer)."""
-        return json.dumps(self.summary(), separators=(",", ":"))
+    def describe(self, **context: Any) -> str:
+        """Return the memory as one JSON object on one line (the ``~/rooms/list`` answer).
+
+        Args:
+            context: JSON-able entries put first (e.g. the room in force, the folder).
+
+        Returns:
+            ``{**context, "capacity": int, "rooms": [summary rows, most recently used first]}``.
+        """
+        return json.dumps({**context, "capacity": self._capacity, "rooms": self.summary()}, separators=(",", ":"))
+
+
+def _count(meta: Mapping[str, str], key: str, default: int) -> int:
+    """Return the non-negative integer ``meta[key]``, or ``default`` when absent or malformed."""
+    value = meta.get(key, "")
+    return int(value) if value.isdigit() else default
 
 
 def _thin(frames: Tensor, keep: int) -> Tensor:

@@ -22,28 +22,46 @@ Published topics
     (frames) (std_msgs/Float32), each diagnostics period, for rqt_plot.
     ``/diagnostics`` (diagnostic_msgs/DiagnosticArray): pair rate, drops by reason,
     and the engine's statistics (rounds, outcomes, loss, held-out RMSE, buffer fill,
-    last update age).
+    last update age), the room in force (``room``: its name, ``base``, or
+    ``adapted, not remembered``), ``rooms``, ``rounds_switched``, ``room_memory_dir``
+    and ``room_memory_error`` (why the last save failed; the status is WARN then).
 
 Services
     ``~/reset`` (std_srvs/Trigger): back to the base weights (published as a new version).
     ``~/save`` (std_srvs/Trigger): write the weights in force to a checkpoint in
     ``checkpoint_dir``, atomically; answers ``success=false`` with the reason when
     the directory cannot be written (read-only, disk full, ...).
+    ``~/rooms/list`` (std_srvs/Trigger): the room memory as one JSON object
+    (``in_force``, ``folder``, ``capacity``, ``rooms``: one row per room, most recently
+    used first).
+    ``~/rooms/save`` (std_srvs/Trigger): write every room to ``room_memory_dir`` now;
+    the message names the folder and the files.
+    ``~/rooms/forget`` (std_srvs/Trigger): forget every room and delete their files.
+    ``~/rooms/forget_active`` (std_srvs/Trigger): forget the room in force and delete
+    its file (``success=false`` when no remembered room is in force).
+    Forgetting keeps the weights in force (``~/reset`` drops them); the next accepted
+    round stores them as a new room. Every ``~/rooms`` service answers, with
+    ``success=false`` and the reason when the folder cannot be written.
 
 Parameters
     Every row of :mod:`depth_estimator_ros.parameters` for this node (type, default,
     range, live or read-only, description; the README's node reference lists them):
     the model and input ones shared with the estimator, the node's own
     ``adaptation_enabled``, ``sync_tolerance``, ``sync_queue_size``, ``checkpoint_dir``,
-    ``base_data``, and one per :class:`~depth_estimator_ros.adaptation.AdaptationConfig`
-    field (the rows with a ``field``), live where the table says so. Every live change
+    ``room_memory_dir``, ``room_save_period``, ``base_data``, and one per
+    :class:`~depth_estimator_ros.adaptation.AdaptationConfig` field (the rows with a
+    ``field``), live where the table says so. Every live change
     is validated as a whole configuration; a refusal names the reason and leaves
     everything unchanged.
 
 Threads: callbacks run in the executor's one thread and never wait for training:
 image and depth callbacks decode, pair and offer frames; training runs in the
 engine's own worker thread; ``~/save`` writes the last accepted weights, which the
-engine keeps ready, so a save does not wait for a round in progress.
+engine keeps ready, so a save does not wait for a round in progress. The room memory
+is loaded in the constructor (refused files are logged as warnings, each with its
+reason, and left on disk; the node runs on what loaded, the base at worst) and saved by
+:class:`~depth_estimator_ros.adaptation.room_folder.RoomFolder`'s own thread at most
+every ``room_save_period`` seconds after it changed, and at shutdown.
 Compressed colour frames are paired as they arrive, by the stamp in their
 uncompressed header, and only a completed pair is decoded, on a decode thread
 (:class:`~depth_estimator_ros.ros.latest.LatestWorker`): a JPEG decode never holds up
@@ -75,6 +93,7 @@ from std_srvs.srv import Trigger
 from depth_estimator_ros import models, parameters
 from depth_estimator_ros.adaptation import AdaptationConfig, AdaptationEngine
 from depth_estimator_ros.adaptation.config import config_fields
+from depth_estimator_ros.adaptation.room_folder import RoomFolder
 from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.learning.device import resolve_device
 from depth_estimator_ros.ros import codec
@@ -181,6 +200,7 @@ class OnlineTrainerNode(Node):
         self._pair_rate = RateMeter()
         self._camera_info: CameraInfo | None = None
         self._save_lock = threading.Lock()
+        self._room_folder = self._open_room_memory(values["room_memory_dir"], values["room_save_period"])
 
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._on_parameters_set)
@@ -203,8 +223,14 @@ class OnlineTrainerNode(Node):
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS)
         self.create_service(Trigger, "~/reset", self._on_reset)
         self.create_service(Trigger, "~/save", self._on_save)
+        self.create_service(Trigger, "~/rooms/list", self._on_rooms_list)
+        self.create_service(Trigger, "~/rooms/save", self._on_rooms_save)
+        self.create_service(Trigger, "~/rooms/forget", self._on_rooms_forget)
+        self.create_service(Trigger, "~/rooms/forget_active", self._on_rooms_forget_active)
         self.create_timer(values["diagnostics_period"], self._publish_status)
         self._engine.start()
+        if self._room_folder is not None:
+            self._room_folder.start()
         self.get_logger().info(
             f"adapting {self._arch} ({values['checkpoint'] or 'untrained weights'}) on "
             f"{resolve_device(values['device'])}, "
@@ -232,14 +258,61 @@ class OnlineTrainerNode(Node):
             "dropped": self._drops.counts(),
             "time_resets": self._time_resets,
             **self._engine.stats(),
+            "room": self.room_in_force(),
+            "room_memory_dir": "none" if self._room_folder is None else str(self._room_folder.folder),
+            "room_memory_error": "" if self._room_folder is None else self._room_folder.last_error,
         }
 
+    def room_in_force(self) -> str:
+        """Return the remembered room in force, ``base``, or ``adapted, not remembered``."""
+        room = self._engine.room
+        if room is not None:
+            return room
+        return "adapted, not remembered" if self._engine.adapted else "base"
+
     def destroy_node(self) -> None:
-        """Stop the decoding and training workers, then destroy the node."""
+        """Stop the decoding and training workers, save the room memory, then destroy the node."""
         if self._decoder is not None:
             self._decoder.close()
         self._engine.stop()
+        if self._room_folder is not None:
+            try:
+                written = self._room_folder.close()
+            except OSError:
+                self.get_logger().error(f"{self._room_folder.last_error}; the rooms learnt since the last save are lost")
+            else:
+                if written:
+                    self.get_logger().info(f"room memory: {len(written)} rooms saved to {self._room_folder.folder}")
+            self._room_folder = None
         super().destroy_node()
+
+    def _open_room_memory(self, value: str, period_s: float) -> RoomFolder | None:
+        """Load the room memory from ``room_memory_dir``; None when persistence is off.
+
+        Raises:
+            ValueError: the path exists and is not a directory.
+        """
+        folder = parameters.room_memory_folder(value)
+        if folder is None:
+            self.get_logger().info(f"room memory: not persisted (room_memory_dir: {parameters.ROOM_MEMORY_OFF})")
+            return None
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(f"room_memory_dir {str(folder)!r} exists and is not a directory")
+        store = RoomFolder(self._engine.memory, folder, period_s=period_s, on_error=self._on_room_save_error)
+        try:
+            loaded, problems = store.load()
+        except OSError as exc:
+            loaded, problems = [], [f"{folder}: cannot be read ({exc})"]
+        for problem in problems:
+            self.get_logger().warning(f"room memory: {problem}; the file is left as it is, the node goes on without it")
+        self.get_logger().info(
+            f"room memory: {len(loaded)} rooms loaded from {folder}" + (f" ({', '.join(loaded)})" if loaded else "")
+        )
+        return store
+
+    def _on_room_save_error(self, reason: str) -> None:
+        """Log a failed background save (from the saver thread; it retries every period)."""
+        self.get_logger().error(f"{reason}; retrying", throttle_duration_sec=60.0)
 
     # ------------------------------------------------------------------ inputs
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -343,13 +416,15 @@ class OnlineTrainerNode(Node):
         values, drops = split_drops(stats)
         if stats["last_error"]:
             level, message = DiagnosticStatus.ERROR, f"training error: {stats['last_error']}"
+        elif stats["room_memory_error"]:
+            level, message = DiagnosticStatus.WARN, stats["room_memory_error"]
         elif drops:
             level, message = DiagnosticStatus.WARN, f"{sum(drops.values())} inputs dropped"
         elif stats["pairs"] == 0:
             level, message = DiagnosticStatus.WARN, "no RGB/depth pairs received"
         else:
             state = "adapting" if stats["enabled"] else "adaptation off"
-            level, message = DiagnosticStatus.OK, f"{state}, weights version {stats['version']}"
+            level, message = DiagnosticStatus.OK, f"{state}, weights version {stats['version']}, room {stats['room']}"
         status = build_status(f"{self.get_name()}: online adaptation", self.get_fully_qualified_name(), level,
                               message, values)
         self._diag_pub.publish(build_array(self.get_clock().now().to_msg(), [status]))
@@ -373,6 +448,59 @@ class OnlineTrainerNode(Node):
         response.success = True
         response.message = str(path)
         self.get_logger().info(f"saved checkpoint {path}")
+        return response
+
+    def _on_rooms_list(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        folder = None if self._room_folder is None else str(self._room_folder.folder)
+        response.success = True
+        response.message = self._engine.memory.describe(in_force=self.room_in_force(), folder=folder)
+        return response
+
+    def _on_rooms_save(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if self._room_folder is None:
+            response.success = False
+            response.message = f"room memory not persisted (room_memory_dir: {parameters.ROOM_MEMORY_OFF})"
+            return response
+        try:
+            written = self._room_folder.save()
+        except (OSError, ValueError) as exc:
+            response.success = False
+            response.message = self._room_folder.last_error or f"room memory not saved: {exc}"
+            self.get_logger().error(response.message)
+            return response
+        response.success = True
+        response.message = (
+            f"{len(written)} rooms saved to {self._room_folder.folder}: {', '.join(p.name for p in written) or '-'}"
+        )
+        self.get_logger().info(response.message)
+        return response
+
+    def _on_rooms_forget(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        return self._forget(None, response)
+
+    def _on_rooms_forget_active(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        room = self._engine.room
+        if room is None:
+            response.success = False
+            response.message = f"no remembered room in force (room: {self.room_in_force()}); nothing forgotten"
+            return response
+        return self._forget(room, response)
+
+    def _forget(self, room: str | None, response: Trigger.Response) -> Trigger.Response:
+        """Forget ``room`` (every room when None), delete the files, answer what happened."""
+        names = self._engine.forget(room)
+        response.success = True
+        response.message = f"forgot {len(names)} rooms ({', '.join(names) or '-'})"
+        if self._room_folder is not None:
+            try:
+                self._room_folder.save(changed_only=True)  # deletes the forgotten rooms' files
+            except (OSError, ValueError) as exc:
+                response.success = False
+                response.message += f"; their files not deleted: {exc}"
+            else:
+                response.message += f"; their files deleted from {self._room_folder.folder}"
+        response.message += "; the weights in force stay until the next selection (~/reset returns to the base)"
+        (self.get_logger().info if response.success else self.get_logger().error)(response.message)
         return response
 
     def save_checkpoint(self) -> Path:
