@@ -40,8 +40,6 @@ setup(
             "play_bag = depth_estimator_ros.ros.bag_player:main",
             # offline tools
             "make_bag = depth_estimator_ros.cli.make_bag:main",
-            "train = depth_estimator_ros.cli.train:main",
-            "evaluate = depth_estimator_ros.cli.evaluate:main",
             "export_onnx = depth_estimator_ros.cli.export_onnx:main",
         ],
     },

@@ -17,6 +17,8 @@ setup(
     license="Apache-2.0",
     entry_points={
         "console_scripts": [
+            "train = depth_estimator_bench.cli.train:main",
+            "evaluate = depth_estimator_bench.cli.evaluate:main",
             "adapt_eval = depth_estimator_bench.cli.adapt_eval:main",
             "tour_eval = depth_estimator_bench.cli.tour_eval:main",
             "bench = depth_estimator_bench.cli.bench:main",

@@ -37,9 +37,9 @@ from depth_estimator_ros.adaptation.payload import (
     read_payload,
 )
 from depth_estimator_bench.roshelpers import PacedPublisher, stamp_ns
-from depth_estimator_ros.cli import evaluate as evaluate_cli
+from depth_estimator_bench.cli import evaluate as evaluate_cli
 from depth_estimator_ros.cli import make_bag as make_bag_cli
-from depth_estimator_ros.cli import train as train_cli
+from depth_estimator_bench.cli import train as train_cli
 from depth_estimator_ros.data.image_encoding import encode_depth, encode_rgb
 from depth_estimator_ros.ros import codec
 from depth_estimator_ros.ros.estimator_node import DepthEstimatorNode

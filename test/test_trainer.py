@@ -35,8 +35,10 @@ def _config(**kwargs) -> TrainConfig:
 
 def test_fit_learns_and_writes_checkpoint_logs_and_plot(frames, tmp_path):
     model = _model()
+    from depth_estimator_bench.plots import plot_training  # the harness draws; the runtime calls it back
+
     result = fit(model, frames[:10], frames[10:], tmp_path, _config(epochs=2, accumulation=2),
-                 provenance={"data": "tiny"})
+                 provenance={"data": "tiny"}, plot=plot_training)
     # 10 frames in micro-batches of 2 -> 5 passes -> steps of 2 + 2 + 1 passes per epoch.
     assert result.steps == 6 and result.epochs_run == 2 and result.stopped == "epochs"
     assert [row["epoch"] for row in result.history] == [0, 1, 2]

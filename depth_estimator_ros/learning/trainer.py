@@ -30,7 +30,7 @@ from __future__ import annotations
 import csv
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,43 +234,9 @@ def _validate(
     return acc.result()
 
 
-def _plot(path: Path, step_losses: list[float], history: list[dict[str, Any]], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    fig, (ax_steps, ax_epochs) = plt.subplots(1, 2, figsize=(11, 4))
-    if step_losses:
-        steps = np.arange(1, len(step_losses) + 1)
-        ax_steps.plot(steps, step_losses, color="tab:blue", alpha=0.3, lw=0.8, label="micro-batch")
-        window = max(1, len(step_losses) // 25)
-        if window > 1:
-            smooth = np.convolve(step_losses, np.ones(window) / window, mode="valid")
-            ax_steps.plot(steps[window - 1 :], smooth, color="tab:blue", label=f"mean of {window}")
-        ax_steps.legend()
-    ax_steps.set_xlabel("micro-batch")
-    ax_steps.set_ylabel("training loss")
-    ax_steps.set_title("training loss")
-    ax_steps.grid(alpha=0.3)
-    epochs = [row["epoch"] for row in history]
-    ax_epochs.plot(epochs, [row["val_rmse"] for row in history], "o-", color="tab:red", label="validation RMSE (m)")
-    trained = [row for row in history if row["epoch"] > 0]
-    if trained:
-        ax_epochs.plot([r["epoch"] for r in trained], [r["train_loss"] for r in trained], "s--",
-                       color="tab:blue", label="mean training loss")
-    ax_epochs.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_epochs.set_xlabel("epoch (0 = before training)")
-    ax_epochs.set_title("per epoch")
-    ax_epochs.grid(alpha=0.3)
-    ax_epochs.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+#: ``plot(path, step_losses, history, title)``: draws the loss curve (the harness's
+#: ``depth_estimator_bench.plots.plot_training``); the runtime itself draws nothing.
+CurvePlotter = Callable[[Path, list[float], list[dict[str, Any]], str], None]
 
 
 class TrainingRecorder:
@@ -290,11 +256,12 @@ class TrainingRecorder:
         provenance: extra JSON-able facts stored in the checkpoint.
         title: title of the loss curve.
         started: ``time.monotonic()`` at the start of the run (default: now), for ``elapsed_s``.
+        plot: draws ``loss_curve.png`` after every epoch (None: no picture).
     """
 
     def __init__(
         self, out_dir: Path, model: DepthModel, log: dict[str, Any], provenance: dict[str, Any], title: str,
-        *, started: float | None = None,
+        *, started: float | None = None, plot: CurvePlotter | None = None,
     ) -> None:
         self.out = Path(out_dir)
         self.checkpoint = self.out / CHECKPOINT_NAME
@@ -302,6 +269,7 @@ class TrainingRecorder:
         self.log = log
         self.provenance = provenance
         self.title = title
+        self.plot = plot
         self.started = time.monotonic() if started is None else started
         self.history: list[dict[str, Any]] = log.setdefault("epochs", [])
         self.step_losses: list[float] = log.setdefault("step_losses", [])
@@ -363,7 +331,8 @@ class TrainingRecorder:
                         skipped_steps=skipped_steps, stopped=stopped, seconds=self.elapsed(),
                         checkpoint=str(self.checkpoint))
         write_json(self.out / LOG_JSON, self.log)
-        _plot(self.out / CURVE_PNG, self.step_losses, self.history, self.title)
+        if self.plot is not None:
+            self.plot(self.out / CURVE_PNG, self.step_losses, self.history, self.title)
         return improved
 
     def finish(self, *, stopped: str, epochs_run: int, skipped_steps: int) -> None:
@@ -494,6 +463,7 @@ def fit(
     config: TrainConfig | None = None,
     *,
     provenance: dict[str, Any] | None = None,
+    plot: CurvePlotter | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``train_frames``, keeping the best checkpoint by validation RMSE.
 
@@ -508,6 +478,7 @@ def fit(
         out_dir: output folder (created).
         config: options; ``TrainConfig()`` when ``None``.
         provenance: extra JSON-able facts stored in the checkpoint (e.g. the data spec).
+        plot: draws ``loss_curve.png`` after every epoch (:data:`CurvePlotter`; None: none).
 
     Returns:
         A :class:`TrainResult`.
@@ -569,7 +540,7 @@ def fit(
         "step_losses": [],
     }
     recorder = TrainingRecorder(out, model, log, provenance or {}, f"{model.arch}: {len(train)} training frames",
-                                started=started)
+                                started=started, plot=plot)
     stopped = "epochs"
 
     def validate_and_record(epoch: int, outcome: _EpochOutcome, stopped: str) -> None:

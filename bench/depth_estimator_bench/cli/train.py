@@ -33,6 +33,8 @@ from depth_estimator_ros.cli._common import add_runtime_arguments, apply_runtime
 from depth_estimator_ros.data.collection import open_training_sources, split_sources
 from depth_estimator_ros.learning.losses import LOSSES
 from depth_estimator_ros.learning.trainer import TrainConfig, fit
+
+from depth_estimator_bench.plots import plot_training
 from depth_estimator_ros.models import ARCHITECTURES, SCOPES, build_model, load_checkpoint, save_checkpoint
 from depth_estimator_ros.models.fast import BACKBONES
 
@@ -157,7 +159,7 @@ def _run(argv: Sequence[str] | None) -> int:
         "licences": _sources_table(args.data, {source.name for source in sources}),
         "never_trained_on": "7scenes_kitchen (the unseen room adaptation is measured on)",
     }
-    result = fit(model, train, val, args.out, config, provenance=provenance)
+    result = fit(model, train, val, args.out, config, provenance=provenance, plot=plot_training)
     best = result.best_metrics
     print(f"{model.arch}: {result.epochs_run} epoch(s), {result.steps} steps in {result.seconds:.0f} s "
           f"(stopped: {result.stopped}); best epoch {result.best_epoch}: validation RMSE {best['rmse']:.3f} m, "

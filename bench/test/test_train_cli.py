@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import torch
 
-from depth_estimator_ros.cli.train import main
+from depth_estimator_bench.cli.train import main
 from depth_estimator_ros.models import load_checkpoint, save_checkpoint, build_model
 
 DATA = "synthetic:seed=1,frames=12,width=64,height=48,rooms=2"

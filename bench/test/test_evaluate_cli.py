@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from depth_estimator_ros.cli.evaluate import main
+from depth_estimator_bench.cli.evaluate import main
 from depth_estimator_ros.data import open_source
 from depth_estimator_ros.learning import MetricAccumulator, valid_mask
 from depth_estimator_ros.models import build_model, save_checkpoint
