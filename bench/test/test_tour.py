@@ -52,6 +52,7 @@ def test_summarise_visits_compares_runs_per_visit_and_a_return_with_the_previous
     assert again["previous_end_adapted_rmse"] == pytest.approx(0.5)
     assert again["return_start_ratio"] == pytest.approx(1.2)
     assert again["room_at_start"] == "room-1"
+    assert b["last_second_ratio"] == pytest.approx(0.9) and a["last_second_ratio"] == pytest.approx(0.5)
 
 
 def test_the_budgeted_tour_is_deterministic_and_remembers_rooms() -> None:

@@ -112,7 +112,9 @@ def _table(result: dict) -> str:
     lines.append(
         f"tour: RMSE {s['tour_rmse_adapted']:.3f} m adapted vs {s['tour_rmse_frozen']:.3f} m frozen "
         f"(x{s['tour_rmse_ratio']:.2f}; mean per frame x{s['tour_mean_frame_rmse_ratio']:.2f}); "
-        f"{s['visits_ending_worse_than_frozen']} visits worse than frozen; rounds {s['rounds_accepted']}/"
+        f"{s['visits_worse_than_frozen']} visits worse than frozen, {s['visits_ending_worse_than_frozen']} ending "
+        f"worse (last second); windows after the first {result['settings']['first_s']:g} s more than 2 % worse: "
+        f"{s['windows_over_2pct_after_first']} of {s['windows_after_first']}; rounds {s['rounds_accepted']}/"
         f"{s['rounds_run']} accepted, {s['rounds_switched']} switches, {s['rooms']} rooms"
     )
     if "forgetting_in_force_percent" in s:
