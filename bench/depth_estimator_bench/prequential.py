@@ -224,24 +224,32 @@ class Budget:
 
     Attributes:
         round_every: frames between round starts (30 at 30 Hz: one round a second).
-        lag: frames from a round's start until its weights predict.
+        lag: frames from a round's start until its trained weights predict.
+        switch_lag: frames from a round's start until weights its test-then-train
+            selection switched to predict (they are published before training).
     """
 
     round_every: int = 30
     lag: int = 15
+    switch_lag: int = 5
 
     def __post_init__(self) -> None:
-        if self.round_every < 1 or self.lag < 0:
-            raise ValueError(f"a budget needs round_every >= 1 and lag >= 0, got {self.round_every}, {self.lag}")
+        if self.round_every < 1 or self.lag < 0 or not 0 <= self.switch_lag <= self.lag:
+            raise ValueError(
+                f"a budget needs round_every >= 1 and 0 <= switch_lag <= lag, got {self.round_every}, {self.lag}, "
+                f"{self.switch_lag}"
+            )
 
     @classmethod
     def parse(cls, text: str) -> "Budget":
-        """Return the budget ``"N:K"`` describes (one round per N frames, in force K frames later)."""
+        """Return the budget ``"N:K[:S]"`` describes (a round per N frames, in force K frames later, switches S)."""
         try:
-            n, k = (int(v) for v in text.split(":"))
+            values = [int(v) for v in text.split(":")]
+            if len(values) not in (2, 3):
+                raise ValueError
         except ValueError:
-            raise ValueError(f"expected a budget N:K such as 30:15, got {text!r}") from None
-        return cls(n, k)
+            raise ValueError(f"expected a budget N:K or N:K:S such as 20:20:5, got {text!r}") from None
+        return cls(*values)
 
 
 def stream_budgeted(
@@ -266,9 +274,9 @@ def stream_budgeted(
     room memory at each visit's start).
     """
     pending: list[tuple[int, int, dict]] = []
-    now = [0]
+    published: list[tuple[int, dict]] = []
     if engine is not None:
-        engine.on_update_state = lambda version, state: pending.append((now[0] + budget.lag, version, state))
+        engine.on_update_state = lambda version, state: published.append((version, state))
     bar = None
     if progress:
         from tqdm import tqdm
@@ -278,12 +286,12 @@ def stream_budgeted(
     rows: list[dict[str, Any]] = []
     start = time.monotonic()
     for i, frame in enumerate(frames):
-        now[0] = i
         if before_frame is not None:
             before_frame(i)
-        while pending and pending[0][0] <= i:
-            _, version, state = pending.pop(0)
-            predictor.load_state_dict(state, version=version)
+        for due in [p for p in pending if p[0] <= i]:
+            pending.remove(due)
+            if due[1] > predictor.version:  # a later version already in force wins
+                predictor.load_state_dict(due[2], version=due[1])
         t = time.monotonic()
         depth, version = predictor.predict_versioned(frame.rgb, focal=frame_focal(frame))
         row: dict[str, Any] = {
@@ -295,7 +303,12 @@ def stream_budgeted(
         if engine is not None:
             engine.offer(frame)
             if (i + 1) % budget.round_every == 0 and engine.buffer.new_count >= engine.config.min_new_frames:
-                engine.run_round()
+                published.clear()
+                result = engine.run_round()
+                trained = result.outcome in ("accepted", "reverted")
+                for k, (version, state) in enumerate(published):
+                    last = k == len(published) - 1
+                    pending.append((i + (budget.lag if trained and last else budget.switch_lag), version, state))
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -314,7 +327,7 @@ def stream_budgeted(
         "latency_ms_mean": 1000.0 * budget.lag / rate_hz,
         "versions": [{"version": v, "first_t": t} for v, t in sorted(first_seen.items())],
         "engine": None if engine is None else engine.stats(),
-        "budget": {"round_every": budget.round_every, "lag": budget.lag},
+        "budget": {"round_every": budget.round_every, "lag": budget.lag, "switch_lag": budget.switch_lag},
     }
 
 

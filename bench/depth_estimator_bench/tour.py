@@ -55,10 +55,12 @@ __all__ = [
 ]
 
 #: The cost model of the README's budgeted tour: rounds back to back, one per 20 frames
-#: of a 30 Hz stream, each one's weights in force when the next starts. An idle 2-core
-#: CPU ran 53 rounds in the kitchen's 1000 frames in real time (one per 19 frames); a
-#: busy one 12 (one per 83).
-DEFAULT_BUDGET = Budget(round_every=20, lag=20)
+#: of a 30 Hz stream, each one's weights in force when the next starts; a switch chosen
+#: by a round's test-then-train selection is published before it trains, in force 5
+#: frames after the round started (scoring a round's new frames with 2-3 candidates costs
+#: about a quarter of a round). An idle 2-core CPU ran 53 rounds in the kitchen's 1000
+#: frames in real time (one per 19 frames); a busy one 12 (one per 83).
+DEFAULT_BUDGET = Budget(round_every=20, lag=20, switch_lag=5)
 
 #: Appearance recognition: the least mean cosine similarity of a window's frames to a
 #: room's keyframes, the lead over the second room, frames per window. Chosen on
@@ -467,7 +469,9 @@ def run_tour(
             "frames": len(frames),
             "rate_hz": rate_hz,
             "mode": "budget" if budget is not None else "realtime",
-            "budget": None if budget is None else {"round_every": budget.round_every, "lag": budget.lag},
+            "budget": None if budget is None else {
+                "round_every": budget.round_every, "lag": budget.lag, "switch_lag": budget.switch_lag,
+            },
             "device": str(device),
             "backend": predictor.backend,
             "seed": seed,

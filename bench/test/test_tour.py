@@ -65,7 +65,7 @@ def test_the_budgeted_tour_is_deterministic_and_remembers_rooms() -> None:
     def once() -> dict:
         torch.manual_seed(0)
         model = build_model("fast", input_size=(48, 64)).eval()
-        return run_tour(model, visits, frames, spans, config=config, budget=Budget(6, 2), rate_hz=10.0,
+        return run_tour(model, visits, frames, spans, config=config, budget=Budget(6, 2, 1), rate_hz=10.0,
                         forgetting_frames=frames[:5], first_s=0.6, window_s=0.6)
 
     first, second = once(), once()
@@ -80,13 +80,14 @@ def test_the_budgeted_tour_is_deterministic_and_remembers_rooms() -> None:
 
 def test_tour_eval_writes_json_and_plot(tmp_path, checkpoint) -> None:
     code = main([
-        "--tour", TOUR, "--checkpoint", str(checkpoint), "--budget", "6:2", "--rate", "10",
+        "--tour", TOUR, "--checkpoint", str(checkpoint), "--budget", "6:2:2", "--rate", "10",
         "--forget-data", ROOM_B, "--forget-frames", "4", "--min-new", "4", "--max-new", "8",
         "--duplicate-threshold", "0", "--out", str(tmp_path), "--no-progress",
     ])
     assert code == 0
     result = json.loads((tmp_path / "tour_eval.json").read_text())
-    assert result["settings"]["mode"] == "budget" and result["settings"]["budget"] == {"round_every": 6, "lag": 2}
+    assert result["settings"]["mode"] == "budget"
+    assert result["settings"]["budget"] == {"round_every": 6, "lag": 2, "switch_lag": 2}
     assert [v["label"] for v in result["visits"]] == ["a", "b", "a"]
     assert (tmp_path / "tour_eval.png").stat().st_size > 1000
     assert main(["--tour", "a@5:2", "--out", str(tmp_path)]) == 2  # a bad visit: a message, exit 2

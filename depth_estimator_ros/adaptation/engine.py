@@ -30,9 +30,9 @@ trainer's subscription: every frame), are resized once into a bounded
 5. test, then train (``select_best``, on by default): before training, the round scores the
    weights in force, the base weights and every room of the :class:`RoomMemory` on *all*
    its new frames, which nothing has trained on yet. When a candidate beats the weights
-   in force by more than ``select_margin``, it is loaded and the round trains from it
-   (counted as ``rounds_switched``, published in full). So adapting is never worse than
-   not adapting for longer than about one round's frames, a return visit starts from what
+   in force by more than ``select_margin``, it is loaded and published at once, in full,
+   before the round trains from it (counted as ``rounds_switched``). So adapting is never
+   worse than not adapting for longer than about one round's frames, a return visit starts from what
    the room taught last time, and the base weights are never overwritten: each accepted
    round stores the changed tensors as the current room (a new room when the round
    started from the base), with appearance descriptors of its frames for recognising
@@ -463,7 +463,6 @@ class AdaptationEngine:
                 self._round_started = start
                 self._rounds_run += 1
             snapshot = self._snapshot()
-            optimizer, room_before = self._optimizer, self._room
             opt_snapshot = copy.deepcopy(self._optimizer.state_dict())
             outcome, error, cached, switched = "failed", "", False, False
             loss = before = after = base = math.nan
@@ -475,8 +474,11 @@ class AdaptationEngine:
                     self._features.retain([*self._buffer.indices(), *(f.index for f in self._base_frames)])
                 else:
                     self._features.clear()
-                if cfg.select_best:
-                    switched = self._select(new, cfg, cached)
+                if cfg.select_best and self._select(new, cfg, cached):
+                    # published now, before training: what the new frames showed is in force
+                    # one hand-over later, not a round later
+                    switched = True
+                    self._publish_in_force(full=True)
                 before = self._holdout_rmse(holdout, cached)
                 if cfg.base_guard > 0:
                     base = self._base_holdout_rmse(holdout, cached)
@@ -504,18 +506,11 @@ class AdaptationEngine:
                 if outcome == "reverted":
                     self._restore_base()
                     self._room = None
-                elif outcome != "accepted" and (not switched or outcome == "aborted"):
-                    # an aborted round (adaptation turned off, reset, stop) changes nothing, a switch included
+                elif outcome != "accepted" and not switched:
                     with torch.no_grad():
                         self._model.load_state_dict(snapshot)
-                    if switched:
-                        switched = False
-                        self._optimizer = optimizer
-                        with self._lock:
-                            self._room = room_before
-                            self._switches -= 1
                     self._optimizer.load_state_dict(opt_snapshot)
-                elif outcome != "accepted":  # roll back to the weights switched to, not past them
+                elif outcome != "accepted":  # roll back to the weights switched to (published), not past them
                     self._load_room_state(self._switched_state)
                     self._optimizer = None
                     self._applied = None
@@ -523,7 +518,7 @@ class AdaptationEngine:
                 self._model.eval()
                 if outcome == "accepted":
                     self._remember(holdout, cached)
-                changed = outcome in ("accepted", "reverted") or switched
+                changed = outcome in ("accepted", "reverted")
                 state = self._in_force_copy() if changed else {}
                 with self._lock:
                     if changed:
@@ -540,7 +535,7 @@ class AdaptationEngine:
                     )
                     self._last = result
             if changed:
-                self._publish(result.version, state, full=outcome == "reverted" or switched)
+                self._publish(result.version, state, full=outcome == "reverted")
             return result
 
     def _drifted(self, cfg: AdaptationConfig, in_force: float, base: float) -> bool:
@@ -605,6 +600,20 @@ class AdaptationEngine:
         if name is not None:
             self._memory.touch(name)
         return True
+
+    def _publish_in_force(self, *, full: bool) -> int:
+        """Make the training copy's weights the new version in force, publish them, return the version.
+
+        Round lock held.
+        """
+        state = self._in_force_copy()
+        with self._lock:
+            self._version += 1
+            self._in_force = (self._version, state)
+            self._last_update = time.monotonic()
+            version = self._version
+        self._publish(version, state, full=full)
+        return version
 
     def _load_room_state(self, delta: dict[str, Tensor]) -> None:
         """Load the base weights with ``delta`` over them into the training copy."""
@@ -784,13 +793,7 @@ class AdaptationEngine:
             self._features.clear()
             if clear_buffer:
                 self._buffer.clear()
-            state = self._in_force_copy()
-            with self._lock:
-                self._version += 1
-                self._in_force = (self._version, state)
-                self._last_update = time.monotonic()
-                version = self._version
-            self._publish(version, state, full=True)
+            version = self._publish_in_force(full=True)
             self._abort.clear()
         return version
 

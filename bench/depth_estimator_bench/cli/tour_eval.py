@@ -38,9 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: the README's tour of ../shared/data)")
     p.add_argument("--checkpoint", default="default", help="start model (default: the shipped base)")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--budget", default=f"{b.round_every}:{b.lag}",
-                      help="deterministic mode: a round per N frames, in force K frames later, as N:K "
-                           "(default: %(default)s)")
+    mode.add_argument("--budget", default=f"{b.round_every}:{b.lag}:{b.switch_lag}",
+                      help="deterministic mode: a round per N frames, its weights in force K frames later and "
+                           "what its selection switched to S frames later, as N:K:S (default: %(default)s)")
     mode.add_argument("--realtime", action="store_true", help="play in real time at --rate instead")
     p.add_argument("--rate", type=positive_float, default=30.0, help="stream rate in Hz (default: %(default)s)")
     p.add_argument("--forget-data", default=None,
