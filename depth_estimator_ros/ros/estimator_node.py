@@ -20,7 +20,12 @@ Subscribed topics
     well-formed payload for this model, or not newer than the version in force of
     the same trainer run (a new run's version 1 is accepted). After refusing a
     payload of 1 MiB or more the node collects garbage and trims the heap
-    (``large_messages.release_memory``) once the message is freed.
+    (``large_messages.release_memory``) once the message is freed. The DDS reader
+    keeps a buffer as large as the largest message it received until it is
+    destroyed, so after refusing a payload over ``max_payload_bytes`` or of 32 MiB
+    or more the subscription is re-created, *volatile* (the publisher's
+    transient-local history would hand the same payload back): a payload published
+    in the moment it takes is missed until the next version.
 
 Published topics
     ``depth`` (sensor_msgs/Image): 32FC1 metres with NaN invalid, or 16UC1
@@ -108,6 +113,7 @@ from depth_estimator_ros.ros.params import (
 from depth_estimator_ros.ros.qos import (
     DIAGNOSTICS_QOS,
     SENSOR_QOS,
+    WEIGHTS_LIVE_QOS,
     WEIGHTS_QOS,
     image_qos,
 )
@@ -118,6 +124,8 @@ NODE_NAME = parameters.ESTIMATOR
 
 #: Refused weight payloads at least this large are followed by :func:`release_memory`.
 RELEASE_AFTER_BYTES = 1024 * 1024
+#: ... and at least this large (or over ``max_payload_bytes``) by a new ``weights`` subscription.
+RESUBSCRIBE_AFTER_BYTES = 32 * 1024 * 1024
 
 
 def parameter_descriptors() -> dict[str, ParameterDescriptor]:
@@ -249,6 +257,7 @@ class DepthEstimatorNode(Node):
         self._weight_drops = DropCounter(values["log_throttle_sec"])
         self._run_order = RunOrder()
         self._release_timer = None
+        self._resubscribe = False
 
         self._image_qos = image_qos(values["image_reliability"])  # ValueError names the allowed values
         self._max_pixels = values["max_pixels"]
@@ -283,13 +292,9 @@ class DepthEstimatorNode(Node):
         image_topic = self.resolve_topic_name("image") + self._rgb.topic_suffix if self._rgb.topic_suffix else "image"
         self.create_subscription(self._rgb.msg_type, image_topic, self._on_image, self._image_qos)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS)
+        self._weights_sub = None
         if subscribe_weights:
-            self.create_subscription(
-                UInt8MultiArray,
-                "weights",
-                self._on_weights,
-                WEIGHTS_QOS,
-            )
+            self._weights_sub = self.create_subscription(UInt8MultiArray, "weights", self._on_weights, WEIGHTS_QOS)
         self.create_timer(values["diagnostics_period"], self._publish_diagnostics)
         self.get_logger().info(
             f"{model.arch} model, input {model.input_size[1]}x{model.input_size[0]}, "
@@ -375,6 +380,7 @@ class DepthEstimatorNode(Node):
         """Count and (throttled per reason) log a refused payload; release its memory once it is freed."""
         self._weight_drops.report(self.get_logger(), reason, f"{detail}; weights version "
                                   f"{self._predictor.version} stays in force", "a weights payload")
+        self._resubscribe = self._resubscribe or reason == "too_large" or size >= RESUBSCRIBE_AFTER_BYTES
         if size >= RELEASE_AFTER_BYTES and self._release_timer is None:
             # the message is freed when this callback returns; release after that, once
             self._release_timer = self.create_timer(0.05, self._release_payload_memory)
@@ -383,6 +389,12 @@ class DepthEstimatorNode(Node):
         if self._release_timer is not None:
             self.destroy_timer(self._release_timer)
             self._release_timer = None
+        if self._resubscribe and self._weights_sub is not None:
+            # only destroying the DDS reader frees its buffer of the oversized message
+            self.destroy_subscription(self._weights_sub)
+            self._weights_sub = self.create_subscription(UInt8MultiArray, "weights", self._on_weights,
+                                                         WEIGHTS_LIVE_QOS)
+        self._resubscribe = False
         release_memory()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
