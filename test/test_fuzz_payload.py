@@ -132,7 +132,8 @@ _METADATA_VALUES = {
     "format_version": st.just("1") | _TEXT,
     "arch": st.just("tiny") | _TEXT,
     "config": st.sampled_from(['{"width": 3}', "{}", "[]", "5", "null", "{", '"x"']) | _TEXT,
-    "version": st.integers(-2, 2**64).map(str) | st.sampled_from(["", " 7", "7 ", "٣", "1e3", "0x10", "+1"]) | _TEXT,
+    "version": st.integers(-2, 2**64).map(str) | st.sampled_from(["", " 7", "7 ", "٣", "1e3", "0x10", "+1", "9" * 5000])
+    | _TEXT,
     "tensors": st.sampled_from(["5", "null", "[]", '["0.weight"]', "[1, 2]", "{}"]) | _TEXT,
     "run": st.sampled_from(["fuzz-run", "", "a b", "x" * 65, "ok.1_-"]) | _TEXT,
 }

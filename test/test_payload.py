@@ -232,3 +232,29 @@ def test_run_order_refuses_older_or_equal_versions_of_a_run_and_accepts_a_new_ru
     for bad in ("", "a" * 65, "has space", "ünïcode"):
         with pytest.raises(ValueError, match="run_id"):
             export_payload(tiny_model(), 1, run_id=bad)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"arch": None}, "lacks arch"),
+        ({"tensors": "5"}, "tensors must be a JSON list"),
+        ({"tensors": "null"}, "tensors must be a JSON list"),
+        ({"tensors": '["0.weight", "0.weight"]'}, "does not match its tensors"),
+        ({"config": "[]"}, "config must be a JSON object"),
+        ({"config": "{"}, "config is not JSON"),
+        ({"version": "-1"}, "version '-1' is not an integer"),
+        ({"version": "٣"}, "is not an integer"),
+        ({"version": "9" * 5000}, "is not an integer"),  # int() alone raises a plain ValueError here
+        ({"version": str(2**63)}, "is not an integer"),
+        ({"run": ""}, "run '' is not"),
+        ({"run": "x" * 65}, "is not 1-64 characters"),
+        ({"arch": ""}, "arch is empty"),
+    ],
+)
+def test_malformed_metadata_is_a_payload_error_naming_the_problem(changes, message) -> None:
+    # Issue 26 #5: KeyError / TypeError escaped for a missing arch or tensors = 5 / null.
+    metadata, tensors = read_payload(export_payload(tiny_model(), 3, run_id="run-a"))
+    metadata = {k: v for k, v in {**metadata, **changes}.items() if v is not None}
+    with pytest.raises(PayloadError, match=message):
+        import_payload(tiny_model(), st_save(tensors, metadata=metadata))

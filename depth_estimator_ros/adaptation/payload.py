@@ -192,7 +192,8 @@ def _check_metadata(metadata: Mapping[str, str], names: list[str]) -> None:
     if not metadata["arch"]:
         raise PayloadError("payload metadata: arch is empty")
     version = metadata["version"]
-    if not (version.isascii() and version.isdigit() and int(version) <= _MAX_VERSION):
+    # the length first: int() of thousands of digits raises ValueError (Python's digit limit)
+    if not (version.isascii() and version.isdigit() and len(version) <= 19 and int(version) <= _MAX_VERSION):
         raise PayloadError(f"payload metadata: version {version[:40]!r} is not an integer in 0..{_MAX_VERSION}")
     if "run" in metadata and not _RUN_ID.fullmatch(metadata["run"]):
         raise PayloadError(f"payload metadata: run {metadata['run'][:80]!r} is not 1-64 characters of "
