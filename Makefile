@@ -7,7 +7,7 @@ OUT ?= out
 # Each test run gets its own ROS domain, discovery limited to this machine.
 TEST_DOMAIN := $(shell $(PYTHON) -c "import random; print(random.randint(1, 100))")
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint fuzz bench install clean
 
 # The runtime package (.) and, beside it, the measurement harness (bench/: benchmarks,
 # prequential and tour evaluation, demo), each an editable install of its own.
@@ -46,6 +46,12 @@ else
 test: lint $(STAMP)
 	ROS_DOMAIN_ID=$(TEST_DOMAIN) ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) -m pytest $(PYTEST_ARGS)
 endif
+
+# Property-based fuzzing (hypothesis) with the long profile (test/conftest.py): the same fuzz
+# tests `make test` runs with a bounded number of examples, 5000 examples each here.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz ROS_DOMAIN_ID=$(TEST_DOMAIN) ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST \
+		$(PY) -m pytest test/test_fuzz_*.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(VENV)/bin/bench --out $(OUT)/bench $(BENCH_ARGS)

@@ -12,11 +12,21 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 # Give every test run its own DDS domain on localhost so parallel runs never hear each
 # other; `make test` sets these too, this covers a bare `pytest` call.
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+# Hypothesis (property-based fuzz tests, test/test_fuzz_*.py): `make test` runs the bounded,
+# derandomized "ci" profile; `make fuzz` sets HYPOTHESIS_PROFILE=fuzz for a long run that
+# keeps its example database (.hypothesis/) to replay what it found. No deadline: the
+# machine is shared and small, a slow example is not a failure.
+settings.register_profile("ci", max_examples=150, deadline=None, derandomize=True, database=None,
+                          print_blob=True)
+settings.register_profile("fuzz", max_examples=5000, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 PROJECT_ROOT = Path(__file__).resolve().parent
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"

@@ -30,7 +30,7 @@ setup(
     license="Apache-2.0",
     # `colcon test` picks pytest from the "test" extra; `tests_require` is gone from
     # setuptools >= 72, and with only that colcon falls back to unittest and runs 0 tests.
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "hypothesis"]},
     entry_points={
         "console_scripts": [
             # ROS nodes

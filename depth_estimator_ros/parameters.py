@@ -255,6 +255,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
        low=0.0, high=1000.0, unit="m"),
     _P("colormap_max_depth", "double", 10.0, _E, "metres at the last colour of depth/colored", live=True,
        low=0.0, high=1000.0, unit="m"),
+    _P("max_payload_bytes", "int", 0, _E, "weight payloads larger than this are refused before they are parsed; "
+       "0 = 1.1 x a full payload of the model + 1 MiB", live=True, low=0, high=2**31 - 1),
     # -- online_trainer: the node's own
     _P("adaptation_enabled", "bool", True, _T, "run training rounds (frames are still buffered when false)",
        live=True, field="enabled"),

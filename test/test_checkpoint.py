@@ -15,6 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save as safetensors_save
 from safetensors.torch import save_file
+from st_helpers import smallest_length_ending_in, with_header_length
 
 from depth_estimator_ros import __version__
 from depth_estimator_ros.models import ARCHITECTURES, CheckpointError, build_model, load_checkpoint, save_checkpoint
@@ -237,3 +238,15 @@ def test_a_float16_file_loads_as_the_float32_model_it_rounds(tmp_path, fast_mode
         assert got.dtype == tensor.dtype, name
         if tensor.is_floating_point():
             assert torch.equal(got, tensor.half().to(tensor.dtype)), name
+
+
+@pytest.mark.parametrize("low", [b"\x80", b"\x80\x02", b"\x80\x05", b"PK"])
+def test_a_checkpoint_is_recognised_by_its_structure_not_its_first_bytes(good_file, fast_model, low):
+    # Issue 26 #1: the first bytes are the header length's; a genuine file may start like a pickle.
+    data = good_file.read_bytes()
+    framed = with_header_length(data, smallest_length_ending_in(data, low))
+    assert framed.startswith(low)
+    good_file.write_bytes(framed)
+    loaded, _ = load_checkpoint(good_file)
+    for name, tensor in fast_model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name

@@ -13,13 +13,14 @@ import pytest
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from ros_helpers import MessageCollector, NodeProcess, isolated_ros, wait_for
+from safetensors.torch import save as st_save
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header, UInt8MultiArray
 
 from depth_estimator_ros import models
-from depth_estimator_ros.adaptation.payload import export_payload
+from depth_estimator_ros.adaptation.payload import export_payload, read_payload
 from depth_estimator_ros.data.compressed import encode_compressed_rgb
 from depth_estimator_ros.data.image_encoding import encode_rgb
 from depth_estimator_ros.learning.predictor import Predictor
@@ -559,3 +560,101 @@ def test_rgb_transport_other_than_raw_or_compressed_is_refused_at_start_and_read
     with running_estimator(checkpoint, rgb_transport="compressed") as (_, node, _probe):
         refused = node.set_parameters([Parameter("rgb_transport", value="raw")])[0]
         assert not refused.successful and "read-only" in refused.reason
+
+
+# --------------------------------------------------- issue 26: weight payloads (#5, #8, #9)
+def _forged(payload: bytes, **changes: str | None) -> bytes:
+    """``payload`` with metadata entries changed (a value of None removes the entry)."""
+    metadata, tensors = read_payload(payload)
+    metadata = {k: v for k, v in {**metadata, **changes}.items() if v is not None}
+    return st_save(tensors, metadata=metadata)
+
+
+def _run_payload(checkpoint: Path, version: int, run: str, seed: int = 1) -> bytes:
+    model, _ = models.load_checkpoint(checkpoint, arch="fast")
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.decoder.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return export_payload(model, version, base_state=base, run_id=run)
+
+
+def test_malformed_payload_metadata_is_refused_and_counted_also_at_start_up(checkpoint):
+    # Issue 26 #5: metadata without "arch", "tensors" = 5 or null raised KeyError / TypeError
+    # out of the weights callback (not counted), at start-up from the transient-local topic too.
+    good = _run_payload(checkpoint, 4, "run-a")
+    malformed = [
+        _forged(good, arch=None), _forged(good, tensors="5"), _forged(good, tensors="null"),
+        _forged(good, tensors='["x"]'), _forged(good, config="[]"), _forged(good, config="{"),
+        _forged(good, version="-1"), _forged(good, version="٣"), _forged(good, version=None),
+        _forged(good, run=""), _forged(good, run="a b"), _forged(good, arch=""),
+    ]
+    rgb = _rgb(5)
+    with isolated_ros() as ros:
+        trainer = ros.create_node("fake_trainer")
+        weights_pub = trainer.create_publisher(UInt8MultiArray, "weights", WEIGHTS_QOS)
+        weights_pub.publish(UInt8MultiArray(data=malformed[0]))  # kept for the estimator that starts next
+        overrides = [Parameter("checkpoint", value=str(checkpoint)), Parameter("device", value="cpu")]
+        node = ros.add_node(DepthEstimatorNode(context=ros.context, parameter_overrides=overrides))
+        wait_for(lambda: node.stats()["weights_rejected"] == 1, TIMEOUT, what="the start-up payload refused")
+        for count, payload in enumerate(malformed[1:], start=2):
+            weights_pub.publish(UInt8MultiArray(data=payload))
+            wait_for(lambda: node.stats()["weights_rejected"] == count, TIMEOUT, what=f"malformed payload {count}")
+        assert node.weights_version == 0
+        assert node.stats()["weights_rejected_invalid"] == len(malformed)
+        weights_pub.publish(UInt8MultiArray(data=good))
+        wait_for(lambda: node.weights_version == 4, TIMEOUT, what="the good payload after them")
+        pub = trainer.create_publisher(Image, "image", 10)
+        _send_and_wait(pub, MessageCollector(trainer, Image, "depth"), _image(rgb, 1.0))
+
+
+def test_stale_versions_of_a_run_are_refused_and_a_new_run_starts_again_at_1(checkpoint):
+    # Issue 26 #8: version 3 after version 5 took effect; a restarted trainer counts from 1.
+    with running_estimator(checkpoint) as (_, node, probe):
+        weights_pub = probe.create_publisher(UInt8MultiArray, "weights", WEIGHTS_QOS)
+        wait_for(lambda: weights_pub.get_subscription_count() > 0, TIMEOUT, what="the weights subscription")
+
+        def send(version: int, run: str, expect_version: int, expect_stale: int) -> None:
+            weights_pub.publish(UInt8MultiArray(data=_run_payload(checkpoint, version, run, seed=version)))
+            wait_for(lambda: (node.weights_version, node.stats().get("weights_rejected_stale", 0))
+                     == (expect_version, expect_stale), TIMEOUT, what=f"{run} v{version} handled")
+
+        send(5, "run-a", 5, 0)
+        send(3, "run-a", 5, 1)  # older: refused, 5 stays
+        send(5, "run-a", 5, 2)  # equal: refused
+        send(6, "run-a", 6, 2)
+        send(1, "run-b", 1, 2)  # a new run (restarted trainer) from 1
+        send(1, "run-b", 1, 3)
+        assert node.stats()["weights_rejected"] == 3
+
+
+def test_oversized_payload_is_refused_before_it_is_parsed_and_memory_is_released(checkpoint, monkeypatch):
+    # Issue 26 #9: no size limit before the bytes were copied and parsed.
+    from depth_estimator_ros.ros import estimator_node
+
+    parsed, released = [], []
+    monkeypatch.setattr(estimator_node, "read_payload", lambda data: parsed.append(len(data)) or read_payload(data))
+    monkeypatch.setattr(estimator_node, "release_memory", lambda: released.append(True) or "trimmed")
+    full_model, _ = models.load_checkpoint(checkpoint, arch="fast")
+    full = export_payload(full_model, 2, run_id="run-a")  # every tensor: what ~/reset publishes
+    assert len(full) > estimator_node.RELEASE_AFTER_BYTES
+    with running_estimator(checkpoint, max_payload_bytes=len(full) - 1) as (_, node, probe):
+        weights_pub = probe.create_publisher(UInt8MultiArray, "weights", WEIGHTS_QOS)
+        wait_for(lambda: weights_pub.get_subscription_count() > 0, TIMEOUT, what="the weights subscription")
+        weights_pub.publish(UInt8MultiArray(data=full))
+        wait_for(lambda: node.stats().get("weights_rejected_too_large") == 1, TIMEOUT, what="too large refused")
+        assert parsed == [] and node.weights_version == 0
+        wait_for(lambda: released, TIMEOUT, what="memory released after the refusal")
+        # the DDS reader that held the oversized message is gone; its successor is volatile,
+        # so the publisher's history (that same payload) is not handed back
+        assert node._weights_sub.qos_profile.durability == DurabilityPolicy.VOLATILE
+        # 0 = automatic: a full payload of this model fits
+        assert node.set_parameters([Parameter("max_payload_bytes", value=0)])[0].successful
+        assert node._max_payload_bytes == estimator_node.full_payload_limit(full_model) > len(full)
+        wait_for(lambda: weights_pub.publish(UInt8MultiArray(data=full)) or node.weights_version == 2, TIMEOUT,
+                 what="the same payload under the automatic limit", interval=0.5)
+        assert parsed[0] == len(full) and len(released) == 1
+        assert node.stats()["weights_rejected"] == 1 + node.stats().get("weights_rejected_stale", 0)
+        refused = node.set_parameters([Parameter("max_payload_bytes", value=-1)])[0]
+        assert not refused.successful

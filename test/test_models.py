@@ -13,6 +13,7 @@ import pytest
 import torch
 import torchvision
 from safetensors.torch import load_file, save_file
+from st_helpers import smallest_length_ending_in, with_header_length
 from torch import nn
 
 from depth_estimator_ros.models import (
@@ -391,6 +392,20 @@ def test_encoder_weights_from_a_local_safetensors_file_load_exactly_and_are_reco
     again, _ = load_checkpoint(tmp_path / "m.safetensors")
     assert again.freeze_encoder_bn and torch.equal(again.encoder.features[2].conv[0][0].weight,
                                                    model.encoder.features[2].conv[0][0].weight)
+
+
+def test_encoder_weights_are_recognised_by_their_structure_not_their_first_bytes(tmp_path):
+    # Issue 26 #1: a safetensors file whose header length ends in 0x80 0x04 starts like a
+    # protocol-4 pickle; it is a genuine file and loads.
+    path = _mobilenet_v2_file(tmp_path)
+    data = path.read_bytes()
+    framed = tmp_path / "framed.safetensors"
+    framed.write_bytes(with_header_length(data, smallest_length_ending_in(data, b"\x80\x04")))
+    assert framed.read_bytes().startswith(b"\x80\x04")
+    model = build_model("fast", encoder_weights=str(framed), input_size=(64, 64))
+    state = load_file(str(path))
+    for key, value in model.encoder.features.state_dict().items():
+        assert torch.equal(value, state["features." + key]), key
 
 
 def test_encoder_weights_that_are_a_pickle_or_another_network_are_refused(tmp_path):

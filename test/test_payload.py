@@ -8,14 +8,16 @@ import pickle
 import pytest
 import torch
 from safetensors.torch import save as st_save
+from st_helpers import header_length, smallest_length_ending_in, with_header_length
 
 from depth_estimator_ros.adaptation.payload import (
     PayloadError,
+    RunOrder,
     export_payload,
     import_payload,
     read_payload,
 )
-from depth_estimator_ros.models import build_model
+from depth_estimator_ros.models import build_model, load_checkpoint
 
 SIZE = (32, 48)
 
@@ -126,3 +128,133 @@ def test_refuses_garbage_truncation_and_pickles() -> None:
 def test_export_rejects_bad_version() -> None:
     with pytest.raises(ValueError, match="version"):
         export_payload(small_model(0), -1)
+
+
+# ------------------------------------------------ issue 26 #1: recognised by structure
+def tiny_model() -> torch.nn.Module:
+    """A module with a payload identity but only a few tensors: cheap to frame 256 ways."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    model.arch, model.config = "tiny", {"width": 3}
+    return model
+
+
+def assert_same_read(a: tuple[dict, dict], b: tuple[dict, dict]) -> None:
+    assert a[0] == b[0]
+    assert sorted(a[1]) == sorted(b[1])
+    for key, value in a[1].items():
+        assert value.dtype == b[1][key].dtype and torch.equal(value, b[1][key]), key
+
+
+def test_every_low_byte_of_the_header_length_is_read_back_equal() -> None:
+    # The first byte of a safetensors blob is the low byte of its header length: 0x80
+    # (a pickle's PROTO opcode) is as genuine as any other, and so is 0x80 0x02..0x05.
+    payload = export_payload(tiny_model(), 5, run_id="run-a")
+    expected = read_payload(payload)
+    lengths = [smallest_length_ending_in(payload, bytes([low])) for low in range(256)]
+    lengths += [smallest_length_ending_in(payload, bytes([0x80, proto])) for proto in (2, 3, 4, 5)]
+    first_bytes = set()
+    for length in lengths:
+        framed = with_header_length(payload, length)
+        assert header_length(framed) == length
+        first_bytes.add(framed[0])
+        assert_same_read(read_payload(framed), expected)
+    assert first_bytes == set(range(256))
+
+
+@pytest.fixture(scope="module")
+def shipped_model():
+    return load_checkpoint("default")[0]
+
+
+#: The versions where a full payload's header length can change (one more digit), 1 .. 100000.
+DIGIT_BOUNDARIES = (1, 9, 10, 99, 100, 999, 1000, 9999, 10000, 99999, 100000)
+
+
+def test_full_payloads_of_every_version_up_to_100000_are_read_back_equal(shipped_model) -> None:
+    # Issue 26 #1: from version 10000 on the shipped model's full payload had a 0xC980-byte
+    # header, its first byte 0x80, and was refused as a pickle. A full payload of version v
+    # is the version-1 payload with the digits of v in its header (safetensors orders the
+    # metadata keys at random, and pads the header to a multiple of 8): checked at every
+    # digit boundary, where the length changes. Every version from 1 to 100000 is then
+    # re-framed (header only, cheap) and its header length is one of those read back in
+    # full here.
+    run = "0123456789abcdef0123456789abcdef"
+    template = export_payload(shipped_model, 1, run_id=run)
+    size = header_length(template)
+    json_text, data = template[8:8 + size].rstrip(b" "), template[8 + size:]
+    key = b'"version":"1"'
+    assert json_text.count(key) == 1
+
+    def reframed_length(version: int) -> int:
+        return -(-(len(json_text) + len(str(version)) - 1) // 8) * 8
+
+    expected_tensors = read_payload(template)[1]
+    read_lengths = set()
+    for version in DIGIT_BOUNDARIES:
+        payload = export_payload(shipped_model, version, run_id=run)
+        length = reframed_length(version)
+        header = json_text.replace(key, b'"version":"%d"' % version)
+        assert header_length(payload) == length and payload[8 + length:] == data, version
+        assert json.loads(payload[8:8 + length]) == json.loads(header), version
+        metadata, tensors = read_payload(payload)
+        assert metadata["version"] == str(version) and metadata["run"] == run
+        assert_same_read(({}, tensors), ({}, expected_tensors))
+        read_lengths.add(length)
+    # the case of the issue: a full payload whose header length ends in 0x80 (with a run id
+    # in the metadata the natural lengths end in 0xA0 / 0xA8 now; frame it that way)
+    payload = export_payload(shipped_model, 10000, run_id=run)
+    framed = with_header_length(payload, smallest_length_ending_in(payload, b"\x80"))
+    assert framed[0] == 0x80
+    assert_same_read(read_payload(framed), read_payload(payload))
+    assert {reframed_length(version) for version in range(1, 100_001)} == read_lengths
+
+
+def test_run_order_refuses_older_or_equal_versions_of_a_run_and_accepts_a_new_run() -> None:
+    # Issue 26 #8: version 3 after version 5 of the same trainer run is stale; a restarted
+    # trainer (a new run id) starts again at 1 and is accepted.
+    order = RunOrder()
+
+    def meta(run: str | None, version: int) -> dict[str, str]:
+        return {"version": str(version), **({} if run is None else {"run": run})}
+
+    for run, version, stale in [("a", 5, False), ("a", 3, True), ("a", 5, True), ("a", 6, False),
+                                ("b", 1, False), ("b", 1, True), ("a", 2, False), (None, 1, False)]:
+        problem = order.problem(meta(run, version))
+        assert bool(problem) == stale, (run, version, problem)
+        if stale:
+            assert f"version {version}" in problem and run in problem
+        else:
+            order.accepted(meta(run, version))
+    assert read_payload(export_payload(tiny_model(), 1, run_id="r.1_x-Y"))[0]["run"] == "r.1_x-Y"
+    fresh = [read_payload(export_payload(tiny_model(), 1))[0]["run"] for _ in range(2)]
+    assert fresh[0] != fresh[1]  # no run_id: a new random one, ordered against no other payload
+    for bad in ("", "a" * 65, "has space", "ünïcode"):
+        with pytest.raises(ValueError, match="run_id"):
+            export_payload(tiny_model(), 1, run_id=bad)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"arch": None}, "lacks arch"),
+        ({"tensors": "5"}, "tensors must be a JSON list"),
+        ({"tensors": "null"}, "tensors must be a JSON list"),
+        ({"tensors": '["0.weight", "0.weight"]'}, "does not match its tensors"),
+        ({"config": "[]"}, "config must be a JSON object"),
+        ({"config": "{"}, "config is not JSON"),
+        ({"version": "-1"}, "version '-1' is not an integer"),
+        ({"version": "٣"}, "is not an integer"),
+        ({"version": "9" * 5000}, "is not an integer"),  # int() alone raises a plain ValueError here
+        ({"version": str(2**63)}, "is not an integer"),
+        ({"run": ""}, "run '' is not"),
+        ({"run": "x" * 65}, "is not 1-64 characters"),
+        ({"arch": ""}, "arch is empty"),
+    ],
+)
+def test_malformed_metadata_is_a_payload_error_naming_the_problem(changes, message) -> None:
+    # Issue 26 #5: KeyError / TypeError escaped for a missing arch or tensors = 5 / null.
+    metadata, tensors = read_payload(export_payload(tiny_model(), 3, run_id="run-a"))
+    metadata = {k: v for k, v in {**metadata, **changes}.items() if v is not None}
+    with pytest.raises(PayloadError, match=message):
+        import_payload(tiny_model(), st_save(tensors, metadata=metadata))

@@ -44,7 +44,8 @@ stored frame are computed once and kept (:class:`~depth_estimator_ros.adaptation
 
 Accepted rounds bump :attr:`AdaptationEngine.version` (monotonic) and call
 ``on_update(version, payload_bytes)`` (a :func:`export_payload` delta against the base
-weights, for the ROS ``weights`` topic) and ``on_update_state(version, state_dict)``
+weights under the engine's :attr:`~AdaptationEngine.run_id`, for the ROS ``weights``
+topic) and ``on_update_state(version, state_dict)``
 (a CPU copy of the full state dict, for an estimator in the same process).
 
 Threading:
@@ -81,7 +82,7 @@ from depth_estimator_ros import parameters
 from depth_estimator_ros.adaptation.buffer import BufferedFrame, ReplayBuffer, prepare_frame, stack_frames, stack_targets
 from depth_estimator_ros.adaptation.config import AdaptationConfig
 from depth_estimator_ros.adaptation.features import FeatureCache
-from depth_estimator_ros.adaptation.payload import export_payload
+from depth_estimator_ros.adaptation.payload import export_payload, new_run_id
 from depth_estimator_ros.adaptation.rooms import RoomMemory, appearance_descriptors
 from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.learning.device import prefers_channels_last
@@ -223,6 +224,7 @@ class AdaptationEngine:
         self._thread: threading.Thread | None = None
         self._enabled = config.enabled
         self._version = 0
+        self._run_id = new_run_id()
         self.on_update = on_update
         self.on_update_state = on_update_state
         self._counts = dict.fromkeys(ROUND_OUTCOMES, 0)
@@ -242,6 +244,11 @@ class AdaptationEngine:
         """The weights version in force (0 = base; +1 per accepted round and per reset)."""
         with self._lock:
             return self._version
+
+    @property
+    def run_id(self) -> str:
+        """This engine's run id, in every payload it publishes: receivers order versions per run."""
+        return self._run_id
 
     @property
     def config(self) -> AdaptationConfig:
@@ -771,7 +778,8 @@ class AdaptationEngine:
         if on_state is not None:
             on_state(version, dict(state))
         if on_update is not None:
-            on_update(version, export_payload(self._model, version, base_state=None if full else self._base_state))
+            on_update(version, export_payload(self._model, version, base_state=None if full else self._base_state,
+                                              run_id=self._run_id))
 
     def reset(self, *, clear_buffer: bool = False) -> int:
         """Restore the base weights, clear the optimizer state and publish them as a new version.

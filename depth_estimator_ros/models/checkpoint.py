@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from safetensors.torch import save as safetensors_save
 
 from .. import __version__
 from ..atomic import write_bytes
+from ..safetensors_format import SafetensorsFormatError, looks_like_pickle, parse_header
 from .base import DepthModel
 from .registry import ARCHITECTURES, build_model
 
@@ -37,8 +37,6 @@ CHECKPOINT_VERSION = 1
 
 # A safetensors header larger than this is not one of ours (ours are a few hundred kB).
 _MAX_HEADER_BYTES = 64 * 1024 * 1024
-_ZIP_MAGIC = b"PK\x03\x04"
-_PICKLE_PROTOCOLS = (b"\x02", b"\x03", b"\x04", b"\x05")  # after the PROTO opcode 0x80
 _REQUIRED_KEYS = ("format", "format_version", "arch", "config")
 
 
@@ -156,14 +154,14 @@ def load_checkpoint(
     header = _check_header(path, data)
     try:
         tensors = safetensors_load(data)
-    except SafetensorError as exc:
+    except (SafetensorError, KeyError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path} is not a valid safetensors file: {exc}") from exc
     metadata = _decode_metadata(path, header.get("__metadata__"))
     if arch is not None and metadata["arch"] != arch:
         raise CheckpointError(f"{path}: checkpoint is for {metadata['arch']!r}, expected {arch!r}")
     try:
         model = build_model(metadata["arch"], **metadata["config"])
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
         raise CheckpointError(f"{path}: its config {metadata['config']} does not build "
                               f"{metadata['arch']!r}: {exc}") from exc
     expected = model.state_dict()
@@ -203,30 +201,21 @@ def _read_file(path: Path) -> bytes:
 
 
 def _check_header(path: Path, data: bytes) -> dict[str, Any]:
-    """Return the parsed safetensors header, or raise CheckpointError for a foreign or truncated file."""
-    # safetensors: a little-endian u64 header length, then a JSON object.
-    if len(data) < 9 or data[8:9] != b"{":
-        if data.startswith(_ZIP_MAGIC) or (data[:1] == b"\x80" and data[1:2] in _PICKLE_PROTOCOLS):
-            raise CheckpointError(f"{path} looks like a torch.save/pickle file; pickles are never loaded "
-                                  "(they can run code). Re-save the weights with save_checkpoint().")
-        if len(data) < 9:
-            raise CheckpointError(f"{path} is not a checkpoint: {len(data)} bytes, too short for a "
-                                  "safetensors header")
-        raise CheckpointError(f"{path} is not a safetensors checkpoint (no JSON header)")
-    (header_len,) = struct.unpack("<Q", data[:8])
-    if header_len > _MAX_HEADER_BYTES:
-        raise CheckpointError(f"{path} is not a safetensors checkpoint (header length field {header_len})")
-    if 8 + header_len > len(data):
-        raise CheckpointError(f"{path} is truncated: header needs {8 + header_len} bytes, file has {len(data)}")
+    """Return the parsed safetensors header, or raise CheckpointError for a foreign or truncated file.
+
+    The file is recognised by its structure (:func:`~depth_estimator_ros.safetensors_format.parse_header`),
+    never by its first bytes: those are the low bytes of the header length and can be
+    anything, 0x80 included. Only the wording of a refusal looks at them.
+    """
     try:
-        header = json.loads(data[8:8 + header_len])
-        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        raise CheckpointError(f"{path} is not a safetensors checkpoint (unreadable header: {exc})") from exc
-    if 8 + header_len + end > len(data):
-        raise CheckpointError(f"{path} is truncated: tensors need {8 + header_len + end} bytes, "
-                              f"file has {len(data)}")
-    return header
+        return parse_header(data, max_header_bytes=_MAX_HEADER_BYTES)
+    except SafetensorsFormatError as exc:
+        if exc.truncated:
+            raise CheckpointError(f"{path} is truncated or too short ({exc})") from None
+        if looks_like_pickle(data):
+            raise CheckpointError(f"{path} looks like a torch.save/pickle file; pickles are never loaded "
+                                  "(they can run code). Re-save the weights with save_checkpoint().") from None
+        raise CheckpointError(f"{path} is not a safetensors checkpoint ({exc})") from None
 
 
 def _decode_metadata(path: Path, raw: dict[str, str] | None) -> dict[str, Any]:
@@ -253,8 +242,8 @@ def _decode_metadata(path: Path, raw: dict[str, str] | None) -> dict[str, Any]:
             "package_version": raw.get("package_version", ""),
             "created": raw.get("created", ""),
         }
-    except ValueError as exc:
-        raise CheckpointError(f"{path}: malformed metadata: {exc}") from exc
+    except (ValueError, TypeError, RecursionError) as exc:  # e.g. input_size "5": not a list
+        raise CheckpointError(f"{path}: malformed metadata: {exc}") from None
     if version > CHECKPOINT_VERSION:
         raise CheckpointError(f"{path} has format version {version}; this code reads up to "
                               f"{CHECKPOINT_VERSION} (written by a newer depth_estimator_ros)")

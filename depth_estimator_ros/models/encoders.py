@@ -25,6 +25,8 @@ from safetensors.torch import load as safetensors_load
 from torch import Tensor, nn
 from torchvision.models import WeightsEnum
 
+from ..safetensors_format import SafetensorsFormatError, looks_like_pickle, parse_header
+
 __all__ = [
     "ENCODER_WEIGHTS",
     "check_encoder_weights",
@@ -36,8 +38,6 @@ __all__ = [
 
 #: Named values accepted for ``encoder_weights``; a path to a local safetensors file is the third form.
 ENCODER_WEIGHTS = ("imagenet", None)
-
-_PICKLE_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 
 
 def check_encoder_weights(encoder_weights: str | os.PathLike[str] | None) -> None:
@@ -89,14 +89,19 @@ def _under(state: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
 
 
 def _read_local(path: Path) -> dict[str, Tensor]:
-    """Read a safetensors state dict, refusing pickles by their first bytes."""
+    """Read a safetensors state dict, recognised by its structure; pickles are refused, never unpickled."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ValueError(f"cannot read encoder weights {path}: {exc}") from exc
-    if data.startswith(_PICKLE_MAGIC):
-        raise ValueError(f"encoder weights {path} look like a torch.save/pickle file; pickles are never "
-                         "loaded (they can run code). Convert them once with safetensors.torch.save_file.")
+    try:
+        parse_header(data)
+    except SafetensorsFormatError as exc:
+        if not exc.truncated and looks_like_pickle(data):
+            raise ValueError(f"encoder weights {path} look like a torch.save/pickle file; pickles are never "
+                             "loaded (they can run code). Convert them once with safetensors.torch.save_file."
+                             ) from None
+        raise ValueError(f"encoder weights {path} are not a safetensors file: {exc}") from None
     try:
         return safetensors_load(data)
     except SafetensorError as exc:

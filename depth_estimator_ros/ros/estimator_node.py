@@ -13,6 +13,19 @@ Subscribed topics
     ``weights`` (std_msgs/UInt8MultiArray, reliable, transient-local): weight
     payloads of the online trainer (``adaptation.export_payload``), applied
     between two frames; a late or restarted estimator gets the latest at once.
+    A payload is refused, counted (``weights_rejected``, and by reason
+    ``weights_rejected_<too_large|invalid|stale>``) and logged at most once per
+    ``log_throttle_sec`` per reason, the weights in force staying, when it is larger
+    than ``max_payload_bytes`` (checked before anything is copied or parsed), not a
+    well-formed payload for this model, or not newer than the version in force of
+    the same trainer run (a new run's version 1 is accepted). After refusing a
+    payload of 1 MiB or more the node collects garbage and trims the heap
+    (``large_messages.release_memory``) once the message is freed. The DDS reader
+    keeps a buffer as large as the largest message it received until it is
+    destroyed, so after refusing a payload over ``max_payload_bytes`` or of 32 MiB
+    or more the subscription is re-created, *volatile* (the publisher's
+    transient-local history would hand the same payload back): a payload published
+    in the moment it takes is missed until the next version.
 
 Published topics
     ``depth`` (sensor_msgs/Image): 32FC1 metres with NaN invalid, or 16UC1
@@ -41,7 +54,7 @@ Parameters
     range, live or read-only, description; the README's node reference lists them):
     the model and input ones shared with the trainer, and ``backend``,
     ``trt_cache_dir``, ``depth_encoding``, ``publish_points``, ``points_stride``,
-    ``colormap_min_depth`` / ``colormap_max_depth``. ``torch_threads`` is applied by :func:`main`.
+    ``colormap_min_depth`` / ``colormap_max_depth``, ``max_payload_bytes``. ``torch_threads`` is applied by :func:`main`.
 
 Threads: the image callback only hands the newest message to the inference
 thread (:class:`~depth_estimator_ros.ros.latest.LatestWorker`, outside the rclpy
@@ -72,7 +85,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, Poi
 from std_msgs.msg import Header, UInt8MultiArray
 
 from depth_estimator_ros import models, parameters
-from depth_estimator_ros.adaptation.payload import PayloadError, import_payload
+from depth_estimator_ros.adaptation.payload import PayloadError, RunOrder, apply_payload, read_payload
 from depth_estimator_ros.learning.device import resolve_device
 from depth_estimator_ros.learning.predictor import Predictor
 from depth_estimator_ros.ros import codec
@@ -84,6 +97,7 @@ from depth_estimator_ros.ros.diagnostics import (
     build_status,
     split_drops,
 )
+from depth_estimator_ros.ros.large_messages import release_memory
 from depth_estimator_ros.ros.latest import LatestWorker
 from depth_estimator_ros.ros.pairing import StampGuard
 from depth_estimator_ros.ros.params import (
@@ -99,6 +113,7 @@ from depth_estimator_ros.ros.params import (
 from depth_estimator_ros.ros.qos import (
     DIAGNOSTICS_QOS,
     SENSOR_QOS,
+    WEIGHTS_LIVE_QOS,
     WEIGHTS_QOS,
     image_qos,
 )
@@ -107,10 +122,25 @@ __all__ = ["DepthEstimatorNode", "colorize_depth", "depth_to_points", "parameter
 
 NODE_NAME = parameters.ESTIMATOR
 
+#: Refused weight payloads at least this large are followed by :func:`release_memory`.
+RELEASE_AFTER_BYTES = 1024 * 1024
+#: ... and at least this large (or over ``max_payload_bytes``) by a new ``weights`` subscription.
+RESUBSCRIBE_AFTER_BYTES = 32 * 1024 * 1024
+
 
 def parameter_descriptors() -> dict[str, ParameterDescriptor]:
     """Return the descriptors of every parameter the node declares (rows of ``depth_estimator_ros.parameters``)."""
     return node_descriptors(NODE_NAME)
+
+
+def full_payload_limit(model: torch.nn.Module) -> int:
+    """Return the ``max_payload_bytes`` that 0 stands for: 1.1 x a full payload of ``model`` + 1 MiB.
+
+    A full payload (every tensor, what ``~/reset`` publishes) is the state dict's bytes
+    plus a header of well under 1 MiB.
+    """
+    tensor_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return int(1.1 * tensor_bytes) + 1024 * 1024
 
 
 def _colormap_problem(low: float, high: float) -> str:
@@ -222,7 +252,12 @@ class DepthEstimatorNode(Node):
             threads=torch_thread_count(values["torch_threads"]), trt_cache_dir=values["trt_cache_dir"] or None,
         )
         self._staging = model if subscribe_weights else None
-        self._weights_rejected = 0
+        self._auto_payload_limit = full_payload_limit(model)
+        self._max_payload_bytes = values["max_payload_bytes"] or self._auto_payload_limit
+        self._weight_drops = DropCounter(values["log_throttle_sec"])
+        self._run_order = RunOrder()
+        self._release_timer = None
+        self._resubscribe = False
 
         self._image_qos = image_qos(values["image_reliability"])  # ValueError names the allowed values
         self._max_pixels = values["max_pixels"]
@@ -257,13 +292,9 @@ class DepthEstimatorNode(Node):
         image_topic = self.resolve_topic_name("image") + self._rgb.topic_suffix if self._rgb.topic_suffix else "image"
         self.create_subscription(self._rgb.msg_type, image_topic, self._on_image, self._image_qos)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS)
+        self._weights_sub = None
         if subscribe_weights:
-            self.create_subscription(
-                UInt8MultiArray,
-                "weights",
-                self._on_weights,
-                WEIGHTS_QOS,
-            )
+            self._weights_sub = self.create_subscription(UInt8MultiArray, "weights", self._on_weights, WEIGHTS_QOS)
         self.create_timer(values["diagnostics_period"], self._publish_diagnostics)
         self.get_logger().info(
             f"{model.arch} model, input {model.input_size[1]}x{model.input_size[0]}, "
@@ -302,7 +333,8 @@ class DepthEstimatorNode(Node):
             **{f"stage_{stage}_mean_s": meter.summary()[0] for stage, meter in self._stages.items()},
             "backend": self._predictor.backend,
             "weights_version": self._predictor.version,
-            "weights_rejected": self._weights_rejected,
+            "weights_rejected": self._weight_drops.total(),
+            **{f"weights_rejected_{reason}": count for reason, count in sorted(self._weight_drops.counts().items())},
             "camera": "canonical (no camera_info)" if self._focal is None else "camera_info",
             "camera_scale": 1.0 if self._focal is None else self._focal / models.CANONICAL_FOCAL,
             "time_resets": self._guard.resets,
@@ -324,15 +356,46 @@ class DepthEstimatorNode(Node):
     def _on_weights(self, msg: UInt8MultiArray) -> None:
         # Only this callback touches the staging model (the callbacks share one single-threaded executor).
         assert self._staging is not None, "the weights subscription exists only with a staging model"
-        self._staging.load_state_dict(self._base_state)  # payloads are deltas against the base
-        try:
-            version = import_payload(self._staging, bytes(msg.data))
-        except PayloadError as exc:
-            self._weights_rejected += 1
-            self.get_logger().error(f"weights payload refused, previous weights kept: {exc}")
+        size = len(msg.data)
+        if size > self._max_payload_bytes:  # before a single byte is copied or parsed
+            self._refuse_weights("too_large", f"{size} bytes, more than max_payload_bytes = "
+                                              f"{self._max_payload_bytes}", size)
             return
+        try:
+            metadata, tensors = read_payload(memoryview(msg.data))
+            stale = self._run_order.problem(metadata)
+            if stale:
+                self._refuse_weights("stale", stale, size)
+                return
+            self._staging.load_state_dict(self._base_state)  # payloads are deltas against the base
+            version = apply_payload(self._staging, metadata, tensors)
+        except PayloadError as exc:
+            self._refuse_weights("invalid", str(exc), size)
+            return
+        self._run_order.accepted(metadata)
         self._predictor.load_state_dict(self._staging.state_dict(), version=version)
         self.get_logger().info(f"weights version {version} in force")
+
+    def _refuse_weights(self, reason: str, detail: str, size: int) -> None:
+        """Count and (throttled per reason) log a refused payload; release its memory once it is freed."""
+        self._weight_drops.report(self.get_logger(), reason, f"{detail}; weights version "
+                                  f"{self._predictor.version} stays in force", "a weights payload")
+        self._resubscribe = self._resubscribe or reason == "too_large" or size >= RESUBSCRIBE_AFTER_BYTES
+        if size >= RELEASE_AFTER_BYTES and self._release_timer is None:
+            # the message is freed when this callback returns; release after that, once
+            self._release_timer = self.create_timer(0.05, self._release_payload_memory)
+
+    def _release_payload_memory(self) -> None:
+        if self._release_timer is not None:
+            self.destroy_timer(self._release_timer)
+            self._release_timer = None
+        if self._resubscribe and self._weights_sub is not None:
+            # only destroying the DDS reader frees its buffer of the oversized message
+            self.destroy_subscription(self._weights_sub)
+            self._weights_sub = self.create_subscription(UInt8MultiArray, "weights", self._on_weights,
+                                                         WEIGHTS_LIVE_QOS)
+        self._resubscribe = False
+        release_memory()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
@@ -457,6 +520,8 @@ class DepthEstimatorNode(Node):
             changes.get("colormap_max_depth", self._colormap[1]),
         )
         self._max_pixels = changes.get("max_pixels", self._max_pixels)
+        if "max_payload_bytes" in changes:
+            self._max_payload_bytes = changes["max_payload_bytes"] or self._auto_payload_limit
         self._publish_points = changes.get("publish_points", self._publish_points)
         self._depth_encoding = changes.get("depth_encoding", self._depth_encoding)
         self._points_stride = changes.get("points_stride", self._points_stride)
@@ -465,7 +530,7 @@ class DepthEstimatorNode(Node):
         if "time_reset_threshold" in changes:
             self._guard.reset_after = changes["time_reset_threshold"]
         if "log_throttle_sec" in changes:
-            self._drops.throttle_sec = changes["log_throttle_sec"]
+            self._drops.throttle_sec = self._weight_drops.throttle_sec = changes["log_throttle_sec"]
 
 
 def main(args: list[str] | None = None) -> None:

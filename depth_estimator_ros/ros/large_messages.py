@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import os
 import sys
 from collections.abc import MutableMapping
@@ -40,6 +41,7 @@ __all__ = [
     "MMAP_THRESHOLD_BYTES",
     "TRIM_THRESHOLD_BYTES",
     "configure_large_messages",
+    "release_memory",
 ]
 
 #: The Fast DDS profile shipped with the package (shared-memory segment of 16 MiB).
@@ -101,3 +103,25 @@ def _tune_malloc() -> str:
     if mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) != 1 or mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) != 1:
         return "not tuned (mallopt refused the thresholds)"
     return "tuned"
+
+
+def release_memory() -> str:
+    """Collect garbage and hand free heap memory back to the kernel (glibc ``malloc_trim``).
+
+    For after a one-off large message (a refused weight payload of hundreds of MB): with
+    the thresholds above the heap keeps up to :data:`TRIM_THRESHOLD_BYTES` of free memory
+    for the next camera frame; a payload's worth is not worth keeping.
+
+    Returns:
+        ``"trimmed"``, ``"nothing to trim"`` or why not (no glibc).
+    """
+    gc.collect()
+    if not sys.platform.startswith("linux"):
+        return f"not trimmed ({sys.platform} has no glibc malloc_trim)"
+    try:
+        malloc_trim = ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return "not trimmed (no malloc_trim in the C library)"
+    malloc_trim.argtypes = (ctypes.c_size_t,)
+    malloc_trim.restype = ctypes.c_int
+    return "trimmed" if malloc_trim(0) == 1 else "nothing to trim"

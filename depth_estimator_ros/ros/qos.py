@@ -7,6 +7,8 @@
 - :data:`WEIGHTS_QOS` for the trainer's ``weights``: reliable, transient-local,
   keep-last 1, so an estimator that starts (or restarts) late receives the latest
   weights at once; publisher and subscriber must both use it.
+- :data:`WEIGHTS_LIVE_QOS`: the same but volatile, for the estimator's ``weights``
+  subscription once it refused an oversized payload (``estimator_node``).
 - :data:`DIAGNOSTICS_QOS` for ``/diagnostics``, predicted depth and the numeric
   topics: rclpy's default (reliable, volatile, keep-last 10).
 - :data:`PLAYBACK_QOS` for the bag player: reliable and transient-local, the
@@ -22,7 +24,9 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 
 from depth_estimator_ros import parameters
 
-__all__ = ["IMAGE_RELIABILITY", "SENSOR_QOS", "WEIGHTS_QOS", "DIAGNOSTICS_QOS", "PLAYBACK_QOS", "image_qos"]
+__all__ = [
+    "IMAGE_RELIABILITY", "SENSOR_QOS", "WEIGHTS_QOS", "WEIGHTS_LIVE_QOS", "DIAGNOSTICS_QOS", "PLAYBACK_QOS", "image_qos",
+]
 
 #: Values of the nodes' ``image_reliability`` parameter.
 IMAGE_RELIABILITY: tuple[str, ...] = parameters.IMAGE_RELIABILITY
@@ -60,6 +64,16 @@ WEIGHTS_QOS = QoSProfile(
     depth=1,
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
+)
+
+#: The estimator's ``weights`` subscription after it refused an oversized payload: reliable,
+#: volatile, keep-last 1 (matches the trainer's transient-local publisher; its history, which
+#: may still be that payload, is not handed over again).
+WEIGHTS_LIVE_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
 )
 
 #: Outputs, diagnostics and numeric topics: reliable, volatile, keep-last 10.

@@ -234,7 +234,8 @@ class OnlineTrainerNode(Node):
         self.get_logger().info(
             f"adapting {self._arch} ({values['checkpoint'] or 'untrained weights'}) on "
             f"{resolve_device(values['device'])}, "
-            f"adaptation {'on' if config.enabled else 'off'}, colour input {self._rgb.name} on {image_topic}"
+            f"adaptation {'on' if config.enabled else 'off'}, colour input {self._rgb.name} on {image_topic}, "
+            f"weights published as trainer run {self._engine.run_id}"
         )
         if not values["checkpoint"] and config.scope in ("decoder", "decoder+tail"):
             self.get_logger().warn(
