@@ -7,7 +7,7 @@ OUT ?= out
 # Each test run gets its own ROS domain, discovery limited to this machine.
 TEST_DOMAIN := $(shell $(PYTHON) -c "import random; print(random.randint(1, 100))")
 
-.PHONY: demo test lint bench install clean
+.PHONY: demo test lint bench install clean fuzz
 
 $(STAMP): requirements.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ else
 test: lint $(STAMP)
 	ROS_DOMAIN_ID=$(TEST_DOMAIN) ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(PY) -m pytest $(PYTEST_ARGS)
 endif
+
+# The fuzz tests with hypothesis's long profile (test/conftest.py); `make test` runs them bounded.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest test -k fuzz
 
 bench: $(STAMP)
 	ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST $(VENV)/bin/bench --out $(OUT)/bench $(BENCH_ARGS)

@@ -7,11 +7,18 @@ import random
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 # Give every test run its own DDS domain on localhost so parallel runs never hear each
 # other; `make test` sets these too, this covers a bare `pytest` call.
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+
+# hypothesis profiles: "default" bounded for `make test`, "fuzz" long for `make fuzz`
+# (HYPOTHESIS_PROFILE=fuzz). No deadline: a loaded 2-core machine makes single examples slow.
+settings.register_profile("default", max_examples=150, deadline=None)
+settings.register_profile("fuzz", max_examples=20_000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
