@@ -10,7 +10,9 @@ Subscribed topics
     32FC1 metres (NaN, inf, 0 and negative invalid), the same size as ``image``;
     sensor-data QoS. RGB and depth are paired by stamp, nearest within
     ``sync_tolerance`` seconds (the two cameras are not triggered together).
-    ``camera_info`` (sensor_msgs/CameraInfo): intrinsics kept with the frames.
+    ``camera_info`` (sensor_msgs/CameraInfo): intrinsics kept with the frames, checked on
+    arrival as the estimator checks them; an implausible one is dropped and counted
+    (``camera_info_invalid``), the last accepted one staying in force.
 
 Published topics
     ``weights`` (std_msgs/UInt8MultiArray, reliable, transient-local, keep-last 1):
@@ -75,7 +77,7 @@ from std_srvs.srv import Trigger
 from depth_estimator_ros import models, parameters
 from depth_estimator_ros.adaptation import AdaptationConfig, AdaptationEngine
 from depth_estimator_ros.adaptation.config import config_fields
-from depth_estimator_ros.data.frame import Frame
+from depth_estimator_ros.data.frame import Frame, Intrinsics
 from depth_estimator_ros.learning.device import resolve_device
 from depth_estimator_ros.ros import codec
 from depth_estimator_ros.ros.diagnostics import (
@@ -179,7 +181,8 @@ class OnlineTrainerNode(Node):
         self._time_resets = 0
         self._reverts_logged = 0
         self._pair_rate = RateMeter()
-        self._camera_info: CameraInfo | None = None
+        # the last accepted camera_info's intrinsics; None = the canonical camera
+        self._intrinsics: Intrinsics | None = None
         self._save_lock = threading.Lock()
 
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -243,7 +246,11 @@ class OnlineTrainerNode(Node):
 
     # ------------------------------------------------------------------ inputs
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
+        """Keep a checked calibration for the next frames; refuse an implausible one (estimator's rule)."""
+        try:
+            self._intrinsics = codec.camera_info_intrinsics(msg)
+        except ValueError as exc:
+            self._drop("camera_info_invalid", f"{exc}; the previous calibration stays in force")
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         if self._check_stamp("image", msg):
@@ -309,7 +316,7 @@ class OnlineTrainerNode(Node):
             self._drop("depth_all_invalid", f"depth stamped {_stamp(depth_msg):.6f} has no valid pixel")
             return None
         return Frame(
-            rgb=rgb, depth=depth, stamp=_stamp(rgb_msg), intrinsics=codec.camera_info_intrinsics(self._camera_info),
+            rgb=rgb, depth=depth, stamp=_stamp(rgb_msg), intrinsics=self._intrinsics,
             name=rgb_msg.header.frame_id,
         )
 
