@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from rcl_interfaces.srv import SetParameters
 from rclpy.parameter import Parameter
 from ros_helpers import FAST_ROUNDS, MessageCollector, isolated_ros, wait_for
 from ros_helpers import stamped_header as _header
@@ -157,3 +158,29 @@ def test_estimator_keeps_the_last_good_camera_info_and_never_publishes_clamped_d
         assert np.isnan(out).any(), "a scale of 7x must push some pixels past the range"
         valid = out[np.isfinite(out)]
         assert ((valid > lo) & (valid < hi)).all(), "a value the range clamp produced was published as valid"
+
+
+# --------------------------------------------------------------------------- parameters
+@pytest.mark.parametrize("directory", ["/tmp/" + "a" * 300, "/tmp/" + "b" * 300 + "/sub",
+                                       "~nosuchuser_issue26/checkpoints"], ids=["long_name", "long_parent", "no_home"])
+def test_a_checkpoint_dir_the_file_system_cannot_check_is_refused_with_the_reason(checkpoint, tmp_path, directory):
+    """Issue 26 (4): a path component over 255 bytes made Path.exists() raise; the request got no answer."""
+    values = {"checkpoint": str(checkpoint), "device": "cpu", "adaptation_enabled": False,
+              "checkpoint_dir": str(tmp_path)}
+    with isolated_ros() as ros:
+        node = ros.add_node(OnlineTrainerNode(context=ros.context,
+                                              parameter_overrides=[Parameter(k, value=v) for k, v in values.items()]))
+        probe = ros.create_node("probe")
+        client = probe.create_client(SetParameters, "/online_trainer/set_parameters")
+        assert client.wait_for_service(timeout_sec=TIMEOUT)
+        request = SetParameters.Request(parameters=[Parameter("checkpoint_dir", value=directory).to_parameter_msg()])
+        future = client.call_async(request)
+        wait_for(future.done, TIMEOUT, what="set_parameters to answer")
+        result = future.result().results[0]
+        assert not result.successful and "checkpoint_dir" in result.reason
+        assert node.get_parameter("checkpoint_dir").value == str(tmp_path)
+        # the node still answers the next change
+        future = client.call_async(SetParameters.Request(
+            parameters=[Parameter("checkpoint_dir", value=str(tmp_path / "ok")).to_parameter_msg()]))
+        wait_for(future.done, TIMEOUT, what="set_parameters to answer again")
+        assert future.result().results[0].successful

@@ -105,7 +105,7 @@ from depth_estimator_ros.ros.qos import (
     image_qos,
 )
 
-__all__ = ["OnlineTrainerNode", "parameter_descriptors", "DEFAULT_CHECKPOINT_DIR", "main"]
+__all__ = ["OnlineTrainerNode", "parameter_descriptors", "checkpoint_dir_problem", "DEFAULT_CHECKPOINT_DIR", "main"]
 
 NODE_NAME = parameters.TRAINER
 
@@ -132,6 +132,24 @@ def load_base_frames(spec: str) -> list[Frame]:
         return [frame for frame in open_source(spec) if frame.depth is not None]
     except (OSError, ValueError) as exc:
         raise ValueError(f"base_data {spec!r}: {exc}") from exc
+
+
+def checkpoint_dir_problem(directory: str) -> str:
+    """Return why ``directory`` cannot be ``checkpoint_dir``, or ``""`` (empty = the default).
+
+    Asking the file system can itself fail (a name over 255 bytes, a NUL byte, a path
+    through a file or a directory without permission): that is a refusal with the
+    reason too, so a set-parameters request is always answered.
+    """
+    if not directory:
+        return ""
+    try:
+        path = Path(directory).expanduser()
+        if path.exists() and not path.is_dir():
+            return f"checkpoint_dir {directory!r} exists and is not a directory"
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: "~user" that cannot be expanded
+        return f"checkpoint_dir {directory!r} cannot be used: {exc}"
+    return ""
 
 
 def _stamp(msg: Image | CompressedImage) -> float:
@@ -421,12 +439,8 @@ class OnlineTrainerNode(Node):
             self._engine.config.replace(**config_fields(changes))
         except ValueError as exc:
             return refuse(str(exc))
-        directory = changes.get("checkpoint_dir")
-        if directory:
-            path = Path(directory).expanduser()
-            if path.exists() and not path.is_dir():
-                return refuse(f"checkpoint_dir {directory!r} exists and is not a directory")
-        return accept()
+        problem = checkpoint_dir_problem(changes.get("checkpoint_dir", ""))
+        return refuse(problem) if problem else accept()
 
     def _on_parameters_set(self, params: list[Parameter]) -> None:
         """Apply accepted live changes."""
