@@ -7,6 +7,7 @@ case to its test.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from rclpy.parameter import Parameter
 from ros_helpers import FAST_ROUNDS, MessageCollector, isolated_ros, wait_for
 from ros_helpers import stamped_header as _header
 from sensor_msgs.msg import CameraInfo, Image
+from std_srvs.srv import Trigger
 
 from depth_estimator_ros import models
 from depth_estimator_ros.data.image_encoding import encode_depth, encode_rgb
@@ -184,3 +186,23 @@ def test_a_checkpoint_dir_the_file_system_cannot_check_is_refused_with_the_reaso
             parameters=[Parameter("checkpoint_dir", value=str(tmp_path / "ok")).to_parameter_msg()]))
         wait_for(future.done, TIMEOUT, what="set_parameters to answer again")
         assert future.result().results[0].successful
+
+
+# ------------------------------------------------------------------------- service bursts
+@pytest.mark.parametrize("service", ["save", "reset"])
+def test_thirty_concurrent_calls_are_all_answered(checkpoint, tmp_path, service):
+    """Issue 26 (7): of more than ~10 concurrent ~/save calls only 10-11 were answered (queue depth 10)."""
+    values = {"checkpoint": str(checkpoint), "device": "cpu", "adaptation_enabled": False,
+              "checkpoint_dir": str(tmp_path)}
+    with isolated_ros() as ros:
+        ros.add_node(OnlineTrainerNode(context=ros.context,
+                                       parameter_overrides=[Parameter(k, value=v) for k, v in values.items()]))
+        probe = ros.create_node("probe")
+        clients = [probe.create_client(Trigger, f"/online_trainer/{service}") for _ in range(30)]
+        for client in clients:
+            assert client.wait_for_service(timeout_sec=TIMEOUT)
+        futures = [client.call_async(Trigger.Request()) for client in clients]
+        wait_for(lambda: all(f.done() for f in futures), 60.0, what=f"all 30 ~/{service} calls to be answered")
+        assert all(f.result().success for f in futures)
+        if service == "save":
+            assert len(list(Path(tmp_path).glob("*.safetensors"))) == 30

@@ -26,7 +26,8 @@ Published topics
     and the engine's statistics (rounds, outcomes, loss, held-out RMSE, buffer fill,
     last update age).
 
-Services
+Services (request queue of 1000, ``qos.SERVICE_QOS``: a burst of calls is answered in
+order, each one; rclpy's default queue of 10 lost the rest)
     ``~/reset`` (std_srvs/Trigger): back to the base weights (published as a new version).
     ``~/save`` (std_srvs/Trigger): write the weights in force to a checkpoint in
     ``checkpoint_dir``, atomically; answers ``success=false`` with the reason when
@@ -101,6 +102,7 @@ from depth_estimator_ros.ros.params import (
 from depth_estimator_ros.ros.qos import (
     DIAGNOSTICS_QOS,
     SENSOR_QOS,
+    SERVICE_QOS,
     WEIGHTS_QOS,
     image_qos,
 )
@@ -222,8 +224,8 @@ class OnlineTrainerNode(Node):
         self.create_subscription(self._rgb.msg_type, image_topic, self._on_image, image_qos_profile)
         self.create_subscription(Image, "depth", self._on_depth, image_qos_profile)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS)
-        self.create_service(Trigger, "~/reset", self._on_reset)
-        self.create_service(Trigger, "~/save", self._on_save)
+        self.create_service(Trigger, "~/reset", self._on_reset, qos_profile=SERVICE_QOS)
+        self.create_service(Trigger, "~/save", self._on_save, qos_profile=SERVICE_QOS)
         self.create_timer(values["diagnostics_period"], self._publish_status)
         self._engine.start()
         self.get_logger().info(
@@ -390,7 +392,7 @@ class OnlineTrainerNode(Node):
     def _on_save(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         try:
             path = self.save_checkpoint()
-        except (OSError, ValueError, TypeError) as exc:
+        except (OSError, ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: "~user" not expandable
             response.success = False
             response.message = f"checkpoint not saved: {exc}"
             self.get_logger().error(response.message)
