@@ -261,7 +261,7 @@ def camera_info_intrinsics(info: CameraInfo | None) -> Intrinsics | None:
     uncalibrated camera: a driver without calibration publishes ``K`` all zeros). Any
     other message must pass :func:`~depth_estimator_ros.data.frame.check_intrinsics`
     (finite, field of view 10-170 degrees, ``fy / fx`` within 0.5-2, principal point
-    inside the image, sides >= 16 px), and its ``D``, ``R`` and ``P`` must be finite
+    inside the image, sides 16-65536 px), and its ``D``, ``R`` and ``P`` must be finite
     (they are passed on in ``depth/camera_info``).
 
     Raises:

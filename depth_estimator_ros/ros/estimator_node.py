@@ -12,7 +12,7 @@ Subscribed topics
     ``camera_info`` (sensor_msgs/CameraInfo): intrinsics for the metric scale and
     ``depth/points``, checked on arrival (``codec.camera_info_intrinsics``: finite,
     horizontal field of view 10-170 degrees, ``fy / fx`` 0.5-2, principal point inside
-    the image, sides >= 16 px); an implausible one is dropped and counted
+    the image, sides 16-65536 px); an implausible one is dropped and counted
     (``camera_info_invalid``), the last accepted one staying in force. ``K[0] == 0``
     (uncalibrated) means the canonical camera.
     ``weights`` (std_msgs/UInt8MultiArray, reliable, transient-local): weight
