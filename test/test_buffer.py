@@ -70,8 +70,8 @@ def test_drops_duplicates_subsampled_and_invalid_frames() -> None:
     assert buf.add(make_frame(12))
     c = buf.counters()
     assert c == {
-        "offered": 11, "kept": 2, "evicted": 0, "pending": 2,
-        "dropped_subsampled": 5, "dropped_duplicate": 1, "dropped_invalid": 3,
+        "offered": 11, "kept": 2, "evicted": 0, "removed": 0, "pending": 2,
+        "dropped_subsampled": 5, "dropped_duplicate": 1, "dropped_invalid": 3, "dropped_invalid_intrinsics": 0,
     }
 
 
@@ -117,3 +117,27 @@ def test_rejects_bad_arguments() -> None:
         ReplayBuffer(10, SIZE, subsample=0)
     with pytest.raises(ValueError, match="stack_frames"):
         stack_frames([])
+
+
+@pytest.mark.parametrize("fx", [float("inf"), float("nan"), 1e200, 1e9, 1e-30, -525.0])
+def test_frames_with_implausible_intrinsics_never_enter(fx: float) -> None:
+    buf = ReplayBuffer(10, SIZE)
+    bad = Intrinsics(fx, fx, 31.5, 23.5, 64, 48)
+    assert not buf.add(Frame(rgb=make_frame(1).rgb, depth=make_frame(1).depth, stamp=0.0, intrinsics=bad))
+    good = Intrinsics(585.0, 585.0, 320.0, 240.0, 640, 480).scaled(64, 48)
+    assert buf.add(Frame(rgb=make_frame(2).rgb, depth=make_frame(2).depth, stamp=0.1, intrinsics=good))
+    assert buf.counters()["dropped_invalid_intrinsics"] == 1 and len(buf) == 1
+
+
+def test_removed_frames_are_never_sampled_or_taken_again() -> None:
+    buf = ReplayBuffer(8, SIZE, recent_fraction=0.5, seed=0)
+    for i in range(10):
+        buf.add(make_frame(i))
+    assert buf.new_count == 4
+    # 9 is pending in the ring, 0 went to the reservoir, 42 was never held
+    assert buf.remove([9, 0, 42]) == 2
+    assert 9 not in buf.indices() and 0 not in buf.indices() and len(buf) == 6
+    assert buf.new_count == 3 and [f.index for f in buf.take_new(10)] == [6, 7, 8]
+    rng = np.random.default_rng(0)
+    assert {f.index for f in buf.sample(100, rng)} == set(buf.indices())
+    assert buf.counters()["removed"] == 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import cv2
 import numpy as np
 import pytest
@@ -109,3 +111,26 @@ def test_encode_writes_what_the_decoder_and_the_plugin_format_expect() -> None:
         encode_compressed_rgb(rgb, "gif")
     with pytest.raises(ValueError, match="quality must be 1-100"):
         encode_compressed_rgb(rgb, quality=0)
+
+
+def _with_exif_orientation(jpeg: bytes, orientation: int) -> bytes:
+    """Return ``jpeg`` with an APP1 EXIF segment (little-endian TIFF, one Orientation entry) after SOI."""
+    ifd = struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0)
+    body = b"Exif\x00\x00" + b"II*\x00" + struct.pack("<I", 8) + ifd
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + jpeg[2:]
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_exif_orientation_is_ignored_like_camera_drivers_do(orientation) -> None:
+    """Issue 26 (6): OpenCV applied the tag: 3 came out rotated 180 degrees, 6 and 8 were refused."""
+    rgb = _scene(48, 64)
+    plain = _encode(rgb, ".jpg")
+    tagged = _with_exif_orientation(plain, orientation)
+    # the tag is real: OpenCV's default decoding (and any EXIF reader) applies it
+    applied = cv2.imdecode(np.frombuffer(tagged, np.uint8), cv2.IMREAD_COLOR)
+    assert applied.shape[:2] == ((48, 64) if orientation == 3 else (64, 48))
+    assert not np.array_equal(applied, cv2.imdecode(np.frombuffer(plain, np.uint8), cv2.IMREAD_COLOR))
+    out = decode_compressed_rgb("rgb8; jpeg compressed bgr8", tagged)
+    assert out.shape == rgb.shape
+    np.testing.assert_array_equal(out, decode_compressed_rgb("rgb8; jpeg compressed bgr8", plain))
+    assert out[:, :32, 0].mean() > 200 and out[:, 32:, 2].mean() > 200  # red stays left, blue right

@@ -218,12 +218,32 @@ def test_a_round_that_raises_mid_round_is_rolled_back_and_the_next_round_runs(ro
     assert stats["rounds_failed"] == 1 and stats["last_outcome"] == "failed"
     assert not stats["round_in_progress"]
     assert type(error).__name__ in stats["last_error"]
+    assert stats["frames_removed"] == 0  # a fault no frame causes on its own removes none
     assert engine.version == predictor.version == 1
 
     for f in room[12:18]:
         engine.offer(f)
     assert engine.run_round().outcome == "accepted"
     assert engine.version == predictor.version == 2
+
+
+def test_a_stored_frame_that_makes_a_round_fail_is_removed_and_never_drawn_again(room, monkeypatch) -> None:
+    """Issue 26 (2): a frame with an infinite focal failed every later round that drew it."""
+    # Let the frame past the entry check, as a frame with a fault no check knows of would be.
+    monkeypatch.setattr("depth_estimator_ros.adaptation.buffer.check_intrinsics", lambda *args: None)
+    engine = AdaptationEngine(base_model(), config(replay_ratio=4.0), seed=0)
+    inf = dataclasses.replace(room[1].intrinsics, fx=math.inf, fy=math.inf)
+    engine.offer(dataclasses.replace(room[0], intrinsics=inf))
+    for f in room[1:6]:
+        engine.offer(f)
+    assert engine.run_round().outcome == "failed" and "focal" in engine.stats()["last_error"]
+    assert engine.stats()["frames_removed"] == 1 and 0 not in engine.buffer.indices()
+    outcomes = []
+    for start in range(6, 30, 6):
+        for f in room[start : start + 6]:
+            engine.offer(f)
+        outcomes.append(engine.run_round().outcome)
+    assert "failed" not in outcomes and engine.stats()["rounds_failed"] == 1
 
 
 def test_feature_cache_trains_like_the_encoder_path_and_follows_the_buffer(room) -> None:

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from depth_estimator_ros.learning.predictor import Predictor
-from depth_estimator_ros.models import DepthModel, TrainingDefaults, build_model
+from depth_estimator_ros.models import CANONICAL_FOCAL, DepthModel, TrainingDefaults, build_model
 
 SIZE = (64, 64)
 
@@ -71,14 +71,15 @@ def test_predict_batch_matches_single_predictions_at_each_size():
     assert predictor.predict_batch([]) == []
 
 
-def test_upsampling_matches_torch_bilinear_and_masks_after_it():
-    """The host-side upsampling gives torch's bilinear (align_corners=False) result, then masks the range."""
+def test_upsampling_matches_torch_bilinear_of_the_masked_map():
+    """The host-side upsampling gives torch's bilinear (align_corners=False) result of the range-masked map."""
     predictor = Predictor(_RampModel())
     depth = predictor.predict(_image(0, 96, 160))  # 32x32 ramp -> 96x160
     ramp = _RampModel().ramp.detach()
-    reference = torch.nn.functional.interpolate(ramp, size=(96, 160), mode="bilinear", align_corners=False)[0, 0]
+    masked = torch.where((ramp > 0.5) & (ramp < 10.0), ramp, torch.nan)
+    reference = torch.nn.functional.interpolate(masked, size=(96, 160), mode="bilinear", align_corners=False)[0, 0]
     reference = reference.numpy()
-    inside = (reference >= 0.5) & (reference <= 10.0)
+    inside = np.isfinite(reference)
     assert np.array_equal(np.isfinite(depth), inside)
     np.testing.assert_allclose(depth[inside], reference[inside], rtol=1e-5, atol=1e-5)
 
@@ -100,9 +101,37 @@ def test_nan_exactly_outside_range():
     predictor = Predictor(_RampModel())
     depth = predictor.predict(_image(0, 32, 32))  # same size: no resampling of the ramp
     ramp = torch.linspace(-1.0, 20.0, 32).numpy()
-    expected_valid = (ramp >= 0.5) & (ramp <= 10.0)
+    expected_valid = (ramp > 0.5) & (ramp < 10.0)
     assert np.array_equal(np.isfinite(depth[0]), expected_valid)
     np.testing.assert_allclose(depth[0][expected_valid], ramp[expected_valid], rtol=1e-6)
+
+
+@pytest.mark.parametrize("focal_scale", [1e-6, 0.05, 7.0, 1e6])
+def test_depth_the_range_clamp_produced_is_never_valid(focal_scale):
+    """Issue 26 (3): an absurd focal clamped every pixel to min/max depth, published as valid depth."""
+    model = _fast(0)
+    predictor = Predictor(model)
+    rgb = _image(4, 48, 80)
+    depth = predictor.predict(rgb, focal=CANONICAL_FOCAL * focal_scale)
+    valid = np.isfinite(depth)
+    assert ((depth[valid] > model.min_depth) & (depth[valid] < model.max_depth)).all()
+    if focal_scale in (1e-6, 1e6):  # every pixel clamped
+        assert not valid.any()
+    # the same model with the canonical camera: nothing saturates, everything is valid
+    assert np.isfinite(predictor.predict(rgb)).all()
+
+
+def test_outputs_at_the_range_limits_are_nan_also_when_the_model_saturated_itself():
+    """A pixel exactly at min_depth or max_depth (the head's sigmoid saturated) is NaN, one just inside is valid."""
+    model = _RampModel()
+    with torch.no_grad():
+        model.ramp[..., :4] = model.min_depth
+        model.ramp[..., 4:8] = model.min_depth * 1.001
+        model.ramp[..., 8:12] = model.max_depth * 0.999
+        model.ramp[..., 12:] = model.max_depth
+    depth = Predictor(model).predict(_image(0, 32, 32))
+    assert np.isnan(depth[:, :4]).all() and np.isnan(depth[:, 12:]).all()
+    assert np.isfinite(depth[:, 4:12]).all()
 
 
 def test_nan_weights_give_all_nan_not_garbage():

@@ -16,7 +16,10 @@ The buffer has two parts:
 Frames are dropped on entry (``add`` returns False and counts the reason) when
 sub-sampled away, when near-duplicates of the last kept frame (a still camera adds no
 information and would let a round overfit one view), or when their depth has too few
-valid pixels. All methods are thread-safe; the lock is held only for list updates,
+valid pixels, or when their intrinsics fail
+:func:`~depth_estimator_ros.data.frame.check_intrinsics` (the nodes' camera_info check).
+:meth:`ReplayBuffer.remove` takes stored frames out again (the engine removes a frame
+that makes a round fail, so it is never drawn again). All methods are thread-safe; the lock is held only for list updates,
 never during resizing.
 """
 
@@ -31,14 +34,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from depth_estimator_ros.data.frame import Frame
+from depth_estimator_ros.data.frame import Frame, check_intrinsics
 from depth_estimator_ros.learning.losses import valid_mask
 from depth_estimator_ros.learning.transforms import to_tensor_batch
 from depth_estimator_ros.models.base import CANONICAL_FOCAL
 
 __all__ = ["BufferedFrame", "ReplayBuffer", "DROP_REASONS", "prepare_frame", "stack_frames"]
 
-DROP_REASONS: tuple[str, ...] = ("subsampled", "duplicate", "invalid")
+DROP_REASONS: tuple[str, ...] = ("subsampled", "duplicate", "invalid", "invalid_intrinsics")
 """Why ``ReplayBuffer.add`` may refuse a frame."""
 
 
@@ -174,6 +177,7 @@ class ReplayBuffer:
         self._offered = 0
         self._kept = 0
         self._evicted = 0
+        self._removed = 0
         self._pending = 0
         self._dropped = dict.fromkeys(DROP_REASONS, 0)
         self._last_kept_rgb: np.ndarray | None = None
@@ -211,9 +215,10 @@ class ReplayBuffer:
             return len(self._recent) + len(self._reservoir)
 
     def counters(self) -> dict[str, int]:
-        """Return diagnostics: frames offered, kept, evicted, pending and dropped per reason."""
+        """Return diagnostics: frames offered, kept, evicted (ring to reservoir), removed, pending, dropped per reason."""
         with self._lock:
-            out = {"offered": self._offered, "kept": self._kept, "evicted": self._evicted, "pending": self._pending}
+            out = {"offered": self._offered, "kept": self._kept, "evicted": self._evicted, "removed": self._removed,
+                   "pending": self._pending}
             out.update({f"dropped_{k}": v for k, v in self._dropped.items()})
             return out
 
@@ -221,7 +226,8 @@ class ReplayBuffer:
         """Offer one RGB-D frame; return True when it was stored.
 
         Frames are refused (False, counted by reason) when sub-sampled away, a
-        near-duplicate of the last kept frame, or without enough valid depth.
+        near-duplicate of the last kept frame, without enough valid depth, or with
+        implausible intrinsics (``invalid_intrinsics``).
 
         Args:
             frame: a frame with ``depth`` (``(H, W)`` float32 metres, NaN invalid).
@@ -236,6 +242,12 @@ class ReplayBuffer:
                 return False
         if frame.depth is None:
             return self._drop("invalid")
+        k = frame.intrinsics
+        if k is not None:
+            try:
+                check_intrinsics(k.fx, k.fy, k.cx, k.cy, k.width, k.height)
+            except ValueError:
+                return self._drop("invalid_intrinsics")
         stored = prepare_frame(frame, self._size)
         valid = valid_mask(stored.depth.astype(np.float32), *self._depth_range)
         if float(valid.mean()) < max(self._min_valid_fraction, 1e-9):
@@ -308,6 +320,27 @@ class ReplayBuffer:
             return []
         picks = rng.choice(len(pool), size=min(n, len(pool)), replace=False)
         return [pool[int(i)] for i in picks]
+
+    def remove(self, indices: Iterable[int]) -> int:
+        """Take the stored frames with these arrival indices out of the buffer; return how many were held.
+
+        A removed frame is never returned by :meth:`sample` or :meth:`take_new` again
+        (counted as ``removed``).
+        """
+        gone = set(indices)
+        with self._lock:
+            recent = list(self._recent)
+            pending = recent[len(recent) - self._pending :] if self._pending else []
+            self._pending -= sum(f.index in gone for f in pending)
+            kept = [f for f in recent if f.index not in gone]
+            removed = len(recent) - len(kept)
+            self._recent.clear()
+            self._recent.extend(kept)
+            reservoir = [f for f in self._reservoir if f.index not in gone]
+            removed += len(self._reservoir) - len(reservoir)
+            self._reservoir = reservoir
+            self._removed += removed
+            return removed
 
     def indices(self) -> list[int]:
         """Return the arrival indices of all stored frames (recent ring first)."""

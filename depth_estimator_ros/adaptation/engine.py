@@ -20,6 +20,8 @@ trainer's subscription: every frame), are resized once into a bounded
    optimizer state are restored and the rejection is counted with its reason. A round
    that raises (out of memory, a shape or data error) is rolled back the same way and
    counted as ``failed`` with the error as ``last_error``; the next round runs as usual.
+   Each frame of a failed round is then run alone, and the ones that fail on their own
+   are removed from the buffer (``frames_removed``), so they are never drawn again.
 4. drift guard (``base_guard`` > 0): each round also scores the *base* weights on its
    held-out frames. When, summed over the last ``base_guard_rounds`` rounds, the weights
    in force scored more than ``(1 + base_guard)`` times the base's RMSE, the round
@@ -541,9 +543,32 @@ class AdaptationEngine:
                         0 if outcome == "reverted" else len(train),
                     )
                     self._last = result
+            if error:
+                self._remove_failing([*holdout, *train])
             if changed:
                 self._publish(result.version, state, full=outcome == "reverted")
             return result
+
+    def _remove_failing(self, frames: list[BufferedFrame]) -> int:
+        """After a failed round, remove the stored frames that fail on their own; round lock held.
+
+        Each of the round's frames is run alone (forward and loss, no gradient). A frame
+        that raises would fail every round that draws it, so it leaves the buffer. When
+        every frame fails, the fault is not in the frames (the model, the device) and
+        none is removed. Returns how many were removed.
+        """
+        failing = []
+        self._model.eval()
+        for frame in frames:
+            try:
+                with torch.no_grad():
+                    pred, depth = self._predict([frame], cached=False)
+                    model_loss(self._model, pred, depth, valid_mask(depth, *self._range))
+            except Exception:  # the probe looks for exactly the frames that raise
+                failing.append(frame.index)
+        if not failing or len(failing) == len(frames):
+            return 0
+        return self._buffer.remove(failing)
 
     def _drifted(self, cfg: AdaptationConfig, in_force: float, base: float) -> bool:
         """Record this round's (in force, base) held-out RMSE; whether the guard must act."""
@@ -827,6 +852,7 @@ class AdaptationEngine:
             ``last_update_age_s`` (None before the first update), ``buffer_fill``,
             ``buffer_capacity``, ``buffer_nbytes``, ``buffer_capacity_nbytes``,
             ``frames_offered``/``_kept``/``_dropped_<reason>``, ``frames_pending``,
+            ``frames_removed`` (frames that failed a round on their own, taken out),
             ``last_error``.
         """
         counters = self._buffer.counters()
@@ -866,6 +892,7 @@ class AdaptationEngine:
             frames_offered=counters["offered"],
             frames_kept=counters["kept"],
             frames_pending=counters["pending"],
+            frames_removed=counters["removed"],
         )
         out.update({f"frames_{k}": v for k, v in counters.items() if k.startswith("dropped_")})
         return out

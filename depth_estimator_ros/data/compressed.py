@@ -11,6 +11,8 @@ Bad payloads raise :class:`~depth_estimator_ros.data.image_encoding.ImageDecodeE
 with the reason, like raw images: an unknown container, a truncated file (JPEG without
 its end marker, PNG without its ``IEND`` chunk), an image larger than ``max_pixels``
 (refused from the header, before anything is decompressed), or data the decoder rejects.
+An EXIF orientation tag is ignored, as camera drivers and image_transport ignore it: the
+pixels come out in the order they are stored.
 
 :func:`encode_compressed_rgb` writes such a payload, as the plugin does (OpenCV, BGR order,
 JPEG quality 95 by default), for bags and tests.
@@ -116,7 +118,10 @@ def decode_compressed_rgb(fmt: str, data: Any, *, max_pixels: int | None = None)
         raise ImageDecodeError("truncated JPEG: no end-of-image marker", "corrupt_compressed")
     if kind == "png" and not data.endswith(_PNG_END):
         raise ImageDecodeError("truncated PNG: no IEND chunk at the end", "corrupt_compressed")
-    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    # Camera drivers and image_transport ignore EXIF: the pixels are in the order the header
+    # stamps them, and rotating them (OpenCV applies the orientation tag by default) would
+    # give depth under the original header the wrong geometry, or a size the header denies.
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if bgr is None:
         raise ImageDecodeError(f"corrupt {kind.upper()}: the decoder rejected the data", "corrupt_compressed")
     if bgr.shape[:2] != (height, width):

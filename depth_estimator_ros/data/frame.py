@@ -2,11 +2,66 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Intrinsics", "Frame"]
+__all__ = ["Intrinsics", "Frame", "MIN_FOV_DEG", "MAX_FOV_DEG", "MAX_PIXEL_ASPECT", "MIN_CALIBRATED_SIDE",
+           "MAX_CALIBRATED_SIDE", "check_intrinsics"]
+
+#: Narrowest and widest horizontal field of view a calibration may describe, degrees:
+#: ``fx`` in ``[width / (2 tan 85 deg), width / (2 tan 5 deg)]`` = ``[0.0437, 5.72] x width``.
+#: Beyond them lie telescopes and fisheyes this pinhole model does not describe, or a broken driver.
+MIN_FOV_DEG = 10.0
+MAX_FOV_DEG = 170.0
+#: Largest ``fy / fx`` (and ``fx / fy``): square pixels give 1; anamorphic optics stay well inside 2.
+MAX_PIXEL_ASPECT = 2.0
+#: Smallest and largest image side, pixels, a calibration may be for (the largest keeps
+#: ``fx * fy`` far from overflowing; the fuzz tests found 1e307-pixel sides).
+MIN_CALIBRATED_SIDE = 16
+MAX_CALIBRATED_SIDE = 65536
+
+
+def check_intrinsics(fx: float, fy: float, cx: float, cy: float, width: int, height: int) -> "Intrinsics":
+    """Return the :class:`Intrinsics` of a calibration when they are plausible, else raise with the reason.
+
+    Plausible: every number finite; ``width`` and ``height`` whole numbers of
+    :data:`MIN_CALIBRATED_SIDE` to :data:`MAX_CALIBRATED_SIDE` pixels; a horizontal field of view ``2 atan(width / (2 fx))``
+    between :data:`MIN_FOV_DEG` and :data:`MAX_FOV_DEG`; ``fy / fx`` within
+    ``[1 / MAX_PIXEL_ASPECT, MAX_PIXEL_ASPECT]``; the principal point inside the image
+    (``cx`` in ``[-0.5, width - 0.5]``, ``cy`` in ``[-0.5, height - 0.5]``, pixel-centre
+    convention). The one check both nodes and the replay buffer use.
+
+    Args:
+        fx, fy: focal lengths, pixels.
+        cx, cy: principal point, pixels.
+        width, height: the image size the calibration is for, pixels.
+
+    Raises:
+        ValueError: the first check that fails, with the allowed range.
+    """
+    try:
+        numbers = [float(v) for v in (fx, fy, cx, cy, width, height)]
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f"intrinsics must be numbers, got {(fx, fy, cx, cy, width, height)!r}") from exc
+    fx, fy, cx, cy, w, h = numbers
+    if not all(math.isfinite(v) for v in numbers):
+        raise ValueError(f"intrinsics must be finite, got fx={fx} fy={fy} cx={cx} cy={cy} size={w}x{h}")
+    if w != int(w) or h != int(h) or min(w, h) < MIN_CALIBRATED_SIDE or max(w, h) > MAX_CALIBRATED_SIDE:
+        raise ValueError(f"calibrated image size must be whole pixels, {MIN_CALIBRATED_SIDE}-{MAX_CALIBRATED_SIDE} "
+                         f"per side, got {w:g}x{h:g}")
+    low = w / (2.0 * math.tan(math.radians(MAX_FOV_DEG) / 2.0))
+    high = w / (2.0 * math.tan(math.radians(MIN_FOV_DEG) / 2.0))
+    if not low <= fx <= high:
+        raise ValueError(f"fx must give a horizontal field of view of {MIN_FOV_DEG:g}-{MAX_FOV_DEG:g} degrees: "
+                         f"{low:.4g}-{high:.4g} px at width {w:g}, got {fx:g}")
+    if not 1.0 / MAX_PIXEL_ASPECT <= fy / fx <= MAX_PIXEL_ASPECT:
+        raise ValueError(f"fy / fx must be within {1 / MAX_PIXEL_ASPECT:g}-{MAX_PIXEL_ASPECT:g}, "
+                         f"got fx={fx:g} fy={fy:g}")
+    if not (-0.5 <= cx <= w - 0.5 and -0.5 <= cy <= h - 0.5):
+        raise ValueError(f"principal point must lie inside the {w:g}x{h:g} image, got ({cx:g}, {cy:g})")
+    return Intrinsics(fx=fx, fy=fy, cx=cx, cy=cy, width=int(w), height=int(h))
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,11 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 
 __all__ = ["Predictor"]
 
-#: Relative tolerance at the range limits under AMP, where float16 rounds a clamped
-#: ``max_depth`` a hair outside the range; such values are clamped, not dropped.
+#: Relative distance from ``min_depth`` / ``max_depth`` within which an output counts as
+#: produced by the range clamp (NaN, never valid depth): float32 rounds a clamped value
+#: (``bound_depth``'s straight-through form, ``exp`` in the fast head) by about 1e-7.
+_RANGE_TOL = 1e-5
+#: The same under AMP, where float16 rounds a clamped value by up to 1e-3.
 _AMP_RANGE_TOL = 2e-3
 
 
@@ -167,8 +170,9 @@ class Predictor:
                 (``Intrinsics.normalized_focal``); ``None`` = the canonical camera.
 
         Returns:
-            ``(H, W)`` float32 metres, NaN where the prediction is not finite or
-            outside ``[min_depth, max_depth]``.
+            ``(H, W)`` float32 metres, NaN where the prediction is not finite or not
+            strictly inside ``(min_depth, max_depth)`` (the range clamp's values; see
+            :meth:`_finish`) and where it is interpolated from such a pixel.
         """
         return self.predict_versioned(rgb, focal=focal)[0]
 
@@ -339,25 +343,26 @@ class Predictor:
             return self._model(rgb, focal)
 
     def _finish(self, depth: Tensor, size: tuple[int, int]) -> np.ndarray:
-        """Bring one ``(h, w)`` prediction to the host, upsample it to ``size``, mask the range.
+        """Bring one ``(h, w)`` prediction to the host, mask what the range clamp decided, upsample to ``size``.
+
+        A pixel is valid only strictly inside the model's range: at ``min_depth`` or
+        ``max_depth`` (within :data:`_RANGE_TOL`, or :data:`_AMP_RANGE_TOL` under AMP) the
+        output clamp or a saturated output layer produced the value, not the image, and
+        it is NaN, as are non-finite values. The mask is applied at the model's
+        resolution, so the bilinear upsampling spreads NaN to every pixel interpolated
+        from a masked one: no published value is a blend with a clamped one.
 
         The small map is copied to the host before upsampling (a 72x96 map is 27 KB, the
         640x480 result 1.2 MB), and OpenCV's bilinear resize (pixel centres as
-        ``F.interpolate(..., align_corners=False)``) plus an in-place numpy mask cost a
-        quarter of torch's CPU upsampling and ``torch.where``.
+        ``F.interpolate(..., align_corners=False)``, NaN spreading alike) costs a quarter
+        of torch's CPU upsampling.
         """
-        out = depth.float().cpu().numpy()
+        small = depth.float().cpu().numpy()
+        tol = _AMP_RANGE_TOL if self.amp else _RANGE_TOL
+        with np.errstate(invalid="ignore"):
+            inside = (small > self.min_depth * (1 + tol)) & (small < self.max_depth * (1 - tol))
+        out = np.where(inside, small, np.float32(np.nan))
         height, width = size
         if out.shape != (height, width):
             out = cv2.resize(out, (width, height), interpolation=cv2.INTER_LINEAR)
-        elif not out.flags.writeable or not out.flags.c_contiguous:
-            out = np.array(out)  # a writable, contiguous copy for the in-place mask
-        lo, hi = self.min_depth, self.max_depth
-        if self.amp:  # float16 rounds a clamped max_depth a hair outside the range: clamp, don't drop
-            inside = (out >= lo * (1 - _AMP_RANGE_TOL)) & (out <= hi * (1 + _AMP_RANGE_TOL))
-            np.clip(out, lo, hi, out=out)
-        else:
-            with np.errstate(invalid="ignore"):
-                inside = (out >= lo) & (out <= hi)
-        out[~inside] = np.nan
         return out

@@ -40,7 +40,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from depth_estimator_ros.data.compressed import decode_compressed_rgb
-from depth_estimator_ros.data.frame import Intrinsics
+from depth_estimator_ros.data.frame import Intrinsics, check_intrinsics
 from depth_estimator_ros.data.image_encoding import (
     DEPTH_ENCODINGS,
     IMAGE_ENCODINGS,
@@ -255,15 +255,26 @@ def depth_to_image(depth_m: np.ndarray, header: Header, encoding: str = "32FC1")
 
 
 def camera_info_intrinsics(info: CameraInfo | None) -> Intrinsics | None:
-    """Return the pinhole intrinsics of a CameraInfo, or ``None`` when it has none usable.
+    """Return the checked pinhole intrinsics of a CameraInfo, or ``None`` for an uncalibrated camera.
 
-    A CameraInfo with a zero size or a non-positive focal length (an uncalibrated camera
-    driver publishes ``K`` all zeros) counts as none.
+    ``None`` for no message and for ``K[0] == 0`` (CameraInfo's convention for an
+    uncalibrated camera: a driver without calibration publishes ``K`` all zeros). Any
+    other message must pass :func:`~depth_estimator_ros.data.frame.check_intrinsics`
+    (finite, field of view 10-170 degrees, ``fy / fx`` within 0.5-2, principal point
+    inside the image, sides 16-65536 px), and its ``D``, ``R`` and ``P`` must be finite
+    (they are passed on in ``depth/camera_info``).
+
+    Raises:
+        ValueError: implausible or non-finite calibration; the reason names the check.
     """
-    if info is None or info.width == 0 or info.height == 0 or not (info.k[0] > 0 and info.k[4] > 0):
+    if info is None or info.k[0] == 0.0:
         return None
-    return Intrinsics(fx=float(info.k[0]), fy=float(info.k[4]), cx=float(info.k[2]), cy=float(info.k[5]),
-                      width=int(info.width), height=int(info.height))
+    intrinsics = check_intrinsics(info.k[0], info.k[4], info.k[2], info.k[5], info.width, info.height)
+    for name in ("d", "r", "p"):
+        values = np.asarray(getattr(info, name), dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise ValueError(f"camera_info {name.upper()} must be finite, got {values.tolist()[:12]}")
+    return intrinsics
 
 
 def depth_camera_info(

@@ -9,7 +9,12 @@ Subscribed topics
     (sensor_msgs/CompressedImage, JPEG or PNG as image_transport's ``compressed``
     plugin publishes it; the topic is ``image`` as remapped, plus ``/compressed``),
     decoded in the inference thread like a raw image.
-    ``camera_info`` (sensor_msgs/CameraInfo): intrinsics for ``depth/points``.
+    ``camera_info`` (sensor_msgs/CameraInfo): intrinsics for the metric scale and
+    ``depth/points``, checked on arrival (``codec.camera_info_intrinsics``: finite,
+    horizontal field of view 10-170 degrees, ``fy / fx`` 0.5-2, principal point inside
+    the image, sides 16-65536 px); an implausible one is dropped and counted
+    (``camera_info_invalid``), the last accepted one staying in force. ``K[0] == 0``
+    (uncalibrated) means the canonical camera.
     ``weights`` (std_msgs/UInt8MultiArray, reliable, transient-local): weight
     payloads of the online trainer (``adaptation.export_payload``), applied
     between two frames; a late or restarted estimator gets the latest at once.
@@ -398,8 +403,18 @@ class DepthEstimatorNode(Node):
         release_memory()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        """Take a checked calibration (``codec.camera_info_intrinsics``); refuse an implausible one.
+
+        A refused camera_info is counted (``dropped_camera_info_invalid``) and logged
+        throttled; the last accepted one (or the canonical camera) stays in force.
+        """
+        try:
+            intrinsics = codec.camera_info_intrinsics(msg)
+        except ValueError as exc:
+            self._drops.report(self.get_logger(), "camera_info_invalid",
+                               f"{exc}; the previous calibration stays in force", "a camera_info")
+            return
         self._camera_info = msg
-        intrinsics = codec.camera_info_intrinsics(msg)
         focal = None if intrinsics is None else intrinsics.normalized_focal
         if focal != self._focal:
             self.get_logger().info(
@@ -497,7 +512,7 @@ class DepthEstimatorNode(Node):
         if stats["frames_in"] == 0:
             level, message = DiagnosticStatus.WARN, "no images received"
         elif bad:
-            level, message = DiagnosticStatus.WARN, f"{bad} bad images dropped"
+            level, message = DiagnosticStatus.WARN, f"{bad} bad inputs dropped"
         else:
             level, message = DiagnosticStatus.OK, f"{stats['output_rate_hz']:.1f} Hz"
         name = f"{self.get_name()}: depth estimation"

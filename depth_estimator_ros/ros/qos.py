@@ -11,6 +11,10 @@
   subscription once it refused an oversized payload (``estimator_node``).
 - :data:`DIAGNOSTICS_QOS` for ``/diagnostics``, predicted depth and the numeric
   topics: rclpy's default (reliable, volatile, keep-last 10).
+- :data:`SERVICE_QOS` for the trainer's ``~/save`` and ``~/reset`` servers: reliable,
+  keep-last 1000. rclpy's default request queue keeps the last 10 requests, so of a
+  burst that arrives while the single executor thread is busy only about 10 were
+  answered and the rest never; every request in the queue is answered, in order.
 - :data:`PLAYBACK_QOS` for the bag player: reliable and transient-local, the
   strongest offer, so every subscriber matches whatever it requests (best effort
   or reliable, volatile or transient-local); volatile subscribers never receive
@@ -25,7 +29,8 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from depth_estimator_ros import parameters
 
 __all__ = [
-    "IMAGE_RELIABILITY", "SENSOR_QOS", "WEIGHTS_QOS", "WEIGHTS_LIVE_QOS", "DIAGNOSTICS_QOS", "PLAYBACK_QOS", "image_qos",
+    "IMAGE_RELIABILITY", "SENSOR_QOS", "WEIGHTS_QOS", "WEIGHTS_LIVE_QOS", "DIAGNOSTICS_QOS", "SERVICE_QOS",
+    "PLAYBACK_QOS", "image_qos",
 ]
 
 #: Values of the nodes' ``image_reliability`` parameter.
@@ -80,6 +85,14 @@ WEIGHTS_LIVE_QOS = QoSProfile(
 DIAGNOSTICS_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
     depth=10,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+
+#: Service servers: reliable, volatile, keep-last 1000 requests (rclpy's default keeps 10).
+SERVICE_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1000,
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.VOLATILE,
 )

@@ -10,7 +10,9 @@ Subscribed topics
     32FC1 metres (NaN, inf, 0 and negative invalid), the same size as ``image``;
     sensor-data QoS. RGB and depth are paired by stamp, nearest within
     ``sync_tolerance`` seconds (the two cameras are not triggered together).
-    ``camera_info`` (sensor_msgs/CameraInfo): intrinsics kept with the frames.
+    ``camera_info`` (sensor_msgs/CameraInfo): intrinsics kept with the frames, checked on
+    arrival as the estimator checks them; an implausible one is dropped and counted
+    (``camera_info_invalid``), the last accepted one staying in force.
 
 Published topics
     ``weights`` (std_msgs/UInt8MultiArray, reliable, transient-local, keep-last 1):
@@ -26,7 +28,8 @@ Published topics
     ``adapted, not remembered``), ``rooms``, ``rounds_switched``, ``room_memory_dir``
     and ``room_memory_error`` (why the last save failed; the status is WARN then).
 
-Services
+Services (request queue of 1000, ``qos.SERVICE_QOS``: a burst of calls is answered in
+order, each one; rclpy's default queue of 10 lost the rest)
     ``~/reset`` (std_srvs/Trigger): back to the base weights (published as a new version).
     ``~/save`` (std_srvs/Trigger): write the weights in force to a checkpoint in
     ``checkpoint_dir``, atomically; answers ``success=false`` with the reason when
@@ -94,7 +97,7 @@ from depth_estimator_ros import models, parameters
 from depth_estimator_ros.adaptation import AdaptationConfig, AdaptationEngine
 from depth_estimator_ros.adaptation.config import config_fields
 from depth_estimator_ros.adaptation.room_folder import RoomFolder
-from depth_estimator_ros.data.frame import Frame
+from depth_estimator_ros.data.frame import Frame, Intrinsics
 from depth_estimator_ros.learning.device import resolve_device
 from depth_estimator_ros.ros import codec
 from depth_estimator_ros.ros.diagnostics import (
@@ -118,11 +121,12 @@ from depth_estimator_ros.ros.params import (
 from depth_estimator_ros.ros.qos import (
     DIAGNOSTICS_QOS,
     SENSOR_QOS,
+    SERVICE_QOS,
     WEIGHTS_QOS,
     image_qos,
 )
 
-__all__ = ["OnlineTrainerNode", "parameter_descriptors", "DEFAULT_CHECKPOINT_DIR", "main"]
+__all__ = ["OnlineTrainerNode", "parameter_descriptors", "checkpoint_dir_problem", "DEFAULT_CHECKPOINT_DIR", "main"]
 
 NODE_NAME = parameters.TRAINER
 
@@ -149,6 +153,24 @@ def load_base_frames(spec: str) -> list[Frame]:
         return [frame for frame in open_source(spec) if frame.depth is not None]
     except (OSError, ValueError) as exc:
         raise ValueError(f"base_data {spec!r}: {exc}") from exc
+
+
+def checkpoint_dir_problem(directory: str) -> str:
+    """Return why ``directory`` cannot be ``checkpoint_dir``, or ``""`` (empty = the default).
+
+    Asking the file system can itself fail (a name over 255 bytes, a NUL byte, a path
+    through a file or a directory without permission): that is a refusal with the
+    reason too, so a set-parameters request is always answered.
+    """
+    if not directory:
+        return ""
+    try:
+        path = Path(directory).expanduser()
+        if path.exists() and not path.is_dir():
+            return f"checkpoint_dir {directory!r} exists and is not a directory"
+    except (OSError, ValueError, RuntimeError) as exc:  # RuntimeError: "~user" that cannot be expanded
+        return f"checkpoint_dir {directory!r} cannot be used: {exc}"
+    return ""
 
 
 def _stamp(msg: Image | CompressedImage) -> float:
@@ -198,7 +220,8 @@ class OnlineTrainerNode(Node):
         self._time_resets = 0
         self._reverts_logged = 0
         self._pair_rate = RateMeter()
-        self._camera_info: CameraInfo | None = None
+        # the last accepted camera_info's intrinsics; None = the canonical camera
+        self._intrinsics: Intrinsics | None = None
         self._save_lock = threading.Lock()
         self._room_folder = self._open_room_memory(values["room_memory_dir"], values["room_save_period"])
 
@@ -221,12 +244,13 @@ class OnlineTrainerNode(Node):
         self.create_subscription(self._rgb.msg_type, image_topic, self._on_image, image_qos_profile)
         self.create_subscription(Image, "depth", self._on_depth, image_qos_profile)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, SENSOR_QOS)
-        self.create_service(Trigger, "~/reset", self._on_reset)
-        self.create_service(Trigger, "~/save", self._on_save)
-        self.create_service(Trigger, "~/rooms/list", self._on_rooms_list)
-        self.create_service(Trigger, "~/rooms/save", self._on_rooms_save)
-        self.create_service(Trigger, "~/rooms/forget", self._on_rooms_forget)
-        self.create_service(Trigger, "~/rooms/forget_active", self._on_rooms_forget_active)
+        # every service keeps a deep request queue: a burst of calls is answered in order (qos.SERVICE_QOS)
+        for name, callback in (
+            ("~/reset", self._on_reset), ("~/save", self._on_save), ("~/rooms/list", self._on_rooms_list),
+            ("~/rooms/save", self._on_rooms_save), ("~/rooms/forget", self._on_rooms_forget),
+            ("~/rooms/forget_active", self._on_rooms_forget_active),
+        ):
+            self.create_service(Trigger, name, callback, qos_profile=SERVICE_QOS)
         self.create_timer(values["diagnostics_period"], self._publish_status)
         self._engine.start()
         if self._room_folder is not None:
@@ -317,7 +341,11 @@ class OnlineTrainerNode(Node):
 
     # ------------------------------------------------------------------ inputs
     def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
+        """Keep a checked calibration for the next frames; refuse an implausible one (estimator's rule)."""
+        try:
+            self._intrinsics = codec.camera_info_intrinsics(msg)
+        except ValueError as exc:
+            self._drop("camera_info_invalid", f"{exc}; the previous calibration stays in force")
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         if self._check_stamp("image", msg):
@@ -383,7 +411,7 @@ class OnlineTrainerNode(Node):
             self._drop("depth_all_invalid", f"depth stamped {_stamp(depth_msg):.6f} has no valid pixel")
             return None
         return Frame(
-            rgb=rgb, depth=depth, stamp=_stamp(rgb_msg), intrinsics=codec.camera_info_intrinsics(self._camera_info),
+            rgb=rgb, depth=depth, stamp=_stamp(rgb_msg), intrinsics=self._intrinsics,
             name=rgb_msg.header.frame_id,
         )
 
@@ -441,7 +469,7 @@ class OnlineTrainerNode(Node):
     def _on_save(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         try:
             path = self.save_checkpoint()
-        except (OSError, ValueError, TypeError) as exc:
+        except (OSError, ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: "~user" not expandable
             response.success = False
             response.message = f"checkpoint not saved: {exc}"
             self.get_logger().error(response.message)
@@ -543,12 +571,8 @@ class OnlineTrainerNode(Node):
             self._engine.config.replace(**config_fields(changes))
         except ValueError as exc:
             return refuse(str(exc))
-        directory = changes.get("checkpoint_dir")
-        if directory:
-            path = Path(directory).expanduser()
-            if path.exists() and not path.is_dir():
-                return refuse(f"checkpoint_dir {directory!r} exists and is not a directory")
-        return accept()
+        problem = checkpoint_dir_problem(changes.get("checkpoint_dir", ""))
+        return refuse(problem) if problem else accept()
 
     def _on_parameters_set(self, params: list[Parameter]) -> None:
         """Apply accepted live changes."""
