@@ -82,7 +82,8 @@ RGB_TRANSPORTS: tuple[str, ...] = ("raw", "compressed")
 DEPTH_OUTPUT_ENCODINGS: tuple[str, ...] = ("32FC1", "16UC1")
 #: The nodes' relative input topics -> a Kinect (openni/freenect) driver's topics: the
 #: default remaps of ``live`` and ``live.launch.py`` (``depth`` is the trainer's sensor
-#: input) and the topics bags are written and read with (``data.rosbag``).
+#: input; the estimator's ``sensor_depth`` is remapped to the same topic) and the topics
+#: bags are written and read with (``data.rosbag``).
 KINECT_TOPICS: dict[str, str] = {
     "image": "/camera/rgb/image_color",
     "depth": "/camera/depth_registered/image_raw",
@@ -257,6 +258,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
        low=0.0, high=1000.0, unit="m"),
     _P("max_payload_bytes", "int", 0, _E, "weight payloads larger than this are refused before they are parsed; "
        "0 = 1.1 x a full payload of the model + 1 MiB", live=True, low=0, high=2**31 - 1),
+    _P("publish_filled", "bool", True, _E, "subscribe to sensor_depth (registered sensor depth) and publish "
+       "depth/filled and depth/filled_mask, computed only while subscribed"),
+    _P("filled_sync_tolerance", "double", 0.02, _E, "largest stamp difference between a colour frame and the "
+       "sensor depth depth/filled is made from, seconds", live=True, low=1e-6, high=1.0, unit="s"),
     # -- online_trainer: the node's own
     _P("adaptation_enabled", "bool", True, _T, "run training rounds (frames are still buffered when false)",
        live=True, field="enabled"),

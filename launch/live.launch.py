@@ -18,7 +18,9 @@ in the ``live`` process, one model copy; ``separate``: ``depth_estimator`` and
 ``online_trainer`` processes talking over the ``weights`` topic), namespace.
 
 Predicted depth is published on ``<namespace>/depth`` (and ``depth/colored``,
-``depth/points``); the RViz config shows the default (empty) namespace.
+``depth/points``), the sensor depth with its holes filled by the prediction on
+``depth/filled`` (and ``depth/filled_mask``; the estimator's ``sensor_depth`` is
+remapped to ``depth_topic``); the RViz config shows the default (empty) namespace.
 """
 
 import atexit
@@ -113,6 +115,8 @@ def _nodes(context: LaunchContext) -> list:
     if adapt:
         trainer_overrides["adaptation_enabled"] = _is_true(adapt, "adapt")
     camera = [("image", image), ("camera_info", camera_info)]
+    # the estimator's sensor input for depth/filled: the same sensor depth the trainer learns from
+    sensor_depth = [("sensor_depth", depth)]
 
     def parameters(per_node: dict) -> list:
         if not any(per_node.values()):
@@ -128,7 +132,7 @@ def _nodes(context: LaunchContext) -> list:
                 executable="live",
                 namespace=namespace,
                 parameters=parameters({"depth_estimator": overrides, "online_trainer": trainer_overrides}),
-                remappings=camera + [("online_trainer:depth", depth)],
+                remappings=camera + sensor_depth + [("online_trainer:depth", depth)],
                 output="screen",
                 emulate_tty=True,
             )
@@ -139,7 +143,7 @@ def _nodes(context: LaunchContext) -> list:
             executable="depth_estimator",
             namespace=namespace,
             parameters=parameters({"depth_estimator": overrides}),
-            remappings=camera,
+            remappings=camera + sensor_depth,
             output="screen",
             emulate_tty=True,
         ),
@@ -164,7 +168,8 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument(
                 "depth_topic",
                 default_value=DEFAULT_DEPTH_TOPIC,
-                description="sensor depth topic (16UC1 mm or 32FC1 m) the trainer learns from",
+                description="sensor depth topic (16UC1 mm or 32FC1 m, registered to the RGB camera) the trainer "
+                "learns from and depth/filled is filled from",
             ),
             DeclareLaunchArgument(
                 "camera_info_topic", default_value=DEFAULT_CAMERA_INFO_TOPIC, description="RGB camera_info topic"

@@ -213,3 +213,16 @@ def test_rgb_transport_selects_message_type_topic_suffix_and_decoder():
     assert set(codec.RGB_TRANSPORTS) == {"raw", "compressed"}
     with pytest.raises(ValueError, match="rgb_transport must be one of raw, compressed, got 'theora'"):
         codec.rgb_transport("theora")
+
+
+def test_mono8_to_image_stores_the_mask_as_is_and_decodes_back_grey():
+    mask = np.array([[0, 128, 255], [255, 0, 128]], np.uint8)
+    msg = codec.mono8_to_image(mask[:, ::-1], HEADER)  # a strided view is made contiguous
+    assert (msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian) == ("mono8", 2, 3, 3, 0)
+    assert msg.header == HEADER
+    np.testing.assert_array_equal(np.frombuffer(bytes(msg.data), np.uint8).reshape(2, 3), mask[:, ::-1])
+    np.testing.assert_array_equal(image_to_rgb(msg)[..., 0], mask[:, ::-1])
+    with pytest.raises(TypeError, match="uint8"):
+        codec.mono8_to_image(mask.astype(np.float32), HEADER)
+    with pytest.raises(ValueError, match=r"\(H, W\)"):
+        codec.mono8_to_image(np.zeros((2, 3, 1), np.uint8), HEADER)

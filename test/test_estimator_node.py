@@ -658,3 +658,137 @@ def test_oversized_payload_is_refused_before_it_is_parsed_and_memory_is_released
         assert node.stats()["weights_rejected"] == 1 + node.stats().get("weights_rejected_stale", 0)
         refused = node.set_parameters([Parameter("max_payload_bytes", value=-1)])[0]
         assert not refused.successful
+
+
+# ------------------------------------------------------------------ depth/filled
+
+
+def _sensor_depth(stamp: float, shape: tuple[int, int] = (H, W), encoding: str = "32FC1") -> Image:
+    """A registered sensor depth with holes: a 1-3 m ramp, a missing block and an unmeasured left border."""
+    height, width = shape
+    depth = np.repeat(np.linspace(1.0, 3.0, width, dtype=np.float32)[None], height, axis=0)
+    depth[height // 4: height // 2, width // 4: width // 2] = np.nan  # glass, a black surface
+    depth[:, :3] = 0.0  # the shadow beside an edge (0 = invalid in both encodings)
+    return codec.depth_to_image(depth, _header(stamp), encoding)
+
+
+def _filled_topics(probe) -> tuple[MessageCollector, MessageCollector]:
+    return MessageCollector(probe, Image, "depth/filled"), MessageCollector(probe, Image, "depth/filled_mask")
+
+
+def _wait_filled_matched(node, sensor_pub) -> None:
+    wait_for(lambda: node._filled_pub.get_subscription_count() > 0 and node._filled_mask_pub.get_subscription_count()
+             > 0 and sensor_pub.get_subscription_count() > 0, TIMEOUT, what="depth/filled subscribers and sensor_depth")
+
+
+def _send_sensor(node, sensor_pub, msg: Image) -> None:
+    """Publish a sensor depth and wait until the estimator holds it (then a frame can pair with it)."""
+    before = node.stats()["sensor_depth_in"]
+    sensor_pub.publish(msg)
+    wait_for(lambda: node.stats()["sensor_depth_in"] == before + 1, TIMEOUT, what="the sensor depth to arrive")
+
+
+@pytest.mark.parametrize(("shape", "encoding"), [((H, W), "32FC1"), ((H // 2, W // 2), "16UC1")],
+                         ids=["same-size-32FC1", "half-size-16UC1"])
+def test_filled_depth_keeps_measured_pixels_fills_the_holes_and_marks_them(checkpoint, shape, encoding):
+    with running_estimator(checkpoint) as (_, node, probe):
+        pub = probe.create_publisher(Image, "image", 10)
+        sensor_pub = probe.create_publisher(Image, "sensor_depth", 10)
+        depth = MessageCollector(probe, Image, "depth")
+        filled_topic, mask_topic = _filled_topics(probe)
+        _wait_filled_matched(node, sensor_pub)
+        sensor_msg = _sensor_depth(20.0, shape, encoding)
+        _send_sensor(node, sensor_pub, sensor_msg)
+        rgb_msg = _image(_rgb(11), 20.0)
+        _send_and_wait(pub, depth, rgb_msg)
+        out = filled_topic.wait_for_count(1, TIMEOUT)[0]
+        mask_msg = mask_topic.wait_for_count(1, TIMEOUT)[0]
+        assert node.stats()["frames_filled"] == 1
+    height, width = shape
+    assert out.header == rgb_msg.header and mask_msg.header == rgb_msg.header
+    assert (out.encoding, out.height, out.width, out.step) == ("32FC1", height, width, 4 * width)
+    assert (mask_msg.encoding, mask_msg.height, mask_msg.width) == ("mono8", height, width)
+    values = np.frombuffer(bytes(out.data), "<f4").reshape(height, width)
+    sensor = codec.image_to_depth(sensor_msg)  # the node's own decoder: 16UC1 mm -> float32 m
+    measured = np.isfinite(sensor)
+    assert 0 < measured.sum() < measured.size
+    np.testing.assert_array_equal(values[measured].view(np.uint32), sensor[measured].view(np.uint32))
+    assert np.isfinite(values[~measured]).all() and (values[~measured] > 0).all()
+    mask = np.frombuffer(bytes(mask_msg.data), np.uint8).reshape(height, width)
+    np.testing.assert_array_equal(mask, np.where(measured, 255, 128))
+
+
+def test_filled_depth_only_while_subscribed_and_only_for_frames_with_a_sensor_depth_near_in_time(checkpoint):
+    with running_estimator(checkpoint, filled_sync_tolerance=0.05) as (_, node, probe):
+        pub = probe.create_publisher(Image, "image", 10)
+        sensor_pub = probe.create_publisher(Image, "sensor_depth", 10)
+        depth = MessageCollector(probe, Image, "depth")
+        wait_for(lambda: sensor_pub.get_subscription_count() > 0, TIMEOUT, what="sensor_depth subscription")
+        _send_sensor(node, sensor_pub, _sensor_depth(30.0))
+        _send_and_wait(pub, depth, _image(_rgb(1), 30.0))  # paired, but nobody subscribes: nothing computed
+        filled_topic, _ = _filled_topics(probe)
+        wait_for(lambda: node._filled_pub.get_subscription_count() > 0, TIMEOUT, what="a depth/filled subscriber")
+        _send_and_wait(pub, depth, _image(_rgb(2), 30.5))  # 0.5 s from the only sensor depth: depth, no filled
+        wait_for(lambda: node.stats()["filled_unpaired"] == 1, TIMEOUT, what="the unpaired frame to be counted")
+        _send_sensor(node, sensor_pub, _sensor_depth(30.53))
+        _send_and_wait(pub, depth, _image(_rgb(3), 30.5 + 0.02))  # 10 ms from it: within 0.05 s
+        first = filled_topic.wait_for_count(1, TIMEOUT)[0]
+        assert node.set_parameters([Parameter("filled_sync_tolerance", value=0.001)])[0].successful
+        _send_and_wait(pub, depth, _image(_rgb(4), 30.54))  # 10 ms: beyond the new tolerance
+        wait_for(lambda: node.stats()["filled_unpaired"] == 2, TIMEOUT, what="the second unpaired frame")
+        stats = node.stats()
+    # the frames before the paired one gave no filled output (reliable, in order: it would come first)
+    assert len(filled_topic) == 1 and _stamp(first.header) == pytest.approx(30.52, abs=1e-9)
+    assert (stats["frames_processed"], stats["frames_filled"], stats["filled_unpaired"]) == (4, 1, 2)
+    assert stats["sensor_depth_in"] == 2 and stats["fill_mean_s"] > 0
+
+
+def test_publish_filled_false_subscribes_to_no_sensor_depth_and_publishes_no_filled(checkpoint):
+    with running_estimator(checkpoint, publish_filled=False) as (_, node, probe):
+        pub = probe.create_publisher(Image, "image", 10)
+        sensor_pub = probe.create_publisher(Image, "sensor_depth", 10)
+        depth = MessageCollector(probe, Image, "depth")
+        filled_topic, _ = _filled_topics(probe)
+
+        def own(kind):
+            return {name for name, _ in kind(node.get_name(), node.get_namespace())}
+
+        wait_for(lambda: "/image" in own(node.get_subscriber_names_and_types_by_node), TIMEOUT, what="/image")
+        assert "/sensor_depth" not in own(node.get_subscriber_names_and_types_by_node)
+        assert not {"/depth/filled", "/depth/filled_mask"} & own(node.get_publisher_names_and_types_by_node)
+        sensor_pub.publish(_sensor_depth(50.0))
+        _send_and_wait(pub, depth, _image(_rgb(5), 50.0))
+        stats = node.stats()
+        assert node.get_parameter("publish_filled").value is False
+        refused = node.set_parameters([Parameter("publish_filled", value=True)])[0]
+        assert not refused.successful and "read-only" in refused.reason
+    assert (stats["sensor_depth_in"], stats["frames_filled"], stats["filled_unpaired"], len(filled_topic)) == (0, 0, 0, 0)
+
+
+def test_malformed_sensor_depth_is_dropped_counted_and_depth_keeps_flowing(checkpoint):
+    good = _sensor_depth(0.0)
+    cases = [("sensor_depth_bad_data_length", dict(data=bytes(good.data)[: len(good.data) // 2])),
+             ("sensor_depth_bad_encoding", dict(encoding="rgb8", step=3 * W)),
+             ("sensor_depth_aspect_mismatch", dict(height=W, data=bytes(good.data) + bytes(good.data)[: 16 * 4 * W]))]
+    with running_estimator(checkpoint) as (_, node, probe):
+        pub = probe.create_publisher(Image, "image", 10)
+        sensor_pub = probe.create_publisher(Image, "sensor_depth", 10)
+        depth = MessageCollector(probe, Image, "depth")
+        filled_topic, _ = _filled_topics(probe)
+        _wait_filled_matched(node, sensor_pub)
+        stamp = 40.0
+        for reason, fields in cases:
+            stamp += 0.1
+            bad = _sensor_depth(stamp)
+            for key, value in fields.items():
+                setattr(bad, key, value)
+            _send_sensor(node, sensor_pub, bad)
+            _send_and_wait(pub, depth, _image(_rgb(6), stamp))  # depth still answers the frame
+            wait_for(lambda: node.stats()["dropped"].get(reason, 0) == 1, TIMEOUT, what=f"drop {reason}")
+        _send_sensor(node, sensor_pub, _sensor_depth(stamp + 0.1))
+        _send_and_wait(pub, depth, _image(_rgb(6), stamp + 0.1))
+        out = filled_topic.wait_for_count(1, TIMEOUT)[0]
+        stats = node.stats()
+    assert _stamp(out.header) == pytest.approx(stamp + 0.1, abs=1e-9) and len(filled_topic) == 1
+    assert {k: v for k, v in stats["dropped"].items() if k != "stale"} == {reason: 1 for reason, _ in cases}
+    assert (stats["frames_processed"], stats["frames_filled"], stats["filled_unpaired"]) == (4, 1, 0)

@@ -98,11 +98,16 @@ def test_default_remaps_to_a_kinect_unless_the_user_remaps():
         "live", "--ros-args",
         "-r", "image:=/camera/rgb/image_color",
         "-r", "online_trainer:depth:=/camera/depth_registered/image_raw",
+        "-r", "sensor_depth:=/camera/depth_registered/image_raw",
         "-r", "camera_info:=/camera/rgb/camera_info",
     ]
+    # the estimator's sensor_depth (depth/filled's input) follows the trainer's remapped depth
     user = ["live", "--ros-args", "-r", "image:=/cam/image", "--remap", "online_trainer:depth:=/cam/depth"]
-    assert with_default_remaps(user) == user + ["--ros-args", "-r", "camera_info:=/camera/rgb/camera_info"]
-    assert set(KINECT_REMAPS) == {"image", "online_trainer:depth", "camera_info"}
+    assert with_default_remaps(user) == user + ["--ros-args", "-r", "sensor_depth:=/cam/depth",
+                                                "-r", "camera_info:=/camera/rgb/camera_info"]
+    own = user + ["-r", "sensor_depth:=/cam/other"]
+    assert with_default_remaps(own) == own + ["--ros-args", "-r", "camera_info:=/camera/rgb/camera_info"]
+    assert set(KINECT_REMAPS) == {"image", "online_trainer:depth", "sensor_depth", "camera_info"}
 
 
 def test_live_hands_weights_in_process_and_reset_restores_base_predictions(checkpoint):

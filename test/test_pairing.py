@@ -1,4 +1,4 @@
-"""Tests of the ROS-free stamp guard and RGB/depth pairer."""
+"""Tests of the ROS-free stamp guard, RGB/depth pairer and stamp history."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from depth_estimator_ros.ros.pairing import STAMP_REASONS, StampGuard, StampPairer
+from depth_estimator_ros.ros.pairing import STAMP_REASONS, StampGuard, StampHistory, StampPairer
 
 
 def test_guard_accepts_increasing_stamps_and_names_each_refusal():
@@ -158,3 +158,19 @@ def test_pairer_clears_one_stream_or_both():
     assert pairer.pending() == (0, 0) and pairer.discarded == 3
     with pytest.raises(ValueError, match="'rgb', 'depth' or None"):
         pairer.clear("image")
+
+
+def test_history_finds_the_nearest_item_within_the_tolerance_and_keeps_only_the_newest():
+    history: StampHistory[str] = StampHistory(3)
+    assert history.nearest(1.0, 0.1) is None
+    for stamp, item in ((1.0, "a"), (1.25, "b"), (1.75, "c")):  # exact binary fractions: exact gaps
+        history.add(stamp, item)
+    assert history.nearest(1.125, 0.25) == (1.25, "b")  # nearest, not newest
+    assert history.nearest(1.5, 0.25) == (1.75, "c")  # 1.25 and 1.75 equally near: the newest
+    assert history.nearest(1.5, 0.125) is None
+    assert history.nearest(1.25, 1.0) == (1.25, "b")  # a lookup consumes nothing
+    history.add(2.0, "d")  # at capacity the oldest goes
+    assert len(history) == 3 and history.nearest(1.0, 0.125) is None
+    assert history.nearest(3.0, 1.0) == (2.0, "d")
+    with pytest.raises(ValueError, match="capacity"):
+        StampHistory(0)

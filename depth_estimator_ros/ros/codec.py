@@ -72,6 +72,7 @@ __all__ = [
     "image_to_depth",
     "rgb_to_image",
     "depth_to_image",
+    "mono8_to_image",
     "camera_info_intrinsics",
     "depth_camera_info",
 ]
@@ -252,6 +253,28 @@ def depth_to_image(depth_m: np.ndarray, header: Header, encoding: str = "32FC1")
     """
     step, data = encode_depth(depth_m, encoding)
     return _make_image(header, depth_m.shape[0], depth_m.shape[1], encoding, step, data)
+
+
+def mono8_to_image(array_mono: np.ndarray, header: Header) -> Image:
+    """Encode a single-channel uint8 array (a mask) as a ``mono8`` image message.
+
+    Args:
+        array_mono: ``(H, W)`` uint8.
+        header: stamp and frame_id to copy into the message.
+
+    Returns:
+        ``sensor_msgs/Image`` ``mono8``, no row padding.
+
+    Raises:
+        TypeError: ``array_mono`` is not a uint8 numpy array.
+        ValueError: not ``(H, W)`` with ``H, W > 0``.
+    """
+    if not isinstance(array_mono, np.ndarray) or array_mono.dtype != np.uint8:
+        raise TypeError(f"mono8 needs a uint8 numpy array, got {getattr(array_mono, 'dtype', type(array_mono).__name__)}")
+    if array_mono.ndim != 2 or 0 in array_mono.shape:
+        raise ValueError(f"mono8 needs shape (H, W) with H, W > 0, got {array_mono.shape}")
+    height, width = array_mono.shape
+    return _make_image(header, height, width, "mono8", width, np.ascontiguousarray(array_mono).tobytes())
 
 
 def camera_info_intrinsics(info: CameraInfo | None) -> Intrinsics | None:

@@ -32,6 +32,11 @@ Subscribed topics
     transient-local history would hand the same payload back): a payload published
     in the moment it takes is missed until the next version.
 
+    ``sensor_depth`` (sensor_msgs/Image, only with ``publish_filled``): the sensor's
+    depth *registered* to the colour camera (same field of view), 16UC1 mm or 32FC1 m;
+    the newest :data:`SENSOR_DEPTH_HISTORY` are kept and decoded only when a frame is
+    filled from one. Same QoS as ``image``.
+
 Published topics
     ``depth`` (sensor_msgs/Image): 32FC1 metres with NaN invalid, or 16UC1
     millimetres with 0 invalid (``depth_encoding``); the input's size and header
@@ -47,19 +52,32 @@ Published topics
     cloud of ``ceil(H / points_stride)`` x ``ceil(W / points_stride)`` points with
     NaN points where depth is invalid (``is_dense`` false), published when
     ``publish_points`` is true and camera_info has been received.
+    ``depth/filled`` (sensor_msgs/Image, with ``publish_filled``): 32FC1 metres, NaN
+    invalid, at the sensor depth's size with the colour image's header: the sensor
+    depth stamped nearest the frame (within ``filled_sync_tolerance``) where it
+    measured, bit for bit, and the prediction, resized to it and scaled to the
+    sensor around each hole, in its holes (``learning.fill_depth``). A frame without
+    such a sensor depth gets none (``filled_unpaired``).
+    ``depth/filled_mask`` (sensor_msgs/Image, mono8, same header and size): 255
+    measured, 128 filled from the prediction, 0 neither. Both are computed only
+    while someone subscribes to one of them, in the inference thread after ``depth``
+    is published (``fill_mean_s`` in ``/diagnostics``).
     ``/diagnostics`` (diagnostic_msgs/DiagnosticArray), every
     ``diagnostics_period`` s: input and output rates, latency (stamp to publish,
     and inference alone), where a frame's time goes (``stage_*_mean_s``: stamp
     to the image callback, wait for the inference thread, decode, predict,
     encode + publish), frames in / processed / dropped by reason, weights
-    version and rejected payloads.
+    version and rejected payloads, the ``depth/filled`` counters (``sensor_depth_in``,
+    ``frames_filled``, ``filled_unpaired``, ``fill_mean_s`` / ``fill_max_s``).
 
 Parameters
     Every row of :mod:`depth_estimator_ros.parameters` for this node (type, default,
     range, live or read-only, description; the README's node reference lists them):
     the model and input ones shared with the trainer, and ``backend``,
     ``trt_cache_dir``, ``depth_encoding``, ``publish_points``, ``points_stride``,
-    ``colormap_min_depth`` / ``colormap_max_depth``, ``max_payload_bytes``. ``torch_threads`` is applied by :func:`main`.
+    ``colormap_min_depth`` / ``colormap_max_depth``, ``max_payload_bytes``, ``publish_filled`` (read-only: it
+    decides the ``sensor_depth`` subscription), ``filled_sync_tolerance``.
+    ``torch_threads`` is applied by :func:`main`.
 
 Threads: the image callback only hands the newest message to the inference
 thread (:class:`~depth_estimator_ros.ros.latest.LatestWorker`, outside the rclpy
@@ -93,7 +111,7 @@ from depth_estimator_ros import models, parameters
 from depth_estimator_ros.adaptation.payload import PayloadError, RunOrder, apply_payload, read_payload
 from depth_estimator_ros.learning.device import resolve_device
 from depth_estimator_ros.learning.predictor import Predictor
-from depth_estimator_ros.ros import codec
+from depth_estimator_ros.ros import codec, filled
 from depth_estimator_ros.ros.diagnostics import (
     DropCounter,
     LatencyMeter,
@@ -104,7 +122,7 @@ from depth_estimator_ros.ros.diagnostics import (
 )
 from depth_estimator_ros.ros.large_messages import release_memory
 from depth_estimator_ros.ros.latest import LatestWorker
-from depth_estimator_ros.ros.pairing import StampGuard
+from depth_estimator_ros.ros.pairing import StampGuard, StampHistory
 from depth_estimator_ros.ros.params import (
     accept,
     check_changes,
@@ -220,6 +238,10 @@ def depth_to_points(depth: np.ndarray, info: CameraInfo, header: Header, stride:
 STAGES: tuple[str, ...] = ("receive", "queue", "decode", "prepare", "forward", "finish", "publish")
 
 
+#: Sensor depth images kept for ``depth/filled`` (the newest; ~0.27 s at 30 Hz, several inference latencies).
+SENSOR_DEPTH_HISTORY = 8
+
+
 class DepthEstimatorNode(Node):
     """Predict metric depth from every RGB frame and publish it like a depth camera.
 
@@ -292,6 +314,8 @@ class DepthEstimatorNode(Node):
         self._points_pub = self.create_publisher(PointCloud2, "depth/points", DIAGNOSTICS_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
 
+        self._init_filled(values)
+
         self._inference = LatestWorker(self._infer, on_error=self._on_inference_error, name="depth inference")
         # image_transport's convention: the compressed stream is the remapped colour topic + "/compressed"
         image_topic = self.resolve_topic_name("image") + self._rgb.topic_suffix if self._rgb.topic_suffix else "image"
@@ -343,6 +367,7 @@ class DepthEstimatorNode(Node):
             "camera": "canonical (no camera_info)" if self._focal is None else "camera_info",
             "camera_scale": 1.0 if self._focal is None else self._focal / models.CANONICAL_FOCAL,
             "time_resets": self._guard.resets,
+            **self._filled_stats(),
         }
 
     def apply_state(self, version: int, state: Mapping[str, torch.Tensor]) -> None:
@@ -487,6 +512,7 @@ class DepthEstimatorNode(Node):
                 raise
             return
         self._stages["publish"].add(time.monotonic() - predicted)
+        self._publish_filled(msg.header, depth)
 
     def _publish(self, header: Header, depth: np.ndarray) -> None:
         self._depth_pub.publish(codec.depth_to_image(depth, header, self._depth_encoding))
@@ -501,6 +527,69 @@ class DepthEstimatorNode(Node):
         self._frames_processed += 1
         self._rate_out.tick()
         self._latency.add((self.get_clock().now().nanoseconds - codec.stamp_nanoseconds(header.stamp)) * 1e-9)
+
+    def _init_filled(self, values: Mapping[str, Any]) -> None:
+        """Create ``sensor_depth``, ``depth/filled`` and ``depth/filled_mask`` when ``publish_filled`` is set."""
+        self._filled_tolerance = values["filled_sync_tolerance"]
+        self._sensor_depths: StampHistory[Image] = StampHistory(SENSOR_DEPTH_HISTORY)
+        self._fill_time = LatencyMeter()
+        self._sensor_depth_in = self._frames_filled = self._filled_unpaired = 0
+        self._filled_pub = self._filled_mask_pub = None
+        if values["publish_filled"]:
+            self._filled_pub = self.create_publisher(Image, "depth/filled", DIAGNOSTICS_QOS)
+            self._filled_mask_pub = self.create_publisher(Image, "depth/filled_mask", DIAGNOSTICS_QOS)
+            self.create_subscription(Image, "sensor_depth", self._on_sensor_depth, self._image_qos)
+
+    def _filled_stats(self) -> dict[str, object]:
+        """Return the ``depth/filled`` counters: sensor depth received, frames filled / unpaired, fill time."""
+        mean_fill, max_fill = self._fill_time.summary()
+        return {"sensor_depth_in": self._sensor_depth_in, "frames_filled": self._frames_filled,
+                "filled_unpaired": self._filled_unpaired, "fill_mean_s": mean_fill, "fill_max_s": max_fill}
+
+    def _on_sensor_depth(self, msg: Image) -> None:
+        # Kept undecoded: only a sensor depth a frame is filled from costs a decode.
+        self._sensor_depth_in += 1
+        self._sensor_depths.add(codec.stamp_seconds(msg.header.stamp), msg)
+
+    def _publish_filled(self, header: Header, depth: np.ndarray) -> None:
+        """Publish ``depth/filled`` and its mask for one predicted frame, when subscribed (inference thread).
+
+        Args:
+            header: the colour image's header.
+            depth: ``(H, W)`` float32 predicted metres, NaN invalid.
+        """
+        if self._filled_pub is None:
+            return
+        want_filled = self._filled_pub.get_subscription_count() > 0
+        want_mask = self._filled_mask_pub.get_subscription_count() > 0
+        if not (want_filled or want_mask):
+            return
+        started = time.monotonic()
+        nearest = self._sensor_depths.nearest(codec.stamp_seconds(header.stamp), self._filled_tolerance)
+        if nearest is None:
+            self._filled_unpaired += 1
+            return
+        try:
+            sensor = codec.image_to_depth(nearest[1], max_pixels=self._max_pixels)
+        except codec.ImageDecodeError as exc:
+            self._drops.report(self.get_logger(), f"sensor_depth_{exc.reason}", str(exc), "a sensor depth image")
+            return
+        problem = filled.aspect_problem(sensor.shape, depth.shape)
+        if problem:
+            self._drops.report(self.get_logger(), "sensor_depth_aspect_mismatch", problem, "a sensor depth image")
+            return
+        values, mask = filled.fill_outputs(sensor, depth)
+        try:
+            if want_filled:
+                self._filled_pub.publish(codec.depth_to_image(values, header, "32FC1"))
+            if want_mask:
+                self._filled_mask_pub.publish(codec.mono8_to_image(mask, header))
+        except _rclpy.RCLError:  # the context went down meanwhile (see _infer)
+            if self.context.ok():
+                raise
+            return
+        self._frames_filled += 1
+        self._fill_time.add(time.monotonic() - started)
 
     def _drop(self, reason: str, detail: str) -> None:
         self._drops.report(self.get_logger(), reason, detail, "an image")
@@ -546,6 +635,7 @@ class DepthEstimatorNode(Node):
             self._guard.reset_after = changes["time_reset_threshold"]
         if "log_throttle_sec" in changes:
             self._drops.throttle_sec = self._weight_drops.throttle_sec = changes["log_throttle_sec"]
+        self._filled_tolerance = changes.get("filled_sync_tolerance", self._filled_tolerance)
 
 
 def main(args: list[str] | None = None) -> None:

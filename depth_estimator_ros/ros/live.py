@@ -10,7 +10,8 @@ never holds up a frame for longer than one weight copy.
 
 Topics keep the nodes' relative names; unless the command line remaps them, the
 inputs are remapped to a Kinect (openni/freenect) driver's topics,
-:data:`KINECT_REMAPS`. Remap the trainer's sensor ``depth`` with a node prefix
+:data:`KINECT_REMAPS` (the estimator's ``sensor_depth``, the input of ``depth/filled``,
+goes to the trainer's sensor ``depth`` topic, also when only that one is remapped). Remap the trainer's sensor ``depth`` with a node prefix
 (``-r online_trainer:depth:=/my/depth``): a global ``depth`` rule would also
 move the estimator's output onto the sensor's topic.
 torch gets ``torch_threads`` intra-op threads (``0``: half the CPUs, so on a
@@ -39,10 +40,12 @@ from depth_estimator_ros.ros.trainer_node import OnlineTrainerNode
 __all__ = ["KINECT_REMAPS", "build_live_nodes", "with_default_remaps", "main"]
 
 #: Default remappings of the relative topics to a Kinect driver (openni/freenect style).
-#: ``depth`` is the trainer's input only: the estimator's ``depth`` is its output.
+#: ``depth`` is the trainer's input only: the estimator's ``depth`` is its output; the
+#: estimator's ``sensor_depth`` (for ``depth/filled``) is the same sensor depth.
 KINECT_REMAPS: dict[str, str] = {
     "image": KINECT_TOPICS["image"],
     "online_trainer:depth": KINECT_TOPICS["depth"],
+    "sensor_depth": KINECT_TOPICS["depth"],
     "camera_info": KINECT_TOPICS["camera_info"],
 }
 
@@ -97,17 +100,21 @@ def with_default_remaps(args: Sequence[str]) -> list[str]:
     Returns:
         ``args`` with ``--ros-args -r <rule> ...`` appended for each rule of
         :data:`KINECT_REMAPS` whose topic no ``-r``/``--remap`` of ``args`` already
-        remaps (with or without a node prefix).
+        remaps (with or without a node prefix). ``sensor_depth`` follows a remapped
+        ``depth``: both are the one sensor depth.
     """
     items = list(args)
-    remapped = {
-        rule.split(":=", 1)[0].rsplit(":", 1)[-1]
+    remapped = dict(
+        (rule.split(":=", 1)[0].rsplit(":", 1)[-1], rule.split(":=", 1)[1])
         for flag, rule in zip(items, items[1:])
         if flag in ("-r", "--remap") and ":=" in rule
-    }
+    )
+    defaults = dict(KINECT_REMAPS)
+    if "depth" in remapped:
+        defaults["sensor_depth"] = remapped["depth"]
     extra = [
         item
-        for source, target in KINECT_REMAPS.items()
+        for source, target in defaults.items()
         if source.rsplit(":", 1)[-1] not in remapped
         for item in ("-r", f"{source}:={target}")
     ]

@@ -7,6 +7,8 @@ with the depth frame closest in time, within a tolerance, as the messages arrive
 and with bounded memory. :class:`StampGuard` refuses the stamps a healthy
 driver never sends (backwards, repeated, far in the future) while accepting a
 deliberate time reset (a bag played in a loop, a simulator restarted).
+:class:`StampHistory` keeps the last few items of one stream for a lookup by
+stamp (the estimator's sensor depth, looked up for each predicted frame).
 
 Both classes are thread-safe: callers on several threads (the executor's and the
 workers') may use them at once.
@@ -20,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-__all__ = ["STAMP_REASONS", "StampGuard", "Pair", "StampPairer"]
+__all__ = ["STAMP_REASONS", "StampGuard", "Pair", "StampPairer", "StampHistory"]
 
 #: Drop reasons :meth:`StampGuard.check` can return.
 STAMP_REASONS: tuple[str, ...] = ("stamp_backwards", "stamp_duplicate", "stamp_future", "stamp_invalid")
@@ -244,3 +246,53 @@ class StampPairer(Generic[T]):
         self.discarded += len(queue) - len(kept)
         queue.clear()
         queue.extend(kept)
+
+
+class StampHistory(Generic[T]):
+    """Keep the newest items of one stream and find the one nearest a stamp, within a tolerance.
+
+    Unlike :class:`StampPairer`, nothing is consumed: a lookup leaves the items in
+    place (one sensor depth may serve several colour frames), and the oldest item is
+    evicted when a new one arrives at capacity, so memory is bounded.
+
+    Args:
+        capacity: items kept (the newest).
+
+    Raises:
+        ValueError: a ``capacity`` below 1.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}")
+        self._items: deque[tuple[float, T]] = deque(maxlen=int(capacity))
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def add(self, stamp: float, item: T) -> None:
+        """Keep ``item`` stamped ``stamp`` seconds (the oldest item goes at capacity)."""
+        with self._lock:
+            self._items.append((float(stamp), item))
+
+    def nearest(self, stamp: float, tolerance: float) -> tuple[float, T] | None:
+        """Return ``(stamp, item)`` of the item closest to ``stamp`` (the newest of equals), or ``None``.
+
+        Args:
+            stamp: seconds.
+            tolerance: largest accepted stamp difference, seconds.
+
+        Returns:
+            The kept item whose stamp is nearest ``stamp`` and at most ``tolerance`` away;
+            ``None`` when none is.
+        """
+        with self._lock:
+            best: tuple[float, T] | None = None
+            best_gap = tolerance
+            for kept in self._items:
+                gap = abs(kept[0] - stamp)
+                if gap <= best_gap:  # later items win ties: the newest
+                    best, best_gap = kept, gap
+            return best
