@@ -154,7 +154,8 @@ def test_adaptation_toggled_by_parameter_stops_and_resumes_weight_updates(checkp
 
 
 def test_reset_restores_the_base_weights_and_save_writes_a_loadable_checkpoint(checkpoint, tmp_path):
-    with running_trainer(checkpoint, checkpoint_dir=str(tmp_path / "saved")) as (_, node, probe):
+    # without the selection: a switch back to the (favoured) base would leave nothing to reset
+    with running_trainer(checkpoint, checkpoint_dir=str(tmp_path / "saved"), select_best=False) as (_, node, probe):
         weights = MessageCollector(probe, UInt8MultiArray, "weights", WEIGHTS_QOS)
         Feeder(probe, node).send(8)
         wait_for(lambda: node.engine.version >= 1, TIMEOUT, what="an accepted round")
@@ -176,7 +177,10 @@ def test_reset_restores_the_base_weights_and_save_writes_a_loadable_checkpoint(c
         before = len(weights)
         answer = _call(probe, "online_trainer/reset")
         assert answer.success and "base weights" in answer.message
-        weights.wait_for_count(before + 1, TIMEOUT)
+        # the reset's payload is the newest (a round's payload may still be in flight when it is sent)
+        wait_for(lambda: len(weights) > before
+                 and int(read_payload(bytes(weights.messages[-1].data))[0]["version"]) == node.engine.version,
+                 TIMEOUT, what="the reset's payload")
         # an estimator holding any earlier version gets the base weights back exactly
         receiver, _ = models.load_checkpoint(path, arch="fast")
         assert import_payload(receiver, bytes(weights.messages[-1].data)) == node.engine.version
@@ -430,7 +434,9 @@ def _diagnostic_values(collector: MessageCollector, predicate) -> dict[str, str]
 
 def test_room_memory_is_saved_atomically_listed_reloaded_by_a_new_node_and_forgotten(checkpoint, tmp_path):
     folder = tmp_path / "rooms"
-    with running_trainer(checkpoint, room_memory_dir=str(folder), room_save_period=0.2) as (_, node, probe):
+    # without the selection, whose switch back to the base (it favours the base) would race the checks
+    with running_trainer(checkpoint, room_memory_dir=str(folder), room_save_period=0.2,
+                         select_best=False) as (_, node, probe):
         diagnostics = MessageCollector(probe, DiagnosticArray, "/diagnostics")
         assert _rooms(probe) == {"in_force": "base", "folder": str(folder), "capacity": 8, "rooms": []}
         Feeder(probe, node).send(8)
@@ -541,8 +547,9 @@ def test_a_return_visit_after_a_restart_restores_the_room_and_an_estimator_elsew
             assert visit(node, a[18:24]) == [room_a]  # the first round of the return visit selects A
             assert node.stats()["rounds_switched"] == 1
             version = node.engine.version
-            # the switch is published in full: every tensor, so any receiver ends with A's weights
-            payload = bytes(weights.wait_for_count(1, TIMEOUT)[-1].data)
+            # the switch is published in full, at once (before the round trains): every tensor, so any
+            # receiver ends with A's weights; the round's own update (a delta) may follow it
+            payload = bytes(weights.wait_for_count(1, TIMEOUT)[0].data)
             meta, tensors = read_payload(payload)
             assert tensors.keys() == node.engine.base_state.keys()
             wait_for(lambda: estimator.weights_version == version, TIMEOUT, what="the estimator to receive A")
