@@ -307,8 +307,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     _P("select_best", "bool", True, _T, "test, then train: each round first scores the weights in force, the "
        "base and the remembered rooms on its new frames and trains from the best", live=True,
        field="select_best"),
-    _P("select_margin", "double", 0.05, _T, "a candidate replaces the weights in force only when its RMSE on a "
-       "round's new frames is below (1 - this) x theirs", live=True, low=0.0, high=0.9, field="select_margin"),
+    _P("select_margin", "double", 0.05, _T, "evidence a candidate needs to replace the weights in force: its "
+       "summed log RMSE advantage over rounds, less a drift of this/2 per round (this/4 for the base)", live=True,
+       low=0.0, high=0.9, field="select_margin"),
     _P("max_rooms", "int", 8, _T, "rooms the room memory keeps (least recently used forgotten first); 0 = none",
        low=0, high=1000, field="max_rooms"),
     _P("subsample", "int", 1, _T, "offer every Nth pair to the buffer", low=1, high=1000, field="subsample"),

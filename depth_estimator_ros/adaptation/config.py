@@ -101,8 +101,11 @@ class AdaptationConfig:
         select_best: test, then train: each round first scores the weights in force, the
             base and every remembered room on the round's new frames (none trained on
             yet) and continues from the best; the room memory keeps what each room taught.
-        select_margin: a candidate replaces the weights in force only when its RMSE on the
-            new frames is below ``(1 - select_margin)`` times theirs (hysteresis).
+        select_margin: the evidence a candidate needs to replace the weights in force: a
+            CUSUM over rounds of ``log(RMSE in force / RMSE candidate)`` on each round's new
+            frames, less a drift of ``select_margin / 2`` per round (``/ 4`` for the base, the
+            safe default), must pass ``select_margin``. A room change switches at once, a small
+            steady advantage within a few rounds, noise never.
         max_rooms: rooms the room memory keeps (least recently used forgotten); 0 = none.
         subsample: offer only every Nth frame to the buffer (1 = all).
         duplicate_threshold: mean absolute RGB difference (0-255 units, at buffer

@@ -213,6 +213,7 @@ class AdaptationEngine:
         self._room: str | None = None  # the memory's room whose weights are in force; None: the base
         self._switches = 0
         self._switched_state: dict[str, Tensor] = {}  # what a round switched to, for its rollback
+        self._evidence: dict[str, float] = {}  # the selection's CUSUM per candidate ("\0base": the base)
         self._rng = np.random.default_rng(seed)
         self._config = config
         self._applied: AdaptationConfig | None = None
@@ -593,31 +594,40 @@ class AdaptationEngine:
         in_force = self._holdout_rmse(frames, cached)
         if not math.isfinite(in_force):
             return False
-        # The base is the safe default and the weights in force have the benefit of the doubt
-        # over other rooms: each candidate's RMSE is weighed by a margin before comparing.
-        # Adapted weights stay in force only while they beat the base by half the margin;
-        # another room replaces them only when it beats them by the margin too.
+        # Evidence over rounds, not one window: for each candidate a CUSUM of the log ratio of
+        # the in-force RMSE to its RMSE on each round's new frames, less a drift; it switches
+        # when the sum passes the margin. A room change (in force 2x worse) switches at once;
+        # a small, steady advantage within a few rounds; noise of a few percent never. The
+        # base, the safe default, has half the drift of a room: adapted weights that are
+        # steadily a little worse than it do not stay.
         m = cfg.select_margin
+        scores: list[tuple[float, str | None, dict[str, Tensor]]] = []
         candidates: list[tuple[float, str | None, dict[str, Tensor]]] = []
         if current:
-            candidates.append((1.0 - m, None, {}))
+            candidates.append((m / 4, None, {}))
         candidates += [
-            (1.0, name, room.delta)
+            (m / 2, name, room.delta)
             for name in self._memory.names()
             if name != self._room and (room := self._memory.get(name)) is not None
         ]
-        best: tuple[float, str | None, dict[str, Tensor]] = (in_force * (1.0 - (m / 2 if current else m)), "", {})
         try:
-            for weight, name, delta in candidates:
+            for drift, name, delta in candidates:
                 self._load_room_state(delta)
                 encoder = any(k.startswith("encoder.") for k in (*delta, *current))
-                score = self._holdout_rmse(frames, cached and not encoder) * weight
-                if math.isfinite(score) and score < best[0]:
-                    best = (score, name, delta)
+                score = self._holdout_rmse(frames, cached and not encoder)
+                if math.isfinite(score) and score > 0:
+                    key = "\0base" if name is None else name
+                    evidence = max(0.0, self._evidence.get(key, 0.0) + math.log(in_force / score) - drift)
+                    self._evidence[key] = evidence
+                    scores.append((evidence, name, delta))
         finally:
             self._load_room_state(current)
-        if best[1] == "":  # the weights in force stay
+        self._evidence = {k: v for k, v in self._evidence.items() if k in {"\0base", *self._memory.names()}}
+        ready = [c for c in scores if c[0] > m]
+        if not ready:  # the weights in force stay
             return False
+        best = max(ready, key=lambda c: c[0])
+        self._evidence.clear()
         _, name, delta = best
         if any(k.startswith("encoder.") for k in (*delta, *current)):
             self._features.clear()
@@ -823,6 +833,7 @@ class AdaptationEngine:
         with self._round_lock:
             self._restore_base()
             self._room = None
+            self._evidence.clear()
             self._features.clear()
             if clear_buffer:
                 self._buffer.clear()
