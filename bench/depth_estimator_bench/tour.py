@@ -32,7 +32,12 @@ import torch
 from depth_estimator_ros.adaptation.buffer import prepare_frame, stack_frames
 from depth_estimator_ros.adaptation.config import AdaptationConfig
 from depth_estimator_ros.adaptation.engine import SHARED_PROCESS_SWITCH_INTERVAL_S, AdaptationEngine
-from depth_estimator_ros.adaptation.rooms import RoomMemory, appearance_descriptors
+from depth_estimator_ros.adaptation.rooms import (
+    RECOGNITION_MARGIN,
+    RECOGNITION_THRESHOLD,
+    RoomMemory,
+    appearance_descriptors,
+)
 from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.learning.metrics import POOLED_METRICS, pool_frame_metrics
 from depth_estimator_ros.learning.predictor import Predictor
@@ -62,11 +67,7 @@ __all__ = [
 #: frames in real time (one per 19 frames); a busy one 12 (one per 83).
 DEFAULT_BUDGET = Budget(round_every=20, lag=20, switch_lag=5)
 
-#: Appearance recognition: the least mean cosine similarity of a window's frames to a
-#: room's keyframes, the lead over the second room, frames per window. Chosen on
-#: ``rooms/`` (docs/EXPERIMENTS.md), never on the kitchen.
-RECOGNITION_THRESHOLD = 0.85
-RECOGNITION_MARGIN = 0.02
+#: Frames per window of the RGB-only recognition (its threshold and margin: the runtime's).
 RECOGNITION_QUERIES = 5
 
 

@@ -601,6 +601,7 @@ class AdaptationEngine:
         # base, the safe default, has half the drift of a room: adapted weights that are
         # steadily a little worse than it do not stay.
         m = cfg.select_margin
+        recognised = self._recognise(frames, cached)
         scores: list[tuple[float, str | None, dict[str, Tensor]]] = []
         candidates: list[tuple[float, str | None, dict[str, Tensor]]] = []
         if current:
@@ -617,7 +618,9 @@ class AdaptationEngine:
                 score = self._holdout_rmse(frames, cached and not encoder)
                 if math.isfinite(score) and score > 0:
                     key = "\0base" if name is None else name
-                    evidence = max(0.0, self._evidence.get(key, 0.0) + math.log(in_force / score) - drift)
+                    # a room the new frames look like (appearance keyframes) starts with half the margin
+                    bonus = m / 2 if name is not None and name == recognised else 0.0
+                    evidence = max(0.0, self._evidence.get(key, 0.0) + math.log(in_force / score) - drift + bonus)
                     self._evidence[key] = evidence
                     scores.append((evidence, name, delta))
         finally:
@@ -642,6 +645,17 @@ class AdaptationEngine:
         if name is not None:
             self._memory.touch(name)
         return True
+
+    @torch.no_grad()
+    def _recognise(self, frames: list[BufferedFrame], cached: bool) -> str | None:
+        """Return the remembered room ``frames`` look like (appearance only), or None.
+
+        Only with cached encoder features (they are computed for the round anyway).
+        """
+        if not cached or len(self._memory) == 0:
+            return None
+        features = self._features.features(self._model, frames, [f.index for f in frames], self._device)
+        return self._memory.recognise(appearance_descriptors(features))[0]
 
     def _publish_in_force(self, *, full: bool) -> int:
         """Make the training copy's weights the new version in force, publish them, return the version.

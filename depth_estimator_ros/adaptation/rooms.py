@@ -42,6 +42,8 @@ from depth_estimator_ros.atomic import write_bytes
 
 __all__ = [
     "ROOM_FORMAT",
+    "RECOGNITION_THRESHOLD",
+    "RECOGNITION_MARGIN",
     "KEYFRAMES_KEY",
     "Room",
     "RoomMemory",
@@ -50,6 +52,11 @@ __all__ = [
 ]
 
 ROOM_FORMAT = "depth_estimator_ros.room"
+#: Recognition by appearance: the least mean cosine similarity of a few frames to a room's
+#: keyframes, and the lead over the second room. Chosen on ``rooms/`` (windows of 5 frames
+#: of another scene scored at most 0.842; docs/EXPERIMENTS.md), never on the kitchen.
+RECOGNITION_THRESHOLD = 0.85
+RECOGNITION_MARGIN = 0.02
 KEYFRAMES_KEY = "__keyframes__"
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -243,7 +250,9 @@ class RoomMemory:
             return names
 
     # ------------------------------------------------------------ recognition
-    def recognise(self, queries: Tensor, *, threshold: float, margin: float = 0.0) -> tuple[str | None, float]:
+    def recognise(
+        self, queries: Tensor, *, threshold: float = RECOGNITION_THRESHOLD, margin: float = RECOGNITION_MARGIN
+    ) -> tuple[str | None, float]:
         """Recognise the room ``queries`` were taken in, by appearance only.
 
         Args:
