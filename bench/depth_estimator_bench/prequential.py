@@ -49,6 +49,8 @@ from depth_estimator_ros.learning.predictor import Predictor
 from depth_estimator_ros.learning.transforms import frame_focal
 from depth_estimator_ros.models.base import DepthModel
 
+from depth_estimator_bench.common import pyplot, save_figure
+
 __all__ = [
     "load_frames",
     "stream",
@@ -490,10 +492,7 @@ def plot_result(result: dict[str, Any], path: Path) -> Path:
     Returns:
         ``path``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(3, 1, figsize=(8, 8), sharex=True)
     labels = {"rmse": "RMSE (m)", "abs_rel": "AbsRel", "delta1": "δ < 1.25"}
@@ -517,11 +516,7 @@ def plot_result(result: dict[str, Any], path: Path) -> Path:
         f"{s['second_half_rmse_adapted']:.3f} m adapted vs {s['second_half_rmse_frozen']:.3f} m frozen",
         fontsize=10,
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, Path(path))
 
 
 def run_benchmark(

@@ -43,7 +43,7 @@ from depth_estimator_ros.learning.metrics import POOLED_METRICS, pool_frame_metr
 from depth_estimator_ros.learning.predictor import Predictor
 from depth_estimator_ros.models.base import DepthModel
 
-from depth_estimator_bench.common import KITCHEN, SHARED
+from depth_estimator_bench.common import KITCHEN, SHARED, pyplot, save_figure
 from depth_estimator_bench.prequential import Budget, _score, load_frames, stream, stream_budgeted
 
 __all__ = [
@@ -497,10 +497,7 @@ def run_tour(
 
 def plot_tour(result: dict[str, Any], path: Path, *, window_frames: int = 15) -> Path:
     """Plot RMSE over stream time, frozen vs adapted, with the visits marked, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rate = result["settings"]["rate_hz"]
     fig, ax = plt.subplots(figsize=(10, 4))
@@ -531,11 +528,7 @@ def plot_tour(result: dict[str, Any], path: Path, *, window_frames: int = 15) ->
     ax.set_ylabel("RMSE (m)")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right", bbox_to_anchor=(1.0, 0.9))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, Path(path))
 
 
 def run_section(
