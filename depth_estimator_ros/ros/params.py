@@ -4,8 +4,8 @@ The table is the single source of every parameter's type, default, range, choice
 read-only flag and description; this module only turns its rows into ROS
 ``ParameterDescriptor`` s, declares them (values given at start-up, ``--params-file`` and
 ``-p``, override the defaults as usual) and refuses a value the table does not allow.
-``config/live.yaml`` repeats the defaults for people to copy and edit; a test keeps it
-equal to the table.
+``config/live.yaml`` repeats the defaults for people to copy and edit; ``make params``
+generates it from the table.
 """
 
 from __future__ import annotations
