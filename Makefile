@@ -7,7 +7,7 @@ OUT ?= out
 # Each test run gets its own ROS domain, discovery limited to this machine.
 TEST_DOMAIN := $(shell $(PYTHON) -c "import random; print(random.randint(1, 100))")
 
-.PHONY: demo test lint fuzz bench install clean
+.PHONY: demo test lint fuzz bench install clean params
 
 # The runtime package (.) and, beside it, the measurement harness (bench/: benchmarks,
 # prequential and tour evaluation, demo), each an editable install of its own.
@@ -33,6 +33,11 @@ $(DISTRO_STAMP): $(STAMP) $(ROS2_JAZZY)/install
 	$(ROS2_JAZZY)/install $(PY)
 	$(PY) -m pip install --quiet 'colcon-common-extensions>=0.3,<0.4'
 	touch $(DISTRO_STAMP)
+
+# config/live.yaml and docs/NODES.md's parameter tables are generated from the one table,
+# depth_estimator_ros/parameters.py; run this after changing it (test_parameters.py checks).
+params: $(STAMP)
+	$(PY) -m depth_estimator_ros.parameters_doc --write
 
 # The lint gate: ruff (pinned in requirements.txt) with the rules chosen in ruff.toml.
 # `make test` runs it first, on both paths below.

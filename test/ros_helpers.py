@@ -40,6 +40,8 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile
 from rclpy.signals import SignalHandlerOptions
 
+from depth_estimator_ros.parameters import KINECT_TOPICS  # the driver topics live.launch.py defaults to
+
 __all__ = [
     "BAG_START_TIME",
     "KINECT_TOPICS",
@@ -57,12 +59,6 @@ T = TypeVar("T")
 #: Where the package sources live, for child processes that must import them.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
-#: The Kinect driver topics live.launch.py defaults to (docs/ARCHITECTURE.md).
-KINECT_TOPICS = {
-    "image": "/camera/rgb/image_color",
-    "depth": "/camera/depth_registered/image_raw",
-    "camera_info": "/camera/rgb/camera_info",
-}
 
 #: Stamp of the first colour frame in bags from :func:`write_synthetic_bag`, seconds.
 BAG_START_TIME = 1_700_000_000.0

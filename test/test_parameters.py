@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 import yaml
 
-from depth_estimator_ros import parameters
+from depth_estimator_ros import parameters, parameters_doc
 from depth_estimator_ros.adaptation import LIVE_FIELDS, AdaptationConfig
 from depth_estimator_ros.adaptation.config import config_fields
 from depth_estimator_ros.parameters import BOTH, ESTIMATOR, PARAMETERS, TRAINER, node_defaults, node_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
-LIVE_YAML = ROOT / "config" / "live.yaml"
+LIVE_YAML = ROOT / "config" / "live.yaml"  # generated, like the tables of NODES.md
 NODES = (ROOT / "docs" / "NODES.md").read_text(encoding="utf-8")  # the full node reference
 
 
@@ -30,14 +30,9 @@ def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
-def _yaml_line(spec: parameters.ParameterSpec) -> str:
-    value = yaml.safe_dump(spec.default, default_flow_style=True).strip().removesuffix("...").strip()
-    return f"{spec.name}: {value}  # {'live: ' if spec.live else ''}{spec.description}"
-
-
 # ----------------------------------------------------------------------------- the table itself
 def test_the_table_is_plain_data_without_rclpy_or_torch():
-    code = "import sys, depth_estimator_ros.parameters; print(sorted({'rclpy', 'torch'} & set(sys.modules)))"
+    code = "import sys, depth_estimator_ros.parameters, depth_estimator_ros.parameters_doc; print(sorted({'rclpy', 'torch'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -126,36 +121,82 @@ def test_descriptors_carry_the_rows_range_choices_and_read_only_flag():
     assert descriptor(parameters.parameter("scope")).additional_constraints == "one of default, decoder, decoder+tail, all"
 
 
-# -------------------------------------------------------------------- config/live.yaml agrees
-def test_live_yaml_gives_every_parameter_its_table_default_in_the_right_section():
-    content = yaml.safe_load(LIVE_YAML.read_text(encoding="utf-8"))
+# ----------------------------------------------- the generated files: current, and saying the table
+def test_generated_files_are_current():
+    """config/live.yaml and NODES.md's tables are what ``make params`` writes from the table now."""
+    assert LIVE_YAML.read_text(encoding="utf-8") == parameters_doc.live_yaml(), (
+        "config/live.yaml is not generated from the current parameters.py: run make params"
+    )
+    assert NODES == parameters_doc.nodes_md(NODES), (
+        "docs/NODES.md's parameter tables are not generated from the current parameters.py: run make params"
+    )
+
+
+def test_make_params_writes_both_files_and_check_then_passes(tmp_path, monkeypatch, capsys):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "docs").mkdir()
+    live, nodes = tmp_path / "config" / "live.yaml", tmp_path / "docs" / "NODES.md"
+    live.write_text("stale\n", encoding="utf-8")
+    nodes.write_text(NODES.replace("| `arch` | string |", "| `arch` | int |", 1), encoding="utf-8")
+    monkeypatch.setattr(parameters_doc, "ROOT", tmp_path)
+    monkeypatch.setattr(parameters_doc, "LIVE_YAML", live)
+    monkeypatch.setattr(parameters_doc, "NODES_MD", nodes)
+    assert parameters_doc.main(["--check"]) == 1
+    assert "run make params" in capsys.readouterr().out
+    assert parameters_doc.main(["--write"]) == 0
+    assert live.read_text(encoding="utf-8") == parameters_doc.live_yaml() and nodes.read_text(encoding="utf-8") == NODES
+    assert parameters_doc.main(["--check"]) == 0
+
+
+def test_generation_rewrites_only_between_the_markers_and_needs_them():
+    stale = NODES.replace("| `arch` | string |", "| `arch` | int |", 1)
+    assert stale != NODES and parameters_doc.nodes_md(stale) == NODES
+    with pytest.raises(ValueError, match="parameters:online_trainer"):
+        parameters_doc.nodes_md(NODES.replace("<!-- parameters:online_trainer -->", ""))
+
+
+def test_yaml_values_read_back_as_themselves():
+    for value, text in ((True, "true"), (0.001, "0.001"), (4194304, "4194304"), ([0, 0], "[0, 0]"),
+                        ("", '""'), ("32FC1", "32FC1"), ("none", "none"), ("true", '"true"'), ("1.0", '"1.0"')):
+        assert parameters_doc.yaml_value(value) == text
+    with pytest.raises(ValueError, match="YAML reads"):
+        parameters_doc.yaml_value(1e-6)  # '1e-06' is a string to YAML 1.1
+
+
+def test_arch_description_names_every_registered_architecture():
+    from depth_estimator_ros.models import ARCHITECTURES  # noqa: PLC0415 (torch only here)
+
+    assert parameters.parameter("arch").description.endswith(": " + " | ".join(ARCHITECTURES))
+
+
+def test_live_yaml_gives_every_parameter_its_table_default_in_the_right_section(tmp_path):
+    text = parameters_doc.live_yaml()
+    content = yaml.safe_load(text)
     sections = {"/**": BOTH, ESTIMATOR: (ESTIMATOR,), TRAINER: (TRAINER,)}
-    assert set(content) == set(sections)
+    assert list(content) == list(sections)
     for section, nodes in sections.items():
         values = content[section]["ros__parameters"]
-        expected = {p.name: p for p in PARAMETERS if p.nodes == nodes}
-        missing = [_yaml_line(expected[name]) for name in expected if name not in values]
-        assert not missing, f"config/live.yaml section {section!r} lacks:\n    " + "\n    ".join(missing)
-        assert set(values) == set(expected), f"{section}: not in the table for these nodes: {set(values) - set(expected)}"
+        assert list(values) == [p.name for p in PARAMETERS if p.nodes == nodes], section
         for name, value in values.items():
-            assert _same(value, expected[name].default), f"{section} {name}: {value!r} != table {expected[name].default!r}"
+            assert _same(value, parameters.parameter(name).default), f"{section} {name}: {value!r}"
+    (tmp_path / "live.yaml").write_text(text, encoding="utf-8")
     for node in BOTH:
-        assert _same(parameters.load_defaults(node, LIVE_YAML), node_defaults(node))
+        assert _same(parameters.load_defaults(node, tmp_path / "live.yaml"), node_defaults(node))
 
 
 def test_live_yaml_marks_exactly_the_live_parameters_live():
     marked = {}
-    for line in LIVE_YAML.read_text(encoding="utf-8").splitlines():
+    for line in parameters_doc.live_yaml().splitlines():
         match = re.match(r"^\s{4}(\w+):[^#]*(?:#\s*(.*))?$", line)
         if match:
             marked[match.group(1)] = (match.group(2) or "").startswith("live:")
     assert marked == {p.name: p.live for p in PARAMETERS}
 
 
-# ------------------------------------------------------------- docs/NODES.md agrees
+# ------------------------------------------------------------- docs/NODES.md's tables say the table
 def _readme_table(heading: str) -> tuple[str, list[list[str]]]:
     """Return the 'Parameters' line under ``### heading`` and the rows of the table after it."""
-    section = NODES.split(f"\n### {heading}\n", 1)[1].split("\n### ", 1)[0]
+    section = parameters_doc.nodes_md(NODES).split(f"\n### {heading}\n", 1)[1].split("\n### ", 1)[0]
     intro, rest = section.split("\nParameters", 1)
     lead, table = rest.split("\n| name |", 1)
     rows = [line for line in table.split("\n\n", 1)[0].splitlines()[2:] if line.startswith("|")]
@@ -166,14 +207,8 @@ def _readme_rows(heading: str) -> dict[str, tuple[str, Any, str]]:
     """Return ``{name: (type, default, live)}`` of a docs/NODES.md parameter table."""
     out = {}
     for name_cell, type_cell, default_cell, live_cell, *_ in _readme_table(heading)[1]:
-        names = re.findall(r"`([^`]+)`", name_cell)
-        if len(names) == 1:
-            defaults = [default_cell]
-        else:
-            defaults = [d.strip() for d in default_cell.split(" / " if " / " in default_cell else ",")]
-        assert len(defaults) == len(names), name_cell
-        for name, default in zip(names, defaults, strict=True):
-            out[name] = (type_cell, yaml.safe_load(default.strip("`")), live_cell)
+        (name,) = re.findall(r"`([^`]+)`", name_cell)
+        out[name] = (type_cell, yaml.safe_load(default_cell.strip("`")), live_cell)
     return out
 
 
@@ -187,14 +222,19 @@ def _readme_type(spec: parameters.ParameterSpec) -> str:
 def test_node_reference_documents_every_parameter_with_its_default(heading, nodes):
     rows = _readme_rows(heading)
     expected = {p.name: p for p in PARAMETERS if p.nodes in nodes}
-    missing = sorted(set(expected) - set(rows))
-    assert not missing, f"docs/NODES.md '### {heading}' parameter table lacks {missing}"
-    assert set(rows) == set(expected), f"NODES.md '### {heading}': rows not of this node: {set(rows) - set(expected)}"
+    assert list(rows) == list(expected), f"NODES.md '### {heading}'"
     for name, (kind, default, live) in rows.items():
         spec = expected[name]
         assert _same(default, spec.default), f"docs/NODES.md {name}: default {default!r} != table {spec.default!r}"
         assert kind == _readme_type(spec), f"docs/NODES.md {name}: type {kind!r} != table {_readme_type(spec)!r}"
         assert live == ("yes" if spec.live else "no"), f"docs/NODES.md {name}: live {live!r}, table live={spec.live}"
+
+
+def test_node_reference_meaning_is_the_rows_doc_or_description():
+    _, rows = _readme_table(TRAINER)
+    meaning = {re.findall(r"`([^`]+)`", row[0])[0]: row[4] for row in rows}
+    assert meaning["base_guard"] == parameters.parameter("base_guard").doc
+    assert meaning["sync_queue_size"] == parameters.parameter("sync_queue_size").description
 
 
 def test_node_reference_trainer_section_names_the_shared_parameters():

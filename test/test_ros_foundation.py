@@ -187,7 +187,7 @@ def test_a_private_context_talks_within_itself_and_hears_nothing_else_in_the_dom
 _RAISING_NODE = '''
 import sys
 from rclpy.node import Node
-from depth_estimator_ros.ros.params import spin_nodes
+from depth_estimator_ros.ros.runner import spin_nodes
 
 class Raising(Node):
     def __init__(self):

@@ -221,7 +221,7 @@ def stamp_ns(stamp: Any) -> int:
 class RosClient:
     """An rclpy context, one node and a single-threaded executor spinning in a thread.
 
-    Single-threaded like the nodes (see ``params.spin_nodes``): rclpy 7.1.6's
+    Single-threaded like the nodes (see ``runner.spin_nodes``): rclpy 7.1.6's
     ``MultiThreadedExecutor`` busy-loops and would take the CPU the measured nodes need.
 
     Args:

@@ -51,6 +51,7 @@ from depth_estimator_bench.adaptation import (
 from depth_estimator_bench.common import fmt_ms, latency_stats, pyplot, save_figure, write_section
 from depth_estimator_bench.machine import describe_machine, machine_label
 from depth_estimator_bench.netns import NamespaceError, TwoHosts
+from depth_estimator_ros.parameters import KINECT_TOPICS
 from depth_estimator_ros.ros.large_messages import LOSSY_LINK_PROFILE, PROFILE_VARIABLES
 
 __all__ = [
@@ -69,7 +70,7 @@ CAMERA_MODULE = "depth_estimator_bench.two_hosts"
 ESTIMATOR_MODULE = "depth_estimator_ros.ros.estimator_node"
 
 #: The RGB-D stream (robot -> workstation, the trainer's input) and the estimator's probe topics.
-STREAM_TOPICS = {"image": "camera/rgb/image_color", "depth": "camera/depth_registered/image_raw"}
+STREAM_TOPICS = {name: KINECT_TOPICS[name].lstrip("/") for name in ("image", "depth")}  # relative: namespaced
 PROBE_TOPICS = {"image": "probe/image", "depth": "probe/depth"}
 
 #: Both namespaces discover over the veth (multicast); localhost-only discovery would see nothing.

@@ -127,11 +127,8 @@ from depth_estimator_ros.ros.params import (
     accept,
     check_changes,
     declare_parameters,
-    load_model,
     node_descriptors,
     refuse,
-    spin_nodes,
-    torch_thread_count,
 )
 from depth_estimator_ros.ros.qos import (
     DIAGNOSTICS_QOS,
@@ -140,6 +137,7 @@ from depth_estimator_ros.ros.qos import (
     WEIGHTS_QOS,
     image_qos,
 )
+from depth_estimator_ros.ros.runner import load_model, spin_nodes, torch_thread_count
 
 __all__ = ["DepthEstimatorNode", "colorize_depth", "depth_to_points", "parameter_descriptors", "main"]
 
@@ -501,7 +499,7 @@ class DepthEstimatorNode(Node):
         self._processing.add(predicted - started)
         for stage, seconds in timings.items():
             self._stages[stage].add(seconds)
-        # The executables end this thread before the context (params.spin_nodes); a host
+        # The executables end this thread before the context (runner.spin_nodes); a host
         # process that shuts rclpy down first must not get a "context is invalid" error.
         if not self.context.ok():
             return

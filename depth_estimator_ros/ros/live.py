@@ -1,6 +1,6 @@
 """The ``live`` process: ``depth_estimator`` and ``online_trainer`` in one process.
 
-Both nodes spin in one single-threaded executor (see ``params.spin_nodes``). Accepted weights go from the
+Both nodes spin in one single-threaded executor (see ``runner.spin_nodes``). Accepted weights go from the
 trainer's adaptation engine straight into the estimator's predictor
 (``on_update_state``: a state dict copy, no serialisation, no topic round trip);
 the trainer still publishes ``weights`` for estimators in other processes, and
@@ -34,7 +34,7 @@ from rclpy.node import Node
 from depth_estimator_ros.adaptation import SHARED_PROCESS_SWITCH_INTERVAL_S
 from depth_estimator_ros.parameters import KINECT_TOPICS
 from depth_estimator_ros.ros.estimator_node import DepthEstimatorNode
-from depth_estimator_ros.ros.params import spin_nodes
+from depth_estimator_ros.ros.runner import spin_nodes
 from depth_estimator_ros.ros.trainer_node import OnlineTrainerNode
 
 __all__ = ["KINECT_REMAPS", "build_live_nodes", "with_default_remaps", "main"]

@@ -113,10 +113,8 @@ from depth_estimator_ros.ros.params import (
     accept,
     check_changes,
     declare_parameters,
-    load_model,
     node_descriptors,
     refuse,
-    spin_nodes,
 )
 from depth_estimator_ros.ros.qos import (
     DIAGNOSTICS_QOS,
@@ -125,6 +123,7 @@ from depth_estimator_ros.ros.qos import (
     WEIGHTS_QOS,
     image_qos,
 )
+from depth_estimator_ros.ros.runner import load_model, spin_nodes
 
 __all__ = ["OnlineTrainerNode", "parameter_descriptors", "checkpoint_dir_problem", "DEFAULT_CHECKPOINT_DIR", "main"]
 
