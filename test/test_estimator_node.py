@@ -838,8 +838,9 @@ def _send_until(pub, depth: MessageCollector, rgb: np.ndarray, done, what: str, 
 
 def test_rooms_received_late_are_recognised_from_rgb_and_unknown_frames_return_to_the_base(checkpoint):
     blob, base, delta, seen, unknown = _room_memory(checkpoint)
-    with isolated_ros() as ros:
-        trainer = ros.create_node("fake_trainer")
+    # the fake trainer and the estimator in contexts of their own (two DDS participants, as two robots)
+    with isolated_ros() as trainer_ros, isolated_ros() as ros:
+        trainer = trainer_ros.create_node("fake_trainer")
         rooms_pub = trainer.create_publisher(UInt8MultiArray, "rooms", WEIGHTS_QOS)
         rooms_pub.publish(UInt8MultiArray(data=blob))
         overrides = [Parameter("checkpoint", value=str(checkpoint)), Parameter("device", value="cpu"),
