@@ -292,6 +292,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
        "sensor depth depth/filled is made from, seconds", live=True, low=1e-6, high=1.0, unit="s",
        doc="largest stamp difference between a colour frame and the sensor depth `depth/filled` is made from (as "
        "the trainer's `sync_tolerance`; keep it under half the frame period)"),
+    _P("room_recognition", "bool", False, _E, "subscribe to the trainer's rooms and put the room recognised by "
+       "appearance (or the base) in force; for an estimator without a trainer with sensor depth (a second robot, "
+       "the sensor gone)"),
+    _P("recognition_period", "int", 10, _E, "frames between two appearance descriptors of room_recognition",
+       live=True, low=1, high=100000),
+    _P("recognition_hold", "double", 10.0, _E, "seconds after a weights payload during which room_recognition "
+       "changes nothing (a trainer with sensor depth judges better)", live=True, low=0.0, high=86400.0, unit="s"),
     # -- online_trainer: the node's own
     _P("adaptation_enabled", "bool", True, _T, "run training rounds (frames are still buffered when false)",
        live=True, field="enabled"),

@@ -792,3 +792,113 @@ def test_malformed_sensor_depth_is_dropped_counted_and_depth_keeps_flowing(check
     assert _stamp(out.header) == pytest.approx(stamp + 0.1, abs=1e-9) and len(filled_topic) == 1
     assert {k: v for k, v in stats["dropped"].items() if k != "stale"} == {reason: 1 for reason, _ in cases}
     assert (stats["frames_processed"], stats["frames_filled"], stats["filled_unpaired"]) == (4, 1, 0)
+
+
+# ---------------------------------------------------------------- room recognition (RGB only)
+def _room_memory(checkpoint: Path) -> tuple[bytes, dict[str, torch.Tensor], dict[str, torch.Tensor], np.ndarray,
+                                            np.ndarray]:
+    """A memory with one room, ``room-a``, whose keyframes are two noise images of this model.
+
+    Returns:
+        ``(blob, base state, room-a's delta, an image of room-a, an image of no room)``; the
+        unknown image's similarity to room-a is checked below the threshold first.
+    """
+    from depth_estimator_ros.adaptation.recognition import RoomRecognizer
+    from depth_estimator_ros.adaptation.rooms import RECOGNITION_THRESHOLD, RoomMemory
+
+    model, _ = models.load_checkpoint(checkpoint, arch="fast")
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    recognizer = RoomRecognizer(model)
+    # an untrained model finds most images alike; a plain red wall is one it does not
+    seen, unknown = _rgb(21), np.tile(np.array([255, 0, 0], np.uint8), (H, W, 1))
+    keyframes = torch.cat([recognizer.describe(seen), recognizer.describe(_rgb(22))])
+    similarity = float((recognizer.describe(unknown) @ keyframes.T).max())
+    assert similarity < RECOGNITION_THRESHOLD, f"the 'unknown' image must not look like room-a ({similarity:.3f})"
+    assert float((recognizer.describe(seen) @ keyframes.T).max()) == pytest.approx(1.0)
+    delta = {k: v * 1.1 for k, v in base.items() if k.startswith("decoder.") and v.is_floating_point()}
+    memory = RoomMemory(base, "fast")
+    memory.store("room-a", delta, keyframes)
+    return memory.to_bytes(), base, delta, seen, unknown
+
+
+def _state_is(node, expected: dict[str, torch.Tensor]) -> bool:
+    return all(torch.equal(v.cpu(), expected[k]) for k, v in node.model.state_dict().items())
+
+
+def _send_until(pub, depth: MessageCollector, rgb: np.ndarray, done, what: str, stamp: list[float]) -> None:
+    """Send frames of ``rgb`` (each once the previous was answered) until ``done()``."""
+
+    def step() -> bool:
+        stamp[0] += 0.1
+        _send_and_wait(pub, depth, _image(rgb, stamp[0]))
+        return done()
+
+    wait_for(step, TIMEOUT, what=what)
+
+
+def test_rooms_received_late_are_recognised_from_rgb_and_unknown_frames_return_to_the_base(checkpoint):
+    blob, base, delta, seen, unknown = _room_memory(checkpoint)
+    # the fake trainer and the estimator in contexts of their own (two DDS participants, as two robots)
+    with isolated_ros() as trainer_ros, isolated_ros() as ros:
+        trainer = trainer_ros.create_node("fake_trainer")
+        rooms_pub = trainer.create_publisher(UInt8MultiArray, "rooms", WEIGHTS_QOS)
+        rooms_pub.publish(UInt8MultiArray(data=blob))
+        overrides = [Parameter("checkpoint", value=str(checkpoint)), Parameter("device", value="cpu"),
+                     Parameter("room_recognition", value=True), Parameter("recognition_period", value=1)]
+        node = ros.add_node(DepthEstimatorNode(context=ros.context, parameter_overrides=overrides))
+        # transient-local: the estimator started after the publication receives the memory
+        wait_for(lambda: node.stats()["rooms_received"] == 1, TIMEOUT, what="the room memory")
+        assert node.stats()["room"] == "base" and node.stats()["rooms_known"] == 1
+        pub = trainer.create_publisher(Image, "image", 10)
+        depth = MessageCollector(trainer, Image, "depth")
+        stamp = [1.0]
+        _send_until(pub, depth, seen, lambda: node.stats()["room"] == "room-a", "room-a recognised", stamp)
+        assert _state_is(node, {**base, **delta})
+        assert node.stats()["room_similarity"] == pytest.approx(1.0) and node.stats()["room_recognitions"] == 1
+        _send_until(pub, depth, unknown, lambda: node.stats()["room"] == "base", "the base back", stamp)
+        assert _state_is(node, base) and node.stats()["room_recognitions"] == 2
+        assert node.stats()["recognition_mean_s"] > 0
+
+
+def test_a_weights_payload_holds_recognition_off_and_bad_room_blobs_are_refused_and_counted(checkpoint):
+    from depth_estimator_ros.adaptation.rooms import RoomMemory
+
+    blob, base, delta, seen, _ = _room_memory(checkpoint)
+    payload, adapted = _payload(checkpoint, 7, seed=1)
+    with running_estimator(checkpoint, room_recognition=True, recognition_period=1,
+                           recognition_hold=3600.0) as (_, node, probe):
+        rooms_pub = probe.create_publisher(UInt8MultiArray, "rooms", WEIGHTS_QOS)
+        weights_pub = probe.create_publisher(UInt8MultiArray, "weights", WEIGHTS_QOS)
+        wait_for(lambda: rooms_pub.get_subscription_count() and weights_pub.get_subscription_count(), TIMEOUT,
+                 what="the estimator to subscribe")
+        rooms_pub.publish(UInt8MultiArray(data=blob))
+        wait_for(lambda: node.stats()["rooms_received"] == 1, TIMEOUT, what="the room memory")
+        weights_pub.publish(UInt8MultiArray(data=payload))
+        wait_for(lambda: node.stats()["room"] == "trainer weights", TIMEOUT, what="the payload in force")
+        assert node.weights_version == 7
+        pub = probe.create_publisher(Image, "image", 10)
+        depth = MessageCollector(probe, Image, "depth")
+        stamp = [1.0]
+        # room-a is recognised, but the trainer's weights were the later word: held
+        _send_until(pub, depth, seen, lambda: node.stats()["recognition_held"] >= 2, "recognition held", stamp)
+        assert node.stats()["room"] == "trainer weights" and node.stats()["room_recognitions"] == 0
+        assert _state_is(node, adapted.state_dict())
+        # corrupt and foreign blobs: refused, counted; the memory received before stays
+        foreign = st_save({"x": torch.zeros(1)}, metadata={"format": "something.else", "arch": "fast"})
+        other_arch = RoomMemory({}, "vgg16_coarse").to_bytes()
+        for count, bad in enumerate([blob[: len(blob) // 3], foreign, other_arch], start=1):
+            rooms_pub.publish(UInt8MultiArray(data=bad))
+            wait_for(lambda c=count: node.stats()["rooms_rejected"] == c, TIMEOUT, what=f"bad blob {count} refused")
+        stats = node.stats()
+        assert stats["rooms_rejected_invalid"] == 3 and stats["rooms_received"] == 1 and stats["rooms_known"] == 1
+        # the hold lifted (live): room-a goes in force over the base, through the one weight path
+        node.set_parameters([Parameter("recognition_hold", value=0.0)])
+        _send_until(pub, depth, seen, lambda: node.stats()["room"] == "room-a", "room-a recognised", stamp)
+        assert _state_is(node, {**base, **delta}) and node.weights_version == 7
+
+
+def test_room_recognition_is_off_by_default_and_subscribes_to_no_rooms(checkpoint):
+    with running_estimator(checkpoint) as (_, node, probe):
+        rooms_pub = probe.create_publisher(UInt8MultiArray, "rooms", WEIGHTS_QOS)
+        wait_for(lambda: node.count_subscribers("image") > 0, TIMEOUT, what="the estimator to subscribe")
+        assert rooms_pub.get_subscription_count() == 0 and "room" not in node.stats()

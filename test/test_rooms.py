@@ -132,3 +132,53 @@ def test_save_deletes_only_the_files_of_rooms_it_dropped_and_load_keeps_the_lru_
     (tmp_path / "room-1.safetensors").rename(tmp_path / "copy.safetensors")
     _, problems = _memory(model).load(tmp_path)
     assert any("copy.safetensors: holds room 'room-1'" in p for p in problems), problems
+
+
+def test_whole_memory_round_trips_as_one_blob_and_replaces_the_content(model) -> None:
+    memory = _memory(model)
+    a, b = memory.new_name(), memory.new_name()
+    keys = torch.nn.functional.normalize(torch.randn(3, 8), dim=1)
+    memory.store(a, _delta(model, 1.1), keys)
+    memory.store(b, _delta(model, 0.9), keys[:1])
+    memory.store(b, _delta(model, 0.8))  # b: 2 rounds, most recently used
+    receiver = _memory(model)
+    receiver.store("old", _delta(model, 1.5))
+    names, problems = receiver.load_bytes(memory.to_bytes())
+    assert names == [b, a] and problems == [] and receiver.names() == [b, a]
+    assert receiver.get("old") is None
+    assert receiver.get(b).rounds == 2 and torch.equal(receiver.get(a).keyframes, keys)
+    assert all(torch.equal(receiver.get(b).delta[k], v) for k, v in _delta(model, 0.8).items())
+    assert _memory(model).load_bytes(_memory(model).to_bytes()) == ([], [])  # an empty memory too
+
+
+def test_corrupt_and_foreign_blobs_are_refused_and_the_memory_is_left_as_it_was(model) -> None:
+    from safetensors.torch import save
+
+    memory = _memory(model)
+    memory.store("room-1", _delta(model, 1.1), torch.nn.functional.normalize(torch.randn(2, 8), dim=1))
+    blob = memory.to_bytes()
+    receiver = _memory(model)
+    receiver.store("kept", _delta(model, 1.2))
+    foreign = {"format": "something.else", "arch": model.arch, "rooms": "[]"}
+    other_arch = {"format": "depth_estimator_ros.rooms", "arch": "vgg16_coarse", "rooms": "[]"}
+    bad_list = {"format": "depth_estimator_ros.rooms", "arch": model.arch, "rooms": "{not json"}
+    for data, reason in [
+        (blob[: len(blob) // 2], "truncated"),
+        (b"\x00" * 4 + blob[4:], "room memory blob"),
+        (b"garbage", "truncated"),
+        (save({"x": torch.zeros(1)}, metadata=foreign), "format"),
+        (save({"x": torch.zeros(1)}, metadata=other_arch), "arch"),
+        (save({"x": torch.zeros(1)}, metadata=bad_list), "malformed room list"),
+    ]:
+        with pytest.raises(RoomMemoryError, match=reason):
+            receiver.load_bytes(data)
+        assert receiver.names() == ["kept"]
+    # a room with an unknown or misshapen tensor is left out and reported; the others load
+    meta = {"format": "depth_estimator_ros.rooms", "arch": model.arch,
+            "rooms": '[{"name": "good", "rounds": 1, "last_used": 2}, {"name": "bad", "rounds": 1, "last_used": 1}]'}
+    key = next(iter(_delta(model, 1.0)))
+    tensors = {f"good/{key}": _delta(model, 1.1)[key], "bad/nope.weight": torch.zeros(2), "stray": torch.zeros(1)}
+    names, problems = receiver.load_bytes(save(tensors, metadata=meta))
+    assert names == ["good"] and receiver.names() == ["good"]
+    assert any("'bad'" in p and "not in the model" in p for p in problems)
+    assert any("'stray'" in p for p in problems)

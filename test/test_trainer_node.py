@@ -559,3 +559,25 @@ def test_a_return_visit_after_a_restart_restores_the_room_and_an_estimator_elsew
                 torch.testing.assert_close(received[name], tensor, msg=name)
             other = node.engine.memory.get(room_b).delta
             assert any(not torch.equal(received[k], v) for k, v in other.items())
+
+
+def test_the_room_memory_is_published_on_rooms_after_an_accepted_round(checkpoint, monkeypatch):
+    from depth_estimator_ros.ros import trainer_node
+
+    monkeypatch.setattr(trainer_node, "ROOMS_PUBLISH_PERIOD_S", 0.2)
+    with running_trainer(checkpoint, room_memory_dir="none", select_best=False) as (_, node, probe):
+        blobs = MessageCollector(probe, UInt8MultiArray, "rooms", WEIGHTS_QOS)
+        wait_for(lambda: node.count_subscribers("rooms") > 0, TIMEOUT, what="the probe to subscribe to rooms")
+        assert len(blobs) == 0  # an empty memory is not published
+        Feeder(probe, node).send(8)
+        wait_for(lambda: node.engine.room is not None, TIMEOUT, what="an accepted round stored as a room")
+        room = node.engine.room
+
+        def received() -> bool:
+            if not blobs.messages:
+                return False
+            memory = RoomMemory(node.engine.base_state, "fast")
+            return memory.load_bytes(bytes(blobs.messages[-1].data))[0] == [room]
+
+        wait_for(received, TIMEOUT, what=f"a blob holding {room} on rooms")
+        assert node.stats()["rooms_published"] >= 1

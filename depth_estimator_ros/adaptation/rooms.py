@@ -19,6 +19,11 @@ refused with :class:`RoomMemoryError` naming the reason; :meth:`RoomMemory.load`
 such files and reports them, and never deletes them. :meth:`RoomMemory.save` deletes
 only the files of rooms this memory forgot or evicted.
 
+A whole memory also travels as one safetensors blob (:meth:`RoomMemory.to_bytes`, the
+trainer's ``rooms`` topic; tensors ``<room>/<tensor>`` and ``<room>/__keyframes__``,
+metadata: format :data:`ROOMS_FORMAT`, arch, the rooms with their counters), read back
+with :meth:`RoomMemory.load_bytes` under the same refusals as files.
+
 Thread-safety: one lock guards the entries; tensors handed out are never written again
 (an update replaces a room's dict).
 """
@@ -42,6 +47,7 @@ from depth_estimator_ros.atomic import write_bytes
 
 __all__ = [
     "ROOM_FORMAT",
+    "ROOMS_FORMAT",
     "RECOGNITION_THRESHOLD",
     "RECOGNITION_MARGIN",
     "KEYFRAMES_KEY",
@@ -52,6 +58,8 @@ __all__ = [
 ]
 
 ROOM_FORMAT = "depth_estimator_ros.room"
+#: The format of a whole memory in one blob (:meth:`RoomMemory.to_bytes`).
+ROOMS_FORMAT = "depth_estimator_ros.rooms"
 #: Recognition by appearance: the least mean cosine similarity of a few frames to a room's
 #: keyframes, and the lead over the second room. Chosen on ``rooms/`` (windows of 5 frames
 #: of another scene scored at most 0.842; docs/EXPERIMENTS.md), never on the kitchen.
@@ -264,8 +272,8 @@ class RoomMemory:
             ``(room name, similarity)``, or ``(None, best similarity)`` when no room is
             confident enough (the base stays in force); ``(None, nan)`` without rooms.
         """
-        with self._lock:
-            rooms = [r for r in self._rooms.values() if r.keyframes.numel()]
+        with self._lock:  # keyframes of another width (another descriptor) cannot be compared
+            rooms = [r for r in self._rooms.values() if r.keyframes.numel() and r.keyframes.shape[1] == queries.shape[-1]]
         if not rooms or queries.numel() == 0:
             return None, math.nan
         q = torch.nn.functional.normalize(queries.float(), dim=1)
@@ -395,6 +403,98 @@ class RoomMemory:
             if value.is_floating_point() and not bool(torch.isfinite(value).all()):
                 raise RoomMemoryError(f"{what}: tensor {key!r} has non-finite values")
 
+    # ------------------------------------------------------------------ blobs
+    def to_bytes(self) -> bytes:
+        """Return the whole memory as one safetensors blob (what the trainer publishes on ``rooms``).
+
+        Returns:
+            safetensors bytes: tensors ``<room>/<tensor>`` and ``<room>/__keyframes__``;
+            metadata ``format`` (:data:`ROOMS_FORMAT`), ``arch`` and ``rooms``, a JSON list of
+            ``{"name", "rounds", "last_used"}``, most recently used first.
+        """
+        from safetensors.torch import save
+
+        with self._lock:
+            rooms = sorted(self._rooms.values(), key=lambda r: -r.last_used)
+        tensors: dict[str, Tensor] = {}
+        for room in rooms:  # copies: safetensors refuses tensors that share memory (a keyframe view)
+            tensors.update({f"{room.name}/{k}": v.clone() for k, v in room.delta.items()})
+            tensors[f"{room.name}/{KEYFRAMES_KEY}"] = room.keyframes.clone()
+        listed = [{"name": r.name, "rounds": r.rounds, "last_used": r.last_used} for r in rooms]
+        meta = {"format": ROOMS_FORMAT, "arch": self._arch, "rooms": json.dumps(listed)}
+        return save(tensors, metadata=meta)
+
+    def load_bytes(self, data: bytes | bytearray | memoryview) -> tuple[list[str], list[str]]:
+        """Replace the memory's rooms with those of a :meth:`to_bytes` blob.
+
+        A blob that is not a memory of this model (corrupt, another format or
+        architecture, malformed room list) is refused whole and the memory is left as it
+        was. A room with unknown, misshapen or non-finite tensors is left out and
+        reported; so are tensors of no listed room and rooms beyond ``capacity`` (the
+        least recently used).
+
+        Returns:
+            ``(names loaded, most recently used first; problems)``: one line per room or
+            tensor left out, with the reason.
+
+        Raises:
+            RoomMemoryError: the blob is refused (the message says why).
+        """
+        from safetensors.torch import load
+
+        try:
+            raw = bytes(data)
+            meta = _blob_metadata(raw)
+            tensors = load(raw)
+        except RoomMemoryError:
+            raise
+        except Exception as exc:  # safetensors raises its own error types for corrupt blobs
+            raise RoomMemoryError(f"room memory blob: not readable safetensors ({type(exc).__name__}: {exc})") from None
+        if meta.get("format") != ROOMS_FORMAT:
+            raise RoomMemoryError(
+                f"room memory blob: format {meta.get('format')!r}, expected {ROOMS_FORMAT!r}"
+            )
+        if meta.get("arch") != self._arch:
+            raise RoomMemoryError(f"room memory blob: rooms of arch {meta.get('arch')!r}, this model is {self._arch!r}")
+        try:
+            listed = json.loads(meta.get("rooms", ""))
+            rows = [(str(r["name"]), int(r["rounds"]), int(r["last_used"])) for r in listed]
+        except (ValueError, TypeError, KeyError, RecursionError) as exc:
+            raise RoomMemoryError(f"room memory blob: malformed room list ({type(exc).__name__}: {exc})") from None
+        problems: list[str] = []
+        rooms: list[Room] = []
+        names = {name for name, _, _ in rows}
+        for key in sorted(tensors):
+            if key.split("/", 1)[0] not in names or "/" not in key:
+                problems.append(f"room memory blob: tensor {key!r} belongs to no listed room; left out")
+        for name, rounds, last_used in rows:
+            what = f"room memory blob: room {name!r}"
+            if not _NAME.match(name) or any(r.name == name for r in rooms):
+                problems.append(f"{what}: invalid or repeated name; left out")
+                continue
+            prefix = f"{name}/"
+            delta = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            keyframes = delta.pop(KEYFRAMES_KEY, torch.zeros(0, 0))
+            try:
+                if keyframes.ndim != 2 or not bool(torch.isfinite(keyframes).all()):
+                    raise RoomMemoryError(f"{what}: keyframes must be a finite (K, C) tensor, "
+                                          f"got {tuple(keyframes.shape)}")
+                self._check(what, delta)
+            except RoomMemoryError as exc:
+                problems.append(f"{exc}; left out")
+                continue
+            rooms.append(Room(name, delta, _thin(keyframes.float(), self._max_keyframes), rounds, last_used))
+        rooms.sort(key=lambda r: -r.last_used)
+        for room in rooms[self._capacity :]:
+            problems.append(f"room memory blob: room {room.name!r} left out, the memory keeps {self._capacity} rooms")
+        rooms = rooms[: self._capacity]
+        with self._lock:
+            self._dropped.update(n for n in self._rooms if n not in {r.name for r in rooms})
+            self._rooms = {r.name: r for r in rooms}
+            self._clock = max([self._clock, *(r.last_used for r in rooms)])
+            self._revision += 1
+        return [r.name for r in rooms], problems
+
     def describe(self, **context: Any) -> str:
         """Return the memory as one JSON object on one line (the ``~/rooms/list`` answer).
 
@@ -405,6 +505,21 @@ class RoomMemory:
             ``{**context, "capacity": int, "rooms": [summary rows, most recently used first]}``.
         """
         return json.dumps({**context, "capacity": self._capacity, "rooms": self.summary()}, separators=(",", ":"))
+
+
+def _blob_metadata(raw: bytes) -> dict[str, str]:
+    """Return the metadata of safetensors bytes (structure checked first, nothing built)."""
+    from depth_estimator_ros.safetensors_format import SafetensorsFormatError, parse_header
+
+    try:
+        header = parse_header(raw)
+    except SafetensorsFormatError as exc:
+        raise RoomMemoryError(f"room memory blob: {'truncated' if exc.truncated else 'not safetensors'}: "
+                              f"{exc}") from None
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict):
+        raise RoomMemoryError("room memory blob: metadata is not a JSON object")
+    return meta
 
 
 def _count(meta: Mapping[str, str], key: str, default: int) -> int:

@@ -32,6 +32,13 @@ Subscribed topics
     transient-local history would hand the same payload back): a payload published
     in the moment it takes is missed until the next version.
 
+    ``rooms`` (std_msgs/UInt8MultiArray, reliable, transient-local, only with
+    ``room_recognition``): the trainer's whole room memory (``RoomMemory.to_bytes``),
+    replacing the one received before. A blob larger than ``max_payload_bytes``, not a
+    memory of this model (corrupt, another format or architecture) is refused, counted
+    (``rooms_rejected_<too_large|invalid>``) and logged throttled; rooms with bad tensors
+    are left out with a warning.
+
     ``sensor_depth`` (sensor_msgs/Image, only with ``publish_filled``): the sensor's
     depth *registered* to the colour camera (same field of view), 16UC1 mm or 32FC1 m;
     the newest :data:`SENSOR_DEPTH_HISTORY` are kept and decoded only when a frame is
@@ -68,7 +75,19 @@ Published topics
     to the image callback, wait for the inference thread, decode, predict,
     encode + publish), frames in / processed / dropped by reason, weights
     version and rejected payloads, the ``depth/filled`` counters (``sensor_depth_in``,
-    ``frames_filled``, ``filled_unpaired``, ``fill_mean_s`` / ``fill_max_s``).
+    ``frames_filled``, ``filled_unpaired``, ``fill_mean_s`` / ``fill_max_s``); with ``room_recognition``: ``room`` (the recognised
+    room in force, ``base``, or ``trainer weights`` after a payload), ``room_similarity``,
+    ``room_recognitions`` (swaps made), ``recognition_held``, ``rooms_received``,
+    ``rooms_rejected*``, ``recognition_mean_s`` (one descriptor).
+
+Room recognition (``room_recognition``; for an estimator without a trainer with sensor
+depth): every ``recognition_period`` frames the inference thread, after publishing the
+frame's depth, describes the frame with a base copy of the encoder and recognises the
+room from the last 5 descriptors (:class:`~depth_estimator_ros.adaptation.recognition.RoomRecognizer`);
+when the room (or the base, when no room is confident) differs from what is in force its
+weights are loaded over the base with :meth:`DepthEstimatorNode.apply_state`, the one
+weight path, between two frames. For ``recognition_hold`` seconds after a ``weights``
+payload recognition changes nothing.
 
 Parameters
     Every row of :mod:`depth_estimator_ros.parameters` for this node (type, default,
@@ -76,7 +95,8 @@ Parameters
     the model and input ones shared with the trainer, and ``backend``,
     ``trt_cache_dir``, ``depth_encoding``, ``publish_points``, ``points_stride``,
     ``colormap_min_depth`` / ``colormap_max_depth``, ``max_payload_bytes``, ``publish_filled`` (read-only: it
-    decides the ``sensor_depth`` subscription), ``filled_sync_tolerance``.
+    decides the ``sensor_depth`` subscription), ``filled_sync_tolerance``, ``room_recognition``
+    (read-only: it decides the ``rooms`` subscription), ``recognition_period``, ``recognition_hold``.
     ``torch_threads`` is applied by :func:`main`.
 
 Threads: the image callback only hands the newest message to the inference
@@ -91,6 +111,8 @@ next frame is processed as usual.
 
 from __future__ import annotations
 
+import math
+import threading
 import time
 import traceback
 from collections.abc import Mapping
@@ -109,6 +131,8 @@ from std_msgs.msg import Header, UInt8MultiArray
 
 from depth_estimator_ros import models, parameters
 from depth_estimator_ros.adaptation.payload import PayloadError, RunOrder, apply_payload, read_payload
+from depth_estimator_ros.adaptation.recognition import BASE_STATE, RoomRecognizer
+from depth_estimator_ros.adaptation.rooms import RoomMemoryError
 from depth_estimator_ros.learning.device import resolve_device
 from depth_estimator_ros.learning.predictor import Predictor
 from depth_estimator_ros.ros import codec, filled
@@ -236,6 +260,9 @@ def depth_to_points(depth: np.ndarray, info: CameraInfo, header: Header, stride:
 STAGES: tuple[str, ...] = ("receive", "queue", "decode", "prepare", "forward", "finish", "publish")
 
 
+#: ``room`` in ``/diagnostics`` while the weights of a ``weights`` payload are in force.
+TRAINER_WEIGHTS = "trainer weights"
+
 #: Sensor depth images kept for ``depth/filled`` (the newest; ~0.27 s at 30 Hz, several inference latencies).
 SENSOR_DEPTH_HISTORY = 8
 
@@ -313,6 +340,7 @@ class DepthEstimatorNode(Node):
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
 
         self._init_filled(values)
+        self._init_recognition(values, model)
 
         self._inference = LatestWorker(self._infer, on_error=self._on_inference_error, name="depth inference")
         # image_transport's convention: the compressed stream is the remapped colour topic + "/compressed"
@@ -366,6 +394,7 @@ class DepthEstimatorNode(Node):
             "camera_scale": 1.0 if self._focal is None else self._focal / models.CANONICAL_FOCAL,
             "time_resets": self._guard.resets,
             **self._filled_stats(),
+            **self._recognition_stats(),
         }
 
     def apply_state(self, version: int, state: Mapping[str, torch.Tensor]) -> None:
@@ -401,7 +430,10 @@ class DepthEstimatorNode(Node):
             self._refuse_weights("invalid", str(exc), size)
             return
         self._run_order.accepted(metadata)
-        self._predictor.load_state_dict(self._staging.state_dict(), version=version)
+        with self._swap_lock:  # a trainer with sensor depth judges better: recognition holds off
+            self.apply_state(version, self._staging.state_dict())
+            self._weights_at = time.monotonic()
+            self._room_in_force, self._room_state = TRAINER_WEIGHTS, None
         self.get_logger().info(f"weights version {version} in force")
 
     def _refuse_weights(self, reason: str, detail: str, size: int) -> None:
@@ -424,6 +456,83 @@ class DepthEstimatorNode(Node):
                                                          WEIGHTS_LIVE_QOS)
         self._resubscribe = False
         release_memory()
+
+    def _init_recognition(self, values: Mapping[str, Any], model: models.DepthModel) -> None:
+        """Create the room recognizer and the ``rooms`` subscription when ``room_recognition`` is set."""
+        self._swap_lock = threading.Lock()  # the weights callback and recognition decide one at a time
+        self._weights_at: float | None = None
+        self._room_in_force = "base"
+        self._room_state = BASE_STATE  # what recognition loaded last (None: a payload's weights)
+        self._recognition_period = values["recognition_period"]
+        self._recognition_hold = values["recognition_hold"]
+        self._frames_since_descriptor = 0
+        self._room_drops = DropCounter(values["log_throttle_sec"])
+        self._rooms_received = self._room_recognitions = self._recognition_held = 0
+        self._room_similarity = math.nan
+        self._recognition_time = LatencyMeter()
+        self._recognizer: RoomRecognizer | None = None
+        if values["room_recognition"]:
+            self._recognizer = RoomRecognizer(model, device=self._predictor.device)
+            self.create_subscription(UInt8MultiArray, "rooms", self._on_rooms, WEIGHTS_QOS)
+
+    def _recognition_stats(self) -> dict[str, object]:
+        """Return the room recognition's counters (none without ``room_recognition``)."""
+        if self._recognizer is None:
+            return {}
+        return {
+            "room": self._room_in_force, "room_similarity": self._room_similarity,
+            "room_recognitions": self._room_recognitions, "recognition_held": self._recognition_held,
+            "rooms_known": len(self._recognizer.memory), "rooms_received": self._rooms_received,
+            "rooms_rejected": self._room_drops.total(),
+            **{f"rooms_rejected_{reason}": count for reason, count in sorted(self._room_drops.counts().items())},
+            "recognition_mean_s": self._recognition_time.summary()[0],
+        }
+
+    def _on_rooms(self, msg: UInt8MultiArray) -> None:
+        """Replace the received room memory with a ``rooms`` blob; refuse a bad one (counted, throttled)."""
+        assert self._recognizer is not None, "the rooms subscription exists only with a recognizer"
+        size = len(msg.data)
+        if size > self._max_payload_bytes:  # before a single byte is copied or parsed
+            self._room_drops.report(self.get_logger(), "too_large", f"{size} bytes, more than max_payload_bytes = "
+                                    f"{self._max_payload_bytes}; the rooms received before stay", "a room memory")
+            return
+        try:
+            names, problems = self._recognizer.memory.load_bytes(msg.data)
+        except RoomMemoryError as exc:
+            self._room_drops.report(self.get_logger(), "invalid", f"{exc}; the rooms received before stay",
+                                    "a room memory")
+            return
+        self._rooms_received += 1
+        for problem in problems:
+            self.get_logger().warning(problem, throttle_duration_sec=self._room_drops.throttle_sec)
+        self.get_logger().info(f"room memory received: {len(names)} rooms ({', '.join(names) or '-'})")
+
+    def _recognise(self, rgb: np.ndarray) -> None:
+        """Every ``recognition_period`` frames: recognise the room and put its weights in force (inference thread)."""
+        if self._recognizer is None:
+            return
+        self._frames_since_descriptor += 1
+        if self._frames_since_descriptor < self._recognition_period:
+            return
+        self._frames_since_descriptor = 0
+        started = time.monotonic()
+        name, similarity = self._recognizer.observe(rgb)
+        self._recognition_time.add(time.monotonic() - started)
+        self._room_similarity = similarity
+        state = self._recognizer.state_for(name)
+        if math.isnan(similarity) or state is None:  # no rooms yet, or the room went with a new memory
+            return
+        with self._swap_lock:
+            if self._weights_at is not None and time.monotonic() - self._weights_at < self._recognition_hold:
+                self._recognition_held += 1
+                return
+            if state is self._room_state:
+                return
+            self.apply_state(self._predictor.version, state)
+            self._room_in_force, self._room_state = name or "base", state
+            self._room_recognitions += 1
+        self.get_logger().info(f"room recognised by appearance: {name or 'none confident, the base'} "
+                               f"(similarity {similarity:.3f}) in force")
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         """Take a checked calibration (``codec.camera_info_intrinsics``); refuse an implausible one.
@@ -511,6 +620,7 @@ class DepthEstimatorNode(Node):
             return
         self._stages["publish"].add(time.monotonic() - predicted)
         self._publish_filled(msg.header, depth)
+        self._recognise(rgb)
 
     def _publish(self, header: Header, depth: np.ndarray) -> None:
         self._depth_pub.publish(codec.depth_to_image(depth, header, self._depth_encoding))
@@ -633,6 +743,9 @@ class DepthEstimatorNode(Node):
             self._guard.reset_after = changes["time_reset_threshold"]
         if "log_throttle_sec" in changes:
             self._drops.throttle_sec = self._weight_drops.throttle_sec = changes["log_throttle_sec"]
+            self._room_drops.throttle_sec = changes["log_throttle_sec"]
+        self._recognition_period = changes.get("recognition_period", self._recognition_period)
+        self._recognition_hold = changes.get("recognition_hold", self._recognition_hold)
         self._filled_tolerance = changes.get("filled_sync_tolerance", self._filled_tolerance)
 
 

@@ -18,6 +18,12 @@ Published topics
     ``weights`` (std_msgs/UInt8MultiArray, reliable, transient-local, keep-last 1):
     after every accepted round and every reset, an ``adaptation.export_payload``
     blob; a late or restarted estimator receives the latest one at once.
+    ``rooms`` (std_msgs/UInt8MultiArray, reliable, transient-local, keep-last 1, as
+    ``weights``): the whole room memory (``RoomMemory.to_bytes``), for an estimator with
+    ``room_recognition`` (no sensor depth of its own); sent from a background thread
+    (:class:`~depth_estimator_ros.adaptation.room_broadcast.RoomBroadcast`) at most every
+    :data:`ROOMS_PUBLISH_PERIOD_S` seconds after the memory changed (a round stored a room,
+    a switch, a forget), and once at start when rooms were loaded.
     ``~/weights_version`` (std_msgs/UInt32): the version in force, on every update
     and with each diagnostics period.
     ``~/loss``, ``~/holdout_rmse`` (metres, after the last round), ``~/buffer_fill``
@@ -96,6 +102,7 @@ from std_srvs.srv import Trigger
 from depth_estimator_ros import models, parameters
 from depth_estimator_ros.adaptation import AdaptationConfig, AdaptationEngine
 from depth_estimator_ros.adaptation.config import config_fields
+from depth_estimator_ros.adaptation.room_broadcast import RoomBroadcast
 from depth_estimator_ros.adaptation.room_folder import RoomFolder
 from depth_estimator_ros.data.frame import Frame, Intrinsics
 from depth_estimator_ros.learning.device import resolve_device
@@ -128,6 +135,9 @@ from depth_estimator_ros.ros.runner import load_model, spin_nodes
 __all__ = ["OnlineTrainerNode", "parameter_descriptors", "checkpoint_dir_problem", "DEFAULT_CHECKPOINT_DIR", "main"]
 
 NODE_NAME = parameters.TRAINER
+
+#: Least seconds between two room memories published on ``rooms``.
+ROOMS_PUBLISH_PERIOD_S = 5.0
 
 #: Where ``~/save`` writes when ``checkpoint_dir`` is empty.
 DEFAULT_CHECKPOINT_DIR = parameters.DEFAULT_CHECKPOINT_DIR
@@ -227,6 +237,9 @@ class OnlineTrainerNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._on_parameters_set)
         self._weights_pub = self.create_publisher(UInt8MultiArray, "weights", WEIGHTS_QOS)
+        self._rooms_pub = self.create_publisher(UInt8MultiArray, "rooms", WEIGHTS_QOS)
+        self._rooms_broadcast = RoomBroadcast(self._engine.memory, self._publish_rooms,
+                                              period_s=ROOMS_PUBLISH_PERIOD_S, on_error=self._on_rooms_publish_error)
         self._version_pub = self.create_publisher(UInt32, "~/weights_version", DIAGNOSTICS_QOS)
         self._loss_pub = self.create_publisher(Float32, "~/loss", DIAGNOSTICS_QOS)
         self._rmse_pub = self.create_publisher(Float32, "~/holdout_rmse", DIAGNOSTICS_QOS)
@@ -252,6 +265,7 @@ class OnlineTrainerNode(Node):
             self.create_service(Trigger, name, callback, qos_profile=SERVICE_QOS)
         self.create_timer(values["diagnostics_period"], self._publish_status)
         self._engine.start()
+        self._rooms_broadcast.start()
         if self._room_folder is not None:
             self._room_folder.start()
         self.get_logger().info(
@@ -285,6 +299,7 @@ class OnlineTrainerNode(Node):
             "room": self.room_in_force(),
             "room_memory_dir": "none" if self._room_folder is None else str(self._room_folder.folder),
             "room_memory_error": "" if self._room_folder is None else self._room_folder.last_error,
+            "rooms_published": self._rooms_broadcast.sent,
         }
 
     def room_in_force(self) -> str:
@@ -299,6 +314,7 @@ class OnlineTrainerNode(Node):
         if self._decoder is not None:
             self._decoder.close()
         self._engine.stop()
+        self._rooms_broadcast.close()
         if self._room_folder is not None:
             try:
                 written = self._room_folder.close()
@@ -433,6 +449,19 @@ class OnlineTrainerNode(Node):
                 f"rounds' held-out frames (last {stats['last_holdout_rmse_before']:.3f} m vs base "
                 f"{stats['last_holdout_rmse_base']:.3f} m); version {version} is the base weights again"
             )
+
+    def _publish_rooms(self, blob: bytes) -> None:
+        """Publish the room memory on ``rooms`` (from the broadcast thread)."""
+        data = array.array("B")
+        data.frombytes(blob)  # the field setter's fast path, as for weights
+        self._rooms_pub.publish(UInt8MultiArray(data=data))
+        self.get_logger().info(f"published the room memory ({len(self._engine.memory)} rooms, {len(blob) / 1e6:.2f} MB)")
+
+    def _on_rooms_publish_error(self, exc: BaseException) -> None:
+        """Log a failed ``rooms`` publication (broadcast thread; it retries next period)."""
+        if self.context.ok():
+            self.get_logger().error(f"room memory not published: {type(exc).__name__}: {exc}; retrying",
+                                    throttle_duration_sec=60.0)
 
     def _publish_status(self) -> None:
         stats = self.stats()
