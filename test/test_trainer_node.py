@@ -580,4 +580,5 @@ def test_the_room_memory_is_published_on_rooms_after_an_accepted_round(checkpoin
             return memory.load_bytes(bytes(blobs.messages[-1].data))[0] == [room]
 
         wait_for(received, TIMEOUT, what=f"a blob holding {room} on rooms")
-        assert node.stats()["rooms_published"] >= 1
+        # counted by the sending thread once publish() returns, which can be after the probe received it
+        wait_for(lambda: node.stats()["rooms_published"] >= 1, TIMEOUT, what="the publication counted")
