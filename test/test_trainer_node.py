@@ -582,3 +582,41 @@ def test_the_room_memory_is_published_on_rooms_after_an_accepted_round(checkpoin
         wait_for(received, TIMEOUT, what=f"a blob holding {room} on rooms")
         # counted by the sending thread once publish() returns, which can be after the probe received it
         wait_for(lambda: node.stats()["rooms_published"] >= 1, TIMEOUT, what="the publication counted")
+
+
+def test_the_selection_returns_to_the_base_on_live_frames_where_the_weights_in_force_are_worse(checkpoint):
+    """Adapted to room A (the synthetic room at 0.4x its depth), the trainer sees the true room:
+    the first round there scores A's weights worse than the base on its new frames, switches to
+    the base and publishes it in full at once, before training; /diagnostics counts the switch."""
+    rooms = SyntheticRooms(seed=8, frames=48, width=64, height=48)
+    frames = [rooms[i] for i in range(len(rooms))]
+    a = [dataclasses.replace(f, depth=f.depth * 0.4) for f in frames[:18]]
+    settings = {"min_new_frames": 6, "max_new_frames": 6, "holdout_frames": 2, "batch_size": 4,
+                "epochs_per_round": 3, "room_memory_dir": "none"}
+
+    def one_round(node, stream) -> None:
+        done = node.stats()["rounds_run"]
+        for frame in stream:
+            node.engine.offer(frame)
+        wait_for(lambda: node.stats()["rounds_run"] > done and not node.stats()["round_in_progress"], TIMEOUT,
+                 what="the round on the new frames")
+
+    with running_trainer(checkpoint, **settings) as (_, node, probe):
+        for start in range(0, 18, 6):
+            one_round(node, a[start : start + 6])
+        room_a = node.engine.room
+        assert room_a is not None and node.stats()["rounds_switched"] == 0
+        weights = MessageCollector(probe, UInt8MultiArray, "weights", WEIGHTS_QOS)
+        diagnostics = MessageCollector(probe, DiagnosticArray, "/diagnostics")
+        wait_for(lambda: len(weights) >= 1, TIMEOUT, what="the latched weights of room A")  # transient-local
+        before = len(weights)
+        one_round(node, frames[24:30])
+        assert node.stats()["rounds_switched"] == 1 and node.engine.room != room_a
+        wait_for(lambda: len(weights) > before, TIMEOUT, what="the switch's payload")
+        metadata, tensors = read_payload(bytes(weights.messages[before].data))
+        assert tensors.keys() == node.engine.base_state.keys()  # in full: every tensor
+        base, _ = models.load_checkpoint(checkpoint, arch="fast")
+        for name, tensor in base.state_dict().items():
+            torch.testing.assert_close(tensors[name], tensor, msg=name)  # the base, exactly
+        values = _diagnostic_values(diagnostics, lambda v: v.get("rounds_switched") == "1")
+        assert values["rooms"] in ("1", "2")  # A stays remembered (and the true room's first round may add one)
