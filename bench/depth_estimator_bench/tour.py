@@ -41,6 +41,7 @@ from depth_estimator_ros.adaptation.rooms import (
 from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.learning.metrics import POOLED_METRICS, pool_frame_metrics
 from depth_estimator_ros.learning.predictor import Predictor
+from depth_estimator_ros.learning.transforms import frame_focal
 from depth_estimator_ros.models.base import DepthModel
 
 from depth_estimator_bench.common import KITCHEN, SHARED, pyplot, save_figure
@@ -341,21 +342,13 @@ def forgetting_by_appearance(
     rows, picks = [], []
     for w in range(0, len(frames), queries):
         name, _ = engine.memory.recognise(desc[w : w + queries], threshold=threshold, margin=margin)
-        room = engine.memory.get(name) if name is not None else None
-        state = dict(base)
-        if room is not None:
-            state.update(room.delta)
-        predictor.load_state_dict(state)
+        if not picks or name != picks[-1]:  # new weights only when the pick changes
+            room = engine.memory.get(name) if name is not None else None
+            predictor.load_state_dict({**base, **(room.delta if room is not None else {})})
         picks.append(name)
         for f in frames[w : w + queries]:
-            rows.append(_score(predictor.predict(f.rgb, _focal(f)), f, predictor.min_depth, predictor.max_depth))
+            rows.append(_score(predictor.predict(f.rgb, frame_focal(f)), f, predictor.min_depth, predictor.max_depth))
     return {"metrics": pool_frame_metrics(rows), "windows": len(picks), "windows_with_a_room": sum(p is not None for p in picks)}
-
-
-def _focal(frame: Frame) -> float:
-    from depth_estimator_ros.learning.transforms import frame_focal
-
-    return frame_focal(frame)
 
 
 def run_tour(
