@@ -11,7 +11,9 @@ import torch
 from torch import nn
 
 from depth_estimator_ros.learning.losses import (
+    GRADIENT_WEIGHT,
     SILOG_LAMBDA,
+    gradient_matching,
     head_l2,
     masked_l1,
     masked_mse,
@@ -168,9 +170,60 @@ def test_model_loss_silog_counts_a_global_scale_error_only_in_part_and_per_image
     assert only_first.item() == pytest.approx(math.sqrt(1 - SILOG_LAMBDA) * math.log(2.0), rel=1e-5)
 
 
-@pytest.mark.parametrize("kind", ["l1", "rmse", "log_l1", "silog"])
+def _step_scene(width: int = 16) -> torch.Tensor:
+    """A wall at 2 m with a box at 1 m in its left half: one vertical depth edge."""
+    depth = torch.full((1, 1, 12, width), 2.0)
+    depth[..., : width // 2] = 1.0
+    return depth
+
+
+def test_gradient_matching_ignores_a_global_scale_and_sees_a_smeared_edge():
+    target = _step_scene()
+    valid = torch.ones_like(target, dtype=torch.bool)
+    scaled = (target * 1.7).log() - target.log()  # right shape, wrong scale
+    assert gradient_matching(scaled, valid).item() == pytest.approx(0.0, abs=1e-6)
+    # the same edge smeared over 4 columns: every horizontal step across it errs
+    smeared = target.clone()
+    smeared[..., 6:10] = torch.linspace(1.0, 2.0, 6)[1:5]
+    sharp_err = gradient_matching(smeared.log() - target.log(), valid)
+    assert sharp_err.item() > 0.05
+    # an edge one column off errs too; nothing flat errs
+    moved = torch.roll(target, 1, dims=3)
+    moved[..., 0] = 1.0
+    assert gradient_matching(moved.log() - target.log(), valid).item() > 0.0
+
+
+def test_gradient_matching_counts_only_pairs_valid_at_both_ends():
+    target = _step_scene()
+    pred = target.clone()
+    pred[..., 8] = 5.0  # a wild column...
+    valid = torch.ones_like(target, dtype=torch.bool)
+    assert gradient_matching(pred.log() - target.log(), valid).item() > 0
+    valid[..., 8] = False  # ...that the sensor did not measure costs nothing
+    err = torch.where(valid, pred.log() - target.log(), torch.zeros(()))
+    assert gradient_matching(err, valid).item() == pytest.approx(0.0, abs=1e-6)
+    none = torch.zeros_like(valid)
+    zero = gradient_matching(torch.zeros_like(target, requires_grad=True), none)
+    assert zero.item() == 0.0 and zero.requires_grad
+
+
+def test_model_loss_log_l1_grad_is_log_l1_plus_the_weighted_edge_term():
+    target = _step_scene()
+    valid = torch.ones_like(target, dtype=torch.bool)
+    pred = target.clone()
+    pred[..., 6:10] = 1.5  # a blurred edge, right on average
+    pred.requires_grad_(True)
+    log_l1 = model_loss(_HeadModel("l1", 0.0), pred, target, valid, kind="log_l1")
+    both = model_loss(_HeadModel("l1", 0.0), pred, target, valid, kind="log_l1_grad")
+    edge = gradient_matching(pred.log() - target.log(), valid)
+    assert both.item() == pytest.approx(log_l1.item() + GRADIENT_WEIGHT * edge.item(), rel=1e-5)
+    both.backward()
+    assert torch.isfinite(pred.grad).all()
+
+
+@pytest.mark.parametrize("kind", ["l1", "rmse", "log_l1", "silog", "log_l1_grad"])
 def test_model_loss_all_invalid_is_zero_and_leaves_weights_alone(kind):
-    model = _HeadModel("l1" if kind in ("log_l1", "silog") else kind, 0.02)
+    model = _HeadModel("l1" if kind.startswith(("log_l1", "silog")) else kind, 0.02)
     pred = torch.ones((1, 1, 2, 2), requires_grad=True)
     loss = model_loss(model, pred, torch.full((1, 1, 2, 2), NAN), torch.zeros((1, 1, 2, 2), dtype=torch.bool),
                       kind=kind)

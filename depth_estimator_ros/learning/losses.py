@@ -20,15 +20,22 @@ from torch import Tensor
 if TYPE_CHECKING:  # pragma: no cover - typing only; learning never needs models at import
     from depth_estimator_ros.models import DepthModel
 
-__all__ = ["LOSSES", "SILOG_LAMBDA", "valid_mask", "masked_l1", "masked_mse", "masked_rmse", "head_l2", "model_loss"]
+__all__ = ["LOSSES", "SILOG_LAMBDA", "GRADIENT_WEIGHT", "GRADIENT_SCALES", "valid_mask", "gradient_matching", "masked_l1", "masked_mse", "masked_rmse", "head_l2", "model_loss"]
 
-LOSSES: tuple[str, ...] = ("l1", "rmse", "log_l1", "silog")
+LOSSES: tuple[str, ...] = ("l1", "rmse", "log_l1", "silog", "log_l1_grad")
+"""The loss names a model's ``defaults.loss`` may take."""
 
 #: Weight of the squared mean log error that ``"silog"`` subtracts (Eigen et al. 2014 use
 #: 0.5, BTS / AdaBins 0.85): the share ``1 - SILOG_LAMBDA`` of an image's global log-scale
 #: error still counts, so the loss stays metric while the structure dominates.
 SILOG_LAMBDA = 0.85
-"""The loss names a model's ``defaults.loss`` may take."""
+
+#: Weight of the multi-scale gradient-matching term in ``"log_l1_grad"`` (MiDaS, Ranftl et
+#: al. 2020, use 0.5 with their scale-and-shift-invariant loss).
+GRADIENT_WEIGHT = 0.5
+
+#: Pixel steps of the gradient-matching term: neighbours 1, 2, 4 and 8 pixels apart.
+GRADIENT_SCALES: tuple[int, ...] = (1, 2, 4, 8)
 
 
 def valid_mask(target: Tensor | np.ndarray, min_depth: float, max_depth: float) -> Tensor | np.ndarray:
@@ -149,6 +156,39 @@ def head_l2(params: Iterable[Tensor], weight: float) -> Tensor:
     return weight * torch.stack([p.square().sum() for p in params]).sum()
 
 
+def gradient_matching(log_err: Tensor, valid: Tensor, scales: Iterable[int] = GRADIENT_SCALES) -> Tensor:
+    """Return the multi-scale gradient-matching term of a log-depth error image.
+
+    For every step ``s`` in ``scales``, the difference of ``log_err`` between pixels ``s``
+    apart horizontally and vertically, where both are valid: zero wherever the prediction's
+    depth *ratio* between the two pixels equals the sensor's, whatever the global scale.
+    A depth edge the prediction smears or misplaces costs here, a global scale error does
+    not (the log-L1 term carries that). Large steps see edges smeared over many pixels.
+
+    Args:
+        log_err: ``log pred - log target`` ``(B, 1, H, W)``, 0 where invalid.
+        valid: bool mask, same shape.
+        scales: pixel steps.
+
+    Returns:
+        The mean absolute difference over every valid pair of every scale, averaged over
+        the scales that have a valid pair; a 0 attached to the graph when none has.
+    """
+    terms = []
+    for s in scales:
+        for dim in (2, 3):
+            if log_err.shape[dim] <= s:
+                continue
+            a, b = log_err.narrow(dim, s, log_err.shape[dim] - s), log_err.narrow(dim, 0, log_err.shape[dim] - s)
+            both = valid.narrow(dim, s, valid.shape[dim] - s) & valid.narrow(dim, 0, valid.shape[dim] - s)
+            n = both.sum()
+            diff = torch.where(both, (a - b).abs(), torch.zeros((), dtype=log_err.dtype, device=log_err.device))
+            terms.append(torch.where(n > 0, diff.sum() / n.clamp_min(1), diff.sum() * 0))
+    if not terms:
+        return log_err.sum() * 0
+    return torch.stack(terms).mean()
+
+
 def model_loss(
     model: "DepthModel", pred: Tensor, target: Tensor, valid: Tensor, kind: str | None = None
 ) -> Tensor:
@@ -166,6 +206,8 @@ def model_loss(
       ``sqrt(mean(d^2) - SILOG_LAMBDA * mean(d)^2)`` with ``d = log pred - log target``,
       averaged over the images with valid pixels (+ the penalty): one image's global
       scale error counts only ``sqrt(1 - SILOG_LAMBDA)`` as much as a structure error.
+    - ``"log_l1_grad"``: ``"log_l1"`` + ``GRADIENT_WEIGHT`` x :func:`gradient_matching`
+      of the log error: depth edges where the sensor has them (issue 24).
 
     Args:
         model: a ``DepthModel`` (anything with ``defaults`` and
@@ -182,7 +224,7 @@ def model_loss(
     kind = model.defaults.loss if kind is None else kind
     if kind not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}")
-    if kind in ("log_l1", "silog"):
+    if kind in ("log_l1", "silog", "log_l1_grad"):
         _check(pred, target, valid)
         safe = torch.where(valid, target, pred.detach()).to(pred.dtype).clamp_min(1e-3)
         log_err = torch.where(valid, pred.clamp_min(1e-3).log() - safe.log(), torch.zeros((), dtype=pred.dtype,
@@ -200,6 +242,8 @@ def model_loss(
         loss = (image_loss * has).sum() / has.sum().clamp_min(1) + penalty
     elif kind in ("l1", "log_l1"):
         loss = err.abs().sum() / n.clamp_min(1) + penalty
+    elif kind == "log_l1_grad":
+        loss = err.abs().sum() / n.clamp_min(1) + GRADIENT_WEIGHT * gradient_matching(err, valid) + penalty
     else:
         loss = _safe_sqrt(err.square().sum() / n.clamp_min(1) + penalty)
     return torch.where(n > 0, loss, loss * 0)
