@@ -30,7 +30,7 @@ from depth_estimator_bench.accuracy import score_frames
 from depth_estimator_bench.common import pyplot, save_figure, write_section
 from depth_estimator_bench.machine import describe_machine, machine_label
 
-__all__ = ["RECIPE", "run", "summary_rows"]
+__all__ = ["RECIPE", "constant_predictor", "run", "summary_rows"]
 
 #: The base-model recipe (``train`` options) of the shipped checkpoint; README, "Base model".
 RECIPE: dict[str, Any] = {
@@ -73,7 +73,8 @@ def _score_all(frames: Sequence[Any], predictors: dict[str, Any]) -> dict[str, d
     return {name: score_frames(predict, frames) for name, predict in predictors.items()}
 
 
-def _constant(depth: float) -> Any:
+def constant_predictor(depth: float) -> Any:
+    """Return a predictor of ``depth`` everywhere (the mean-depth baseline)."""
     return lambda rgb, _focal: np.full(rgb.shape[:2], depth, np.float32)
 
 
@@ -135,7 +136,7 @@ def run(
             model, mean, trained_on = _train_fold(rooms_root, [name], encoder_weights, steps,
                                                   out_dir / "rooms_folds" / name, device, progress)
             frames = list(open_rooms(rooms_root, only=[name])[0])
-            predictors = {"model": Predictor(model, device).predict, "mean_depth": _constant(mean)}
+            predictors = {"model": Predictor(model, device).predict, "mean_depth": constant_predictor(mean)}
             if synthetic is not None:
                 predictors["synthetic_base"] = synthetic
             rows.append({"room": name, "frames": len(frames), "train_mean_depth": mean,
@@ -146,7 +147,7 @@ def run(
             source = open_source(kitchen)
             frames = [source[i] for i in range(0, len(source), 1 if quick else kitchen_every)][: 5 if quick else None]
             mean = float(meta["provenance"].get("train_mean_depth", math.nan))
-            predictors = {"model": Predictor(base, device).predict, "mean_depth": _constant(mean)}
+            predictors = {"model": Predictor(base, device).predict, "mean_depth": constant_predictor(mean)}
             if synthetic is not None:
                 predictors["synthetic_base"] = synthetic
             kitchen_rows = {"frames": len(frames), "every": kitchen_every, "checkpoint": str(checkpoint or "default"),
