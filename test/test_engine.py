@@ -611,3 +611,87 @@ def test_forgetting_the_room_in_force_keeps_the_weights_and_the_next_round_store
     assert engine.room not in (None, first) and engine.memory.names() == [engine.room]  # never stored again as `first`
     engine.reset()
     assert not engine.adapted and engine.room is None
+
+
+def _adapted_to_a(room, **changes) -> tuple[AdaptationEngine, Predictor, list[Frame]]:
+    """An engine whose weights in force are room A's (the synthetic room at 0.4x depth), remembered."""
+    model = base_model()
+    predictor = Predictor(model)
+    engine = AdaptationEngine(model, config(accept_tolerance=100.0, **changes), seed=6)
+    wire(engine, predictor)
+    a = [dataclasses.replace(f, depth=f.depth * 0.4) for f in room[:24]]
+    for start in (0, 6, 12, 0, 6, 12):  # twice over: A's weights clearly beat the base in A
+        for f in a[start : start + 6]:
+            engine.offer(f)
+        engine.run_round()
+    assert engine.room is not None and engine.adapted
+    return engine, predictor, a
+
+
+def test_a_change_check_returns_to_the_base_a_few_frames_into_a_new_room_without_a_round(room) -> None:
+    engine, predictor, _ = _adapted_to_a(room, change_check_frames=4)
+    version, switches = engine.version, engine.stats()["rounds_switched"]
+    b = room[24:30]
+    for f in b[:3]:
+        engine.offer(f)
+        assert not engine.check_change()  # fewer new frames than change_check_frames: nothing scored
+    engine.offer(b[3])
+    assert engine.check_change()  # A's weights (trained on 0.4x depth) are far worse than the base on B
+    assert engine.room is None and engine.version == version + 1
+    assert engine.stats()["rounds_switched"] == switches + 1
+    # published in full: the predictor now holds the base exactly
+    assert rmse_on(predictor, b) == pytest.approx(rmse_on(Predictor(base_model()), b), abs=1e-6)
+    # the next round trains from the base, not from A's weights
+    for f in b[4:]:
+        engine.offer(f)
+    assert not engine.check_change()  # only 2 new frames since the last check
+
+
+def test_a_change_check_restores_a_remembered_room_on_a_return_visit(room) -> None:
+    engine, predictor, a = _adapted_to_a(room, change_check_frames=4)
+    first = engine.room
+    for f in room[24:28]:
+        engine.offer(f)
+    assert engine.check_change() and engine.room is None
+    for f in a[18:22]:
+        engine.offer(f)
+    assert engine.check_change() and engine.room == first
+    assert rmse_on(predictor, a[18:22]) < rmse_on(Predictor(base_model()), a[18:22])
+
+
+def test_a_change_check_leaves_the_weights_alone_while_they_stay_better_or_when_off(room) -> None:
+    engine, _, a = _adapted_to_a(room, change_check_frames=4)
+    version = engine.version
+    for f in a[18:22]:  # still room A: its weights beat the base there
+        engine.offer(f)
+    assert not engine.check_change() and engine.version == version
+    off, _, _ = _adapted_to_a(room, change_check_frames=0)
+    for f in room[24:28]:
+        off.offer(f)
+    assert not off.check_change() and off.room is not None
+
+
+def test_a_change_check_during_a_round_abandons_it_and_keeps_the_switch(room) -> None:
+    engine, predictor, a = _adapted_to_a(room, change_check_frames=4, select_best=True)
+    # The round trains on more of A; while it runs, four frames of room B arrive.
+    for f in a[18:24]:
+        engine.offer(f)
+    calls = {"n": 0}
+
+    def arrive(module, args):
+        if module.training:
+            calls["n"] += 1
+            if calls["n"] == 2:
+                for f in room[24:28]:
+                    engine.offer(f)
+
+    hook = engine.training_model.decoder.register_forward_pre_hook(arrive)
+    version = engine.version
+    result = engine.run_round()
+    hook.remove()
+    assert result.outcome == "switched"
+    assert engine.stats()["rounds_switched"] >= 1 and engine.room is None
+    # the half-trained weights of A were not kept: the training copy and the predictor hold the base
+    base = base_model().state_dict()
+    assert all(torch.equal(v.cpu(), base[k]) for k, v in engine.training_model.state_dict().items())
+    assert engine.version == version + 1 == predictor.version

@@ -304,6 +304,9 @@ def stream_budgeted(
         rows.append(row)
         if engine is not None:
             engine.offer(frame)
+            published.clear()
+            engine.check_change()  # between rounds: a room change switches a few frames in, not a round later
+            pending += [(i + budget.switch_lag, version, state) for version, state in published]
             if (i + 1) % budget.round_every == 0 and engine.buffer.new_count >= engine.config.min_new_frames:
                 published.clear()
                 result = engine.run_round()

@@ -210,6 +210,12 @@ class ReplayBuffer:
         with self._lock:
             return self._pending
 
+    @property
+    def kept(self) -> int:
+        """Frames kept since the buffer was made (a count that only grows)."""
+        with self._lock:
+            return self._kept
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._recent) + len(self._reservoir)
@@ -300,6 +306,12 @@ class ReplayBuffer:
             n = min(self._pending, max_frames)
             self._pending = 0
             return list(self._recent)[len(self._recent) - n :] if n else []
+
+    def newest(self, n: int) -> list[BufferedFrame]:
+        """Return the ``n`` most recently kept frames still held (oldest first), taken or not; marks nothing."""
+        with self._lock:
+            recent = list(self._recent)
+        return recent[len(recent) - n :] if n > 0 else []
 
     def sample(self, n: int, rng: np.random.Generator, *, exclude: Iterable[int] = ()) -> list[BufferedFrame]:
         """Draw up to ``n`` distinct stored frames uniformly from recent ring and reservoir.

@@ -106,6 +106,10 @@ class AdaptationConfig:
             frames, less a drift of ``select_margin / 2`` per round (``/ 4`` for the base, the
             safe default), must pass ``select_margin``. A room change switches at once, a small
             steady advantage within a few rounds, noise never.
+        change_check_frames: every this many kept frames (between and during rounds) the
+            weights in force, the base and the remembered rooms are scored on the newest
+            this-many frames; 0 = only the rounds' selection.
+        change_margin: log RMSE advantage on those frames that switches at once.
         max_rooms: rooms the room memory keeps (least recently used forgotten); 0 = none.
         subsample: offer only every Nth frame to the buffer (1 = all).
         duplicate_threshold: mean absolute RGB difference (0-255 units, at buffer
@@ -144,6 +148,8 @@ class AdaptationConfig:
     base_guard_rounds: int = _default("base_guard_rounds")
     select_best: bool = _default("select_best")
     select_margin: float = _default("select_margin")
+    change_check_frames: int = _default("change_check_frames")
+    change_margin: float = _default("change_margin")
     max_rooms: int = _default("max_rooms")
     subsample: int = _default("subsample")
     duplicate_threshold: float = _default("duplicate_threshold")

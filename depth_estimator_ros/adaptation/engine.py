@@ -103,7 +103,7 @@ GIL while a round runs, and frames are missed (README, "live"). The process owne
 """
 
 ROUND_OUTCOMES: tuple[str, ...] = (
-    "accepted", "rejected_nan", "rejected_worse", "reverted", "aborted", "failed", "skipped"
+    "accepted", "rejected_nan", "rejected_worse", "reverted", "aborted", "switched", "failed", "skipped"
 )
 """What a round can end as."""
 
@@ -214,6 +214,7 @@ class AdaptationEngine:
         self._switches = 0
         self._switched_state: dict[str, Tensor] = {}  # what a round switched to, for its rollback
         self._evidence: dict[str, float] = {}  # the selection's CUSUM per candidate ("\0base": the base)
+        self._checked_at = 0  # the buffer's kept count at the last change check
         self._rng = np.random.default_rng(seed)
         self._config = config
         self._applied: AdaptationConfig | None = None
@@ -342,7 +343,7 @@ class AdaptationEngine:
             little valid depth; see ``stats()``).
         """
         kept = self._buffer.add(frame)
-        if kept and self._buffer.new_count >= self._config.min_new_frames:
+        if kept and (self._buffer.new_count >= self._config.min_new_frames or self._change_check_due(self._config)):
             self._wake.set()
         return kept
 
@@ -391,12 +392,14 @@ class AdaptationEngine:
             self._wake.clear()
             if self._stop.is_set():
                 break
-            if self.enabled and self._buffer.new_count >= self._config.min_new_frames:
-                try:
+            try:
+                if self.enabled and self._buffer.new_count >= self._config.min_new_frames:
                     self.run_round()
-                except Exception as exc:  # outside a round's training (it rolls itself back): keep the worker alive
-                    with self._lock:
-                        self._last_error = f"{type(exc).__name__}: {exc}"
+                else:
+                    self.check_change()
+            except Exception as exc:  # outside a round's training (it rolls itself back): keep the worker alive
+                with self._lock:
+                    self._last_error = f"{type(exc).__name__}: {exc}"
 
     # ---------------------------------------------------------------------- config
     def configure(self, **changes: Any) -> AdaptationConfig:
@@ -505,6 +508,7 @@ class AdaptationEngine:
                         outcome = "accepted"
             except _Abort as exc:
                 outcome = str(exc)
+                switched = switched or outcome == "switched"  # a change check switched mid-round (published)
             except Exception as exc:  # a failed round is rolled back and counted, never kept
                 error = f"{type(exc).__name__}: {exc}"
             except BaseException as exc:  # interrupted: rolled back and counted below, then raised
@@ -629,9 +633,17 @@ class AdaptationEngine:
         ready = [c for c in scores if c[0] > m]
         if not ready:  # the weights in force stay
             return False
-        best = max(ready, key=lambda c: c[0])
+        _, name, delta = max(ready, key=lambda c: c[0])
+        self._switch_to(name, delta, current)
+        return True
+
+    def _switch_to(self, name: str | None, delta: dict[str, Tensor], current: dict[str, Tensor]) -> None:
+        """Load the base with ``delta`` (room ``name``; None: the base) as the weights in force; round lock held.
+
+        ``current``: the changes from the base the training copy had, for the feature cache.
+        The optimizer restarts and the selection's evidence starts again.
+        """
         self._evidence.clear()
-        _, name, delta = best
         if any(k.startswith("encoder.") for k in (*delta, *current)):
             self._features.clear()
         self._load_room_state(delta)
@@ -644,6 +656,63 @@ class AdaptationEngine:
             self._switches += 1
         if name is not None:
             self._memory.touch(name)
+
+    def check_change(self) -> bool:
+        """Switch at once when the newest frames show the weights in force far worse than another candidate.
+
+        Every ``change_check_frames`` kept frames the weights in force, the base and every
+        remembered room are scored on the newest ``change_check_frames`` frames; when the
+        best is better by more than ``change_margin`` (log RMSE) it is loaded and published
+        in full. The worker calls it between rounds and between a round's steps (then
+        the round is abandoned and rolled back); a stream-time evaluation calls it after
+        each frame. Does nothing before enough new frames were kept.
+
+        Returns:
+            Whether it switched.
+        """
+        with self._round_lock:
+            if self._check_change():
+                self._publish_in_force(full=True)
+                return True
+            return False
+
+    def _change_check_due(self, cfg: AdaptationConfig) -> bool:
+        n = cfg.change_check_frames
+        return self.enabled and cfg.select_best and n > 0 and self._buffer.kept - self._checked_at >= n
+
+    @torch.no_grad()
+    def _check_change(self) -> bool:
+        """The check of :meth:`check_change` without publishing; round lock held."""
+        with self._lock:
+            cfg = self._config
+        if not self._change_check_due(cfg):
+            return False
+        self._checked_at = self._buffer.kept
+        frames = self._buffer.newest(cfg.change_check_frames)
+        training = {k: v.detach().clone() for k, v in self._changed_from_base().items()}
+        candidates = [(None, {})] + [
+            (name, room.delta)
+            for name in self._memory.names()
+            if name != self._room and (room := self._memory.get(name)) is not None
+        ]
+        frozen = cfg.feature_cache and self._model.encoder_is_frozen()
+        was_training = self._model.training
+        best: tuple[float, str | None, dict[str, Tensor]] = (math.inf, None, {})
+        try:
+            self._model.eval()
+            self._model.load_state_dict(self._in_force[1])
+            in_force = self._holdout_rmse(frames, frozen)
+            for name, delta in candidates if math.isfinite(in_force) else ():
+                self._load_room_state(delta)
+                score = self._holdout_rmse(frames, frozen and not any(k.startswith("encoder.") for k in delta))
+                if math.isfinite(score) and 0 < score < best[0]:
+                    best = (score, name, delta)
+        finally:
+            self._load_room_state(training)
+            self._model.train(was_training)
+        if not (math.isfinite(best[0]) and math.log(in_force / best[0]) > cfg.change_margin):
+            return False
+        self._switch_to(best[1], best[2], training)
         return True
 
     @torch.no_grad()
@@ -728,6 +797,9 @@ class AdaptationEngine:
             for lo in range(0, len(order), n_live):
                 if self._abort.is_set() or self._stop.is_set() or not self.enabled:
                     raise _Abort("aborted")
+                if self._check_change():
+                    self._publish_in_force(full=True)
+                    raise _Abort("switched")
                 batch = [frames[int(i)] for i in order[lo : lo + n_live]]
                 if n_base:
                     n_pick = min(n_base, len(self._base_frames))
