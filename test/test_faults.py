@@ -7,6 +7,7 @@ import resource
 import signal
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,18 @@ def _call(probe, service: str, timeout: float = TIMEOUT) -> Trigger.Response:
     future = client.call_async(Trigger.Request())
     wait_for(future.done, timeout, what=f"{service} to answer")
     return future.result()
+
+
+def _routes(probe, ends: Iterable[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
+    """Return the nodes the ROS graph shows at each ``(topic, "publishers" | "subscribers")`` end.
+
+    Nodes are named ``<namespace>/<name>``, sorted.
+    """
+    lookup = {"publishers": probe.get_publishers_info_by_topic, "subscribers": probe.get_subscriptions_info_by_topic}
+    return {
+        (topic, end): sorted(f"{info.node_namespace.rstrip('/')}/{info.node_name}" for info in lookup[end](topic))
+        for topic, end in ends
+    }
 
 
 def _temp_files(folder: Path) -> list[Path]:
@@ -210,13 +223,31 @@ def test_two_estimators_and_a_trainer_in_one_domain_do_not_cross_talk(checkpoint
             # each estimator subscribes its own camera only (the front trainer reads /front/image too)
             wait_for(lambda: pub.get_subscription_count() == (2 if ns == "front" else 1), TIMEOUT,
                      what=f"/{ns}/image subscribers")
+        # Every way a frame, an answer or a payload could cross namespaces, read from the graph
+        # instead of waiting to see whether a stray arrives: each namespace's topics are
+        # published and read by its own nodes (and the probe) only, and nothing publishes
+        # weights to the rear estimator.
+        expected = {
+            ("/front/image", "subscribers"): ["/front/depth_estimator", "/front/online_trainer"],
+            ("/rear/image", "subscribers"): ["/rear/depth_estimator"],
+            ("/front/depth", "publishers"): ["/front/depth_estimator"],
+            ("/rear/depth", "publishers"): ["/rear/depth_estimator"],
+            ("/front/weights", "publishers"): ["/front/online_trainer"],
+            ("/front/weights", "subscribers"): ["/front/depth_estimator"],
+            ("/rear/weights", "publishers"): [],
+            ("/rear/weights", "subscribers"): ["/rear/depth_estimator"],
+        }
+        try:
+            wait_for(lambda: _routes(probe, expected) == expected, TIMEOUT, what="each namespace's routes in the graph")
+        except TimeoutError:
+            assert _routes(probe, expected) == expected  # shows which route differs
+            raise
         stamps = {"front": [10.0, 10.1, 10.2], "rear": [20.0, 20.1]}
         for ns, values in stamps.items():
             for i, stamp in enumerate(values):
                 before = len(outs[ns])
                 pubs[ns].publish(_image(i, stamp))
                 outs[ns].wait_for_count(before + 1, TIMEOUT)
-        time.sleep(0.3)  # a stray answer would have arrived by now
         for ns, node in (("front", front), ("rear", rear)):
             got = [m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in outs[ns].messages]
             assert got == pytest.approx(stamps[ns]), ns
@@ -224,7 +255,6 @@ def test_two_estimators_and_a_trainer_in_one_domain_do_not_cross_talk(checkpoint
 
         assert _call(probe, "/front/online_trainer/reset").success  # publishes weights version 1
         wait_for(lambda: front.weights_version == 1, TIMEOUT, what="/front weights")
-        time.sleep(1.0)
         assert rear.weights_version == 0 and rear.stats()["weights_rejected"] == 0
         # an estimator configured (remapped) for the front trainer's weights gets them at once
         follower = estimator("/side", "weights:=/front/weights")

@@ -1,4 +1,5 @@
-"""The import graph of the runtime package: layers import downward only, never the harness or plots.
+"""The shape of the runtime package: layers import downward only, never the harness or plots;
+no function over 80 lines and the package within 12,000 lines (issue 25).
 
 Read from the source (``ast``), so a lazy import inside a function counts as much as one at
 the top. Layers, bottom to top: the root modules, models, data, learning, adaptation, ros/cli.
@@ -57,3 +58,31 @@ def test_runtime_modules_import_downward_only_and_never_the_harness_or_matplotli
     if layer != "ros":
         ros = sorted(name for name in imports if name.split(".")[0] in NO_ROS)
         assert not ros, f"{path.relative_to(PACKAGE)}: only ros/ imports ROS, found {ros}"
+
+
+MAX_FUNCTION_LINES = 80
+MAX_PACKAGE_LINES = 12_000
+
+
+def test_no_runtime_function_is_over_80_lines() -> None:
+    """Count from ``def`` to the function's last line (decorators not counted); nested functions count alone."""
+    long = []
+    for path in _modules():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines, split them into named steps: {long}"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 25 target not met yet: the package was 14,432 lines when this "
+                                       "test was added; once this passes, strict xfail fails the run: remove this mark")
+def test_runtime_package_is_at_most_12000_lines() -> None:
+    """Count lines as ``wc -l`` does (newlines) over every module of the package."""
+    sizes = {str(path.relative_to(PACKAGE)): path.read_text().count("\n") for path in _modules()}
+    total = sum(sizes.values())
+    largest = sorted(sizes.items(), key=lambda item: -item[1])[:8]
+    assert total <= MAX_PACKAGE_LINES, (
+        f"depth_estimator_ros/ is {total} lines, over {MAX_PACKAGE_LINES}; the largest modules: {largest}"
+    )

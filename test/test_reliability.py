@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from builtin_interfaces.msg import Time
 from rclpy.parameter import Parameter
 from ros_helpers import FAST_ROUNDS, MessageCollector, isolated_ros, wait_for
 from ros_helpers import stamped_header as _header
@@ -436,29 +437,46 @@ def test_estimator_under_a_60_hz_vga_stream_drops_stale_frames_instead_of_queuei
             msg.header.stamp = stamp
             pub.publish(msg)
 
+        def answered() -> list[int]:
+            with lock:
+                return [stamp for stamp, _ in answers]
+
         publisher = PacedPublisher(60.0, publish).start()
         try:
-            wait_for(lambda: len(answers) > 0, TIMEOUT, what="a first answer")
-            time.sleep(3.0)  # the load itself: 3 s of 60 Hz VGA frames
+            wait_for(answered, TIMEOUT, what="a first answer")
+            load = len(publisher.sent_stamps()) + 180  # the load itself: 3 s of 60 Hz VGA frames
+            wait_for(lambda: len(publisher.sent_stamps()) >= load, 3 * TIMEOUT, what="180 more frames sent")
         finally:
             publisher.stop()
         stopped = time.time_ns()
-        time.sleep(1.5)  # whatever was kept is answered by now
-        stats = node.stats()
+        sent = len(publisher.sent_stamps())
+        # One more frame closes the stream: the estimator answers in arrival order and keeps only
+        # the newest frame waiting, so once this one is answered every frame of the stream was
+        # answered or dropped stale before it, and none can still come.
+        marker = time.time_ns()
+        publish(sent, Time(sec=marker // 1_000_000_000, nanosec=marker % 1_000_000_000))
+        wait_for(lambda: marker in answered(), TIMEOUT, what="the answer to the closing frame")
+
+        def final_stats() -> dict | None:
+            stats = node.stats()  # frames_processed counts a frame once its answer is published
+            in_flight = stats["frames_in"] - stats["frames_processed"] - stats["dropped"].get("stale", 0)
+            return stats if in_flight == 0 else None
+
+        stats = wait_for(final_stats, TIMEOUT, what="every frame received counted processed or stale")
         with lock:
             done = list(answers)
-    late = [stamp for stamp, receipt in done if receipt > stopped]
+    late = [stamp for stamp, receipt in done if receipt > stopped and stamp != marker]
     # keep-last 1 and one frame in inference: at most two answers after the camera stops
     assert len(late) <= 2, f"{len(late)} answers after the stream stopped: frames were queued"
     stamps = [stamp for stamp, _ in done]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps), "an older frame answered after a newer one"
+    assert stamps[-1] == marker
     stale = stats["dropped"].get("stale", 0)
-    assert stats["frames_in"] == stats["frames_processed"] + stale
     assert stats["frames_processed"] == len(done)
-    assert stats["frames_in"] <= len(publisher.sent_stamps())
+    assert stats["frames_in"] <= sent + 1
     if stats["processing_mean_s"] > 1 / 60:  # slower than the camera: stale frames were dropped, not queued
         assert stale > 0
     # latency stays within a few inference times, it does not grow with the run length
-    latencies = [(receipt - stamp) * 1e-9 for stamp, receipt in done]
+    latencies = [(receipt - stamp) * 1e-9 for stamp, receipt in done[:-1]]  # the stream's, not the marker's
     bound = 1.0 + 4 * stats["processing_max_s"]
     assert max(latencies[len(latencies) // 2:]) < bound, (max(latencies), bound)

@@ -146,6 +146,36 @@ class _Abort(Exception):
     """Raised inside a round when it must stop (disable, reset, stop)."""
 
 
+@dataclass
+class _Round:
+    """One round: its frames, the state it rolls back to, and what it found so far.
+
+    The findings are filled in as the round runs, so a round that raises part way still
+    says what it had done (e.g. switched weights) when it is rolled back.
+    """
+
+    cfg: AdaptationConfig
+    new: list[BufferedFrame]  # the new frames taken from the buffer (selection scores on these)
+    holdout: list[BufferedFrame]  # the last new frames, scored before and after training
+    train: list[BufferedFrame]  # the other new frames and the replayed ones
+    start: float  # time.monotonic() at the start
+    snapshot: dict[str, Tensor]  # the training copy's weights before the round
+    opt_snapshot: dict[str, Any]  # the optimizer's state before the round
+    outcome: str = "failed"  # one of ROUND_OUTCOMES once decided
+    error: str = ""  # the exception that failed the round
+    cached: bool = False  # decoding from the feature cache
+    switched: bool = False  # the selection put other weights in force (published)
+    loss: float = math.nan
+    before: float = math.nan  # held-out RMSE in metres of the weights in force
+    after: float = math.nan  # the same after training
+    base: float = math.nan  # the same with the base weights (drift guard only)
+
+    @property
+    def changed(self) -> bool:
+        """Whether the round changes the weights in force (a new version is published)."""
+        return self.outcome in ("accepted", "reverted")
+
+
 class AdaptationEngine:
     """Adapt a copy of ``model`` to the frames offered to it, publishing only improvements.
 
@@ -463,96 +493,146 @@ class AdaptationEngine:
             self._apply_config()
             cfg = self._applied
             assert cfg is not None
-            new = self._buffer.take_new(cfg.max_new_frames)
-            if len(new) <= cfg.holdout_frames:
+            frames = self._take_round_frames(cfg)
+            if frames is None:
                 return RoundResult("skipped", self.version)
-            holdout, fresh = new[-cfg.holdout_frames :], new[: -cfg.holdout_frames]
-            replay = self._buffer.sample(
-                round(len(fresh) * cfg.replay_ratio), self._rng, exclude=[f.index for f in new]
-            )
-            train = fresh + replay
-            start = time.monotonic()
-            with self._lock:
-                self._round_started = start
-                self._rounds_run += 1
-            snapshot = self._snapshot()
-            opt_snapshot = copy.deepcopy(self._optimizer.state_dict())
-            outcome, error, cached, switched = "failed", "", False, False
-            loss = before = after = base = math.nan
+            rnd = self._begin_round(cfg, *frames)
             try:
-                self._model.train()
-                cached = cfg.feature_cache and self._model.encoder_is_frozen()
-                self._model.eval()
-                if cached:
-                    self._features.retain([*self._buffer.indices(), *(f.index for f in self._base_frames)])
-                else:
-                    self._features.clear()
-                if cfg.select_best and self._select(new, cfg, cached):
-                    # published now, before training: what the new frames showed is in force
-                    # one hand-over later, not a round later
-                    switched = True
-                    self._publish_in_force(full=True)
-                before = self._holdout_rmse(holdout, cached)
-                if cfg.base_guard > 0:
-                    base = self._base_holdout_rmse(holdout, cached)
-                if self._drifted(cfg, before, base):
-                    outcome = "reverted"
-                else:
-                    loss = self._train(train, cfg, cached)
-                    after = self._holdout_rmse(holdout, cached)
-                    if not (math.isfinite(loss) and math.isfinite(after) and self._state_finite()):
-                        outcome = "rejected_nan"
-                    elif math.isfinite(before) and after > before * (1.0 + cfg.accept_tolerance):
-                        outcome = "rejected_worse"
-                    else:
-                        outcome = "accepted"
+                self._evaluate_and_train(rnd)
             except _Abort as exc:
-                outcome = str(exc)
-                switched = switched or outcome == "switched"  # a change check switched mid-round (published)
+                rnd.outcome = str(exc)
+                rnd.switched = rnd.switched or rnd.outcome == "switched"  # a change check switched mid-round (published)
             except Exception as exc:  # a failed round is rolled back and counted, never kept
-                error = f"{type(exc).__name__}: {exc}"
+                rnd.error = f"{type(exc).__name__}: {exc}"
             except BaseException as exc:  # interrupted: rolled back and counted below, then raised
-                error = f"{type(exc).__name__}: {exc}"
+                rnd.error = f"{type(exc).__name__}: {exc}"
                 raise
             finally:
                 # Every exit restores the weights and optimizer state unless the round
                 # was accepted, including exceptions that propagate (KeyboardInterrupt).
-                if outcome == "reverted":
-                    self._restore_base()
-                    self._room = None
-                elif outcome != "accepted" and not switched:
-                    with torch.no_grad():
-                        self._model.load_state_dict(snapshot)
-                    self._optimizer.load_state_dict(opt_snapshot)
-                elif outcome != "accepted":  # roll back to the weights switched to (published), not past them
-                    self._load_room_state(self._switched_state)
-                    self._optimizer = None
-                    self._applied = None
-                    self._apply_config()
-                self._model.eval()
-                if outcome == "accepted":
-                    self._remember(holdout, cached)
-                changed = outcome in ("accepted", "reverted")
-                state = self._in_force_copy() if changed else {}
-                with self._lock:
-                    if changed:
-                        self._version += 1
-                        self._in_force = (self._version, state)
-                        self._last_update = time.monotonic()
-                    if error:
-                        self._last_error = error
-                    self._counts[outcome] += 1
-                    self._round_started = None
-                    result = RoundResult(
-                        outcome, self._version, loss, before, after, base, time.monotonic() - start,
-                        0 if outcome == "reverted" else len(train),
-                    )
-                    self._last = result
-            if error:
-                self._remove_failing([*holdout, *train])
-            if changed:
-                self._publish(result.version, state, full=outcome == "reverted")
+                self._keep_or_roll_back(rnd)
+                result, state = self._record_round(rnd)
+            if rnd.error:
+                self._remove_failing([*rnd.holdout, *rnd.train])
+            if rnd.changed:
+                self._publish(result.version, state, full=rnd.outcome == "reverted")
             return result
+
+    def _take_round_frames(
+        self, cfg: AdaptationConfig
+    ) -> tuple[list[BufferedFrame], list[BufferedFrame], list[BufferedFrame]] | None:
+        """Take the new frames and draw the replayed ones; round lock held.
+
+        Returns:
+            ``(new, holdout, train)``: the new frames, the last ``holdout_frames`` of them, and
+            the others with ``replay_ratio`` times as many stored frames; None when there are
+            too few new frames for a held-out set and training.
+        """
+        new = self._buffer.take_new(cfg.max_new_frames)
+        if len(new) <= cfg.holdout_frames:
+            return None
+        holdout, fresh = new[-cfg.holdout_frames :], new[: -cfg.holdout_frames]
+        replay = self._buffer.sample(
+            round(len(fresh) * cfg.replay_ratio), self._rng, exclude=[f.index for f in new]
+        )
+        return new, holdout, fresh + replay
+
+    def _begin_round(
+        self,
+        cfg: AdaptationConfig,
+        new: list[BufferedFrame],
+        holdout: list[BufferedFrame],
+        train: list[BufferedFrame],
+    ) -> _Round:
+        """Count the round as started and snapshot the weights and optimizer it may roll back to."""
+        start = time.monotonic()
+        with self._lock:
+            self._round_started = start
+            self._rounds_run += 1
+        snapshot = self._snapshot()
+        opt_snapshot = copy.deepcopy(self._optimizer.state_dict())
+        return _Round(cfg, new, holdout, train, start, snapshot, opt_snapshot)
+
+    def _evaluate_and_train(self, rnd: _Round) -> None:
+        """Select the weights, score them on the held-out frames, then train and judge; round lock held.
+
+        Fills ``rnd`` as it goes: the outcome is ``"reverted"`` when the drift guard acts,
+        else ``"rejected_nan"``, ``"rejected_worse"`` or ``"accepted"`` after training.
+        """
+        cfg = rnd.cfg
+        self._model.train()
+        rnd.cached = cfg.feature_cache and self._model.encoder_is_frozen()
+        self._model.eval()
+        if rnd.cached:
+            self._features.retain([*self._buffer.indices(), *(f.index for f in self._base_frames)])
+        else:
+            self._features.clear()
+        if cfg.select_best and self._select(rnd.new, cfg, rnd.cached):
+            # published now, before training: what the new frames showed is in force
+            # one hand-over later, not a round later
+            rnd.switched = True
+            self._publish_in_force(full=True)
+        rnd.before = self._holdout_rmse(rnd.holdout, rnd.cached)
+        if cfg.base_guard > 0:
+            rnd.base = self._base_holdout_rmse(rnd.holdout, rnd.cached)
+        if self._drifted(cfg, rnd.before, rnd.base):
+            rnd.outcome = "reverted"
+            return
+        rnd.loss = self._train(rnd.train, cfg, rnd.cached)
+        rnd.after = self._holdout_rmse(rnd.holdout, rnd.cached)
+        if not (math.isfinite(rnd.loss) and math.isfinite(rnd.after) and self._state_finite()):
+            rnd.outcome = "rejected_nan"
+        elif math.isfinite(rnd.before) and rnd.after > rnd.before * (1.0 + cfg.accept_tolerance):
+            rnd.outcome = "rejected_worse"
+        else:
+            rnd.outcome = "accepted"
+
+    def _keep_or_roll_back(self, rnd: _Round) -> None:
+        """Keep an accepted round's weights; otherwise put back what it started from; round lock held.
+
+        A reverted round puts the base in force; a round whose selection switched weights
+        rolls back to those (they were published), not past them; any other round to its
+        snapshot, optimizer state included.
+        """
+        if rnd.outcome == "reverted":
+            self._restore_base()
+            self._room = None
+        elif rnd.outcome != "accepted" and not rnd.switched:
+            with torch.no_grad():
+                self._model.load_state_dict(rnd.snapshot)
+            self._optimizer.load_state_dict(rnd.opt_snapshot)
+        elif rnd.outcome != "accepted":
+            self._load_room_state(self._switched_state)
+            self._optimizer = None
+            self._applied = None
+            self._apply_config()
+        self._model.eval()
+
+    def _record_round(self, rnd: _Round) -> tuple[RoundResult, dict[str, Tensor]]:
+        """Remember an accepted round's room, count the round and put a changed state in force.
+
+        Returns:
+            ``(result, state)``: the round's :class:`RoundResult` and, when it changed the
+            weights in force, their CPU copy (else ``{}``).
+        """
+        if rnd.outcome == "accepted":
+            self._remember(rnd.holdout, rnd.cached)
+        state = self._in_force_copy() if rnd.changed else {}
+        with self._lock:
+            if rnd.changed:
+                self._version += 1
+                self._in_force = (self._version, state)
+                self._last_update = time.monotonic()
+            if rnd.error:
+                self._last_error = rnd.error
+            self._counts[rnd.outcome] += 1
+            self._round_started = None
+            result = RoundResult(
+                rnd.outcome, self._version, rnd.loss, rnd.before, rnd.after, rnd.base, time.monotonic() - rnd.start,
+                0 if rnd.outcome == "reverted" else len(rnd.train),
+            )
+            self._last = result
+        return result, state
 
     def _remove_failing(self, frames: list[BufferedFrame]) -> int:
         """After a failed round, remove the stored frames that fail on their own; round lock held.

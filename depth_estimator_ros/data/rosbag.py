@@ -30,6 +30,7 @@ import struct
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -131,6 +132,135 @@ def _info_msg(stamp_ns: int, frame_id: str, k: Intrinsics):
     )
 
 
+@dataclass(frozen=True)
+class _BagLayout:
+    """How :func:`write_bag` records the parts of a frame: topics, frame ids, encodings."""
+
+    rgb_topic: str  # with rgb_compression: <rgb_topic>/compressed
+    depth_topic: str
+    info_topic: str
+    rgb_frame_id: str
+    depth_frame_id: str
+    depth_encoding: str
+    depth_stamp_offset_ns: int
+    rgb_compression: str | None
+    jpeg_quality: int
+
+    @property
+    def rgb_type(self) -> str:
+        """Return the colour topic's message type."""
+        return IMAGE_TYPE if self.rgb_compression is None else COMPRESSED_TYPE
+
+    def topics(self) -> tuple[tuple[str, str], ...]:
+        """Return ``(topic, message type)`` of the bag's three connections."""
+        return (self.rgb_topic, self.rgb_type), (self.depth_topic, IMAGE_TYPE), (self.info_topic, INFO_TYPE)
+
+    def messages(self, frame: Frame, stamp: int) -> list[tuple[str, int, object, str]]:
+        """Return ``(topic, stamp ns, message, type)`` of ``frame`` with its colour stamped ``stamp`` ns."""
+        if self.rgb_compression is None:
+            h, w = frame.rgb.shape[:2]
+            step, data = encode_rgb(frame.rgb, "rgb8")
+            rgb_msg = _image_msg(stamp, self.rgb_frame_id, h, w, "rgb8", step, data)
+        else:
+            fmt, data = encode_compressed_rgb(frame.rgb, self.rgb_compression, quality=self.jpeg_quality)
+            rgb_msg = _compressed_msg(stamp, self.rgb_frame_id, fmt, data)
+        messages = [(self.rgb_topic, stamp, rgb_msg, self.rgb_type)]
+        if frame.intrinsics is not None:
+            messages.append((self.info_topic, stamp, _info_msg(stamp, self.rgb_frame_id, frame.intrinsics), INFO_TYPE))
+        if frame.depth is not None:
+            dh, dw = frame.depth.shape
+            depth_stamp = stamp + self.depth_stamp_offset_ns
+            step, data = encode_depth(frame.depth, self.depth_encoding)
+            msg = _image_msg(depth_stamp, self.depth_frame_id, dh, dw, self.depth_encoding, step, data)
+            messages.append((self.depth_topic, depth_stamp, msg, IMAGE_TYPE))
+        return messages
+
+
+def _check_write_options(
+    storage: str, depth_encoding: str, rate_hz: float | None, rgb_compression: str | None, jpeg_quality: int
+) -> None:
+    """Raise ``ValueError`` naming the allowed values when a :func:`write_bag` option is refused."""
+    if storage not in STORAGES:
+        raise ValueError(f"unknown storage {storage!r}; expected one of {', '.join(STORAGES)}")
+    if depth_encoding not in ("16UC1", "32FC1"):
+        raise ValueError(f"unsupported depth_encoding {depth_encoding!r}; expected 16UC1 or 32FC1")
+    if rate_hz is not None and not rate_hz > 0:
+        raise ValueError(f"rate_hz must be > 0 or None, got {rate_hz}")
+    if rgb_compression is not None and rgb_compression not in COMPRESSED_CONTAINERS:
+        raise ValueError(
+            f"rgb_compression must be None or one of {', '.join(COMPRESSED_CONTAINERS)}, got {rgb_compression!r}"
+        )
+    if not 1 <= jpeg_quality <= 100:
+        raise ValueError(f"jpeg_quality must be 1-100, got {jpeg_quality}")
+
+
+def _stamped(frames: Iterable[Frame], start_ns: int, rate_hz: float | None) -> Iterator[tuple[Frame, int]]:
+    """Yield each frame with the stamp of its colour image, integer nanoseconds.
+
+    Frame ``i`` is stamped ``start_ns + i / rate_hz``; with ``rate_hz=None`` the frames keep
+    their own spacing, the first at ``start_ns``.
+
+    Raises:
+        DataError: with ``rate_hz=None``, a frame stamped before the previous one.
+    """
+    first_stamp = previous = None
+    for count, frame in enumerate(frames):
+        if rate_hz is None:
+            if previous is not None and frame.stamp < previous:
+                raise DataError(f"{frame.name}: stamp {frame.stamp} s goes back from {previous} s")
+            first_stamp = frame.stamp if first_stamp is None else first_stamp
+            previous = frame.stamp
+            yield frame, start_ns + int(round((frame.stamp - first_stamp) * 1e9))
+        else:
+            yield frame, start_ns + int(round(count * 1e9 / rate_hz))
+
+
+def _record(bag: Path, plugin: StoragePlugin, layout: _BagLayout, stamped: Iterable[tuple[Frame, int]]) -> int:
+    """Write the ``stamped`` frames into a new bag folder ``bag``; return how many."""
+    count = 0
+    writer = Writer(bag, version=8, storage_plugin=plugin)
+    writer.open()
+    try:
+        connections = {
+            topic: writer.add_connection(topic, msgtype, typestore=_TYPESTORE, offered_qos_profiles=[_OFFERED_QOS])
+            for topic, msgtype in layout.topics()
+        }
+        for frame, stamp in stamped:
+            for topic, stamp_ns, msg, msgtype in layout.messages(frame, stamp):
+                raw = _TYPESTORE.serialize_cdr(msg, msgtype)
+                writer.write(connections[topic], stamp_ns + _RECEIVE_LATENCY_NS, raw)
+            count += 1
+    finally:
+        writer.close()
+    return count
+
+
+def _write_atomically(path: Path, storage: str, layout: _BagLayout, stamped: Iterable[tuple[Frame, int]]) -> int:
+    """Record the ``stamped`` frames into a temporary folder beside ``path``, then rename it into place.
+
+    An existing bag at ``path`` is replaced only once the new one is complete.
+
+    Returns:
+        Number of frames written.
+
+    Raises:
+        DataError: no frames.
+    """
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        count = _record(staging / path.name, plugin, layout, stamped)
+        if count == 0:
+            raise DataError(f"{path}: no frames to write")
+        if path.exists():
+            old = staging / ".replaced"
+            path.rename(old)
+        (staging / path.name).rename(path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return count
+
+
 def write_bag(
     path: str | os.PathLike,
     frames: Iterable[Frame],
@@ -186,79 +316,19 @@ def write_bag(
         FileExistsError: ``path`` exists and ``overwrite`` is False.
         DataError: no frames, or frame stamps going backwards with ``rate_hz=None``.
     """
-    if storage not in STORAGES:
-        raise ValueError(f"unknown storage {storage!r}; expected one of {', '.join(STORAGES)}")
-    if depth_encoding not in ("16UC1", "32FC1"):
-        raise ValueError(f"unsupported depth_encoding {depth_encoding!r}; expected 16UC1 or 32FC1")
-    if rate_hz is not None and not rate_hz > 0:
-        raise ValueError(f"rate_hz must be > 0 or None, got {rate_hz}")
-    if rgb_compression is not None and rgb_compression not in COMPRESSED_CONTAINERS:
-        raise ValueError(
-            f"rgb_compression must be None or one of {', '.join(COMPRESSED_CONTAINERS)}, got {rgb_compression!r}"
-        )
-    if not 1 <= jpeg_quality <= 100:
-        raise ValueError(f"jpeg_quality must be 1-100, got {jpeg_quality}")
-    rgb_type = IMAGE_TYPE if rgb_compression is None else COMPRESSED_TYPE
+    _check_write_options(storage, depth_encoding, rate_hz, rgb_compression, jpeg_quality)
     if rgb_compression is not None:
         rgb_topic = rgb_topic.rstrip("/") + "/compressed"
+    layout = _BagLayout(rgb_topic=rgb_topic, depth_topic=depth_topic, info_topic=info_topic,
+                        rgb_frame_id=rgb_frame_id, depth_frame_id=depth_frame_id, depth_encoding=depth_encoding,
+                        depth_stamp_offset_ns=int(round(depth_stamp_offset * 1e9)),
+                        rgb_compression=rgb_compression, jpeg_quality=jpeg_quality)
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists already; pass overwrite=True to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     start_ns = time.time_ns() if start_time is None else int(round(float(start_time) * 1e9))
-    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
-
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    count = 0
-    try:
-        writer = Writer(staging / path.name, version=8, storage_plugin=plugin)
-        writer.open()
-        try:
-            connections = {
-                topic: writer.add_connection(topic, msgtype, typestore=_TYPESTORE, offered_qos_profiles=[_OFFERED_QOS])
-                for topic, msgtype in ((rgb_topic, rgb_type), (depth_topic, IMAGE_TYPE), (info_topic, INFO_TYPE))
-            }
-            first_stamp = previous = None
-            for frame in frames:
-                if rate_hz is None:
-                    if previous is not None and frame.stamp < previous:
-                        raise DataError(f"{frame.name}: stamp {frame.stamp} s goes back from {previous} s")
-                    first_stamp = frame.stamp if first_stamp is None else first_stamp
-                    previous = frame.stamp
-                    stamp = start_ns + int(round((frame.stamp - first_stamp) * 1e9))
-                else:
-                    stamp = start_ns + int(round(count * 1e9 / rate_hz))
-                if rgb_compression is None:
-                    h, w = frame.rgb.shape[:2]
-                    step, data = encode_rgb(frame.rgb, "rgb8")
-                    rgb_msg = _image_msg(stamp, rgb_frame_id, h, w, "rgb8", step, data)
-                else:
-                    fmt, data = encode_compressed_rgb(frame.rgb, rgb_compression, quality=jpeg_quality)
-                    rgb_msg = _compressed_msg(stamp, rgb_frame_id, fmt, data)
-                messages = [(rgb_topic, stamp, rgb_msg, rgb_type)]
-                if frame.intrinsics is not None:
-                    messages.append((info_topic, stamp, _info_msg(stamp, rgb_frame_id, frame.intrinsics), INFO_TYPE))
-                if frame.depth is not None:
-                    dh, dw = frame.depth.shape
-                    depth_stamp = stamp + int(round(depth_stamp_offset * 1e9))
-                    step, data = encode_depth(frame.depth, depth_encoding)
-                    msg = _image_msg(depth_stamp, depth_frame_id, dh, dw, depth_encoding, step, data)
-                    messages.append((depth_topic, depth_stamp, msg, IMAGE_TYPE))
-                for topic, stamp_ns, msg, msgtype in messages:
-                    raw = _TYPESTORE.serialize_cdr(msg, msgtype)
-                    writer.write(connections[topic], stamp_ns + _RECEIVE_LATENCY_NS, raw)
-                count += 1
-        finally:
-            writer.close()
-        if count == 0:
-            raise DataError(f"{path}: no frames to write")
-        if path.exists():
-            old = staging / ".replaced"
-            path.rename(old)
-        (staging / path.name).rename(path)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return count
+    return _write_atomically(path, storage, layout, _stamped(frames, start_ns, rate_hz))
 
 
 def bag_folder(path: str | os.PathLike) -> Path:

@@ -150,6 +150,77 @@ def _room_rng(seed: int, room: int, close: bool, stream: int) -> np.random.Gener
     return np.random.default_rng([*key, 1] if close else key)
 
 
+class _Palette:
+    """The materials of one room, drawn one by one from the room's layout stream.
+
+    Attributes:
+        textures: ``(S, S, 3)`` albedo texture of each material so far.
+        scales: metres covered by one tile of each texture.
+        gloss: specular strength of each material.
+    """
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+        self.textures: list[np.ndarray] = []
+        self.scales: list[float] = []
+        self.gloss: list[float] = []
+
+    def add(
+        self,
+        kinds: tuple[str, ...],
+        saturation: tuple[float, float],
+        value: tuple[float, float],
+        scale: tuple[float, float],
+        shiny: float,
+    ) -> int:
+        """Draw a material of one of ``kinds`` (see :func:`_texture`) and return its index."""
+        base = _random_colour(self.rng, saturation, value)
+        accent = np.clip(base * self.rng.uniform(0.4, 1.6) + self.rng.uniform(-0.15, 0.15, 3), 0, 1).astype(np.float32)
+        self.textures.append(_texture(self.rng, str(self.rng.choice(kinds)), base, accent))
+        self.scales.append(self.rng.uniform(*scale))
+        self.gloss.append(shiny * self.rng.uniform(0.5, 1.0))
+        return len(self.textures) - 1
+
+
+_FURNITURE_KINDS = (("planks", "paint"), ("paint", "stripes", "tiles"), ("carpet", "paint"))
+
+
+def _face_materials(palette: _Palette, rng: np.random.Generator) -> list[int]:
+    """Draw the materials of the room's faces: walls (one of them an accent wall), floor and ceiling.
+
+    Returns:
+        The material of each face in the order ``-x, +x, -y (floor), +y (ceiling), -z, +z``.
+    """
+    wall = palette.add(("paint", "stripes", "dots", "bricks"), (0.05, 0.5), (0.55, 0.95), (0.4, 1.5), 0.1)
+    accent_wall = palette.add(("paint", "stripes", "bricks", "dots"), (0.2, 0.8), (0.35, 0.9), (0.4, 1.5), 0.1)
+    floor = palette.add(("planks", "tiles", "carpet"), (0.15, 0.7), (0.25, 0.75), (0.5, 1.5), 0.6)
+    ceiling = palette.add(("paint",), (0.0, 0.1), (0.85, 1.0), (1.0, 2.0), 0.0)
+    walls = [wall] * 4
+    walls[rng.integers(0, 4)] = accent_wall
+    return [walls[0], walls[1], floor, ceiling, walls[2], walls[3]]
+
+
+def _furniture_box(rng: np.random.Generator, size: np.ndarray, max_reach: float) -> np.ndarray:
+    """Draw one piece of furniture standing against a wall (or a shelf on it) of a room of ``size``.
+
+    Returns:
+        ``(2, 3)`` float32: the box's min and max corners, metres.
+    """
+    along_x = bool(rng.integers(0, 2))  # against a wall facing +-z (runs along x) or +-x
+    far_side = bool(rng.integers(0, 2))
+    run = min(rng.uniform(0.5, 1.8), float(size[0 if along_x else 2]))
+    reach = rng.uniform(0.35, max_reach)
+    height = float(rng.choice([rng.uniform(0.4, 0.9), rng.uniform(1.2, 2.2)]))
+    lo, hi = np.zeros(3, np.float32), np.zeros(3, np.float32)
+    a, b = (0, 2) if along_x else (2, 0)
+    start = rng.uniform(0.0, size[a] - run)
+    lo[a], hi[a] = start, start + run
+    lo[b], hi[b] = (size[b] - reach, size[b]) if far_side else (0.0, reach)
+    lift = 0.0 if rng.random() < 0.8 else rng.uniform(0.9, 1.4)  # some wall shelves
+    lo[1], hi[1] = lift, min(lift + height, size[1] - 0.3)
+    return np.stack([lo, hi])
+
+
 def make_room(seed: int, room: int = 0, *, close: bool = False) -> Room:
     """Build room number ``room`` of ``seed``: size, furniture, materials and lights.
 
@@ -170,44 +241,15 @@ def make_room(seed: int, room: int = 0, *, close: bool = False) -> Room:
         size = np.array([rng.uniform(2.0, 3.5), rng.uniform(2.3, 2.8), rng.uniform(2.0, 3.5)], np.float32)
     else:
         size = np.array([rng.uniform(4.0, 6.5), rng.uniform(2.5, 3.2), rng.uniform(4.5, 7.0)], np.float32)
-    textures, scales, gloss = [], [], []
-
-    def material(kinds: tuple[str, ...], sat: tuple[float, float], val: tuple[float, float], scale: tuple[float, float], shiny: float) -> int:
-        base = _random_colour(rng, sat, val)
-        accent = np.clip(base * rng.uniform(0.4, 1.6) + rng.uniform(-0.15, 0.15, 3), 0, 1).astype(np.float32)
-        textures.append(_texture(rng, str(rng.choice(kinds)), base, accent))
-        scales.append(rng.uniform(*scale))
-        gloss.append(shiny * rng.uniform(0.5, 1.0))
-        return len(textures) - 1
-
-    wall = material(("paint", "stripes", "dots", "bricks"), (0.05, 0.5), (0.55, 0.95), (0.4, 1.5), 0.1)
-    accent_wall = material(("paint", "stripes", "bricks", "dots"), (0.2, 0.8), (0.35, 0.9), (0.4, 1.5), 0.1)
-    floor = material(("planks", "tiles", "carpet"), (0.15, 0.7), (0.25, 0.75), (0.5, 1.5), 0.6)
-    ceiling = material(("paint",), (0.0, 0.1), (0.85, 1.0), (1.0, 2.0), 0.0)
-    walls = [wall] * 4
-    walls[rng.integers(0, 4)] = accent_wall
-    # room faces in the order -x, +x, -y (floor), +y (ceiling), -z, +z
-    materials = [walls[0], walls[1], floor, ceiling, walls[2], walls[3]]
+    palette = _Palette(rng)
+    materials = _face_materials(palette, rng)
 
     # furniture along the walls, leaving the middle free for the camera path
     boxes = []
-    furniture_kinds = (("planks", "paint"), ("paint", "stripes", "tiles"), ("carpet", "paint"))
     max_reach = 0.7 if close else 0.8
     for _ in range(rng.integers(6, 11) if close else rng.integers(4, 9)):
-        along_x = bool(rng.integers(0, 2))  # against a wall facing +-z (runs along x) or +-x
-        far_side = bool(rng.integers(0, 2))
-        run = min(rng.uniform(0.5, 1.8), float(size[0 if along_x else 2]))
-        reach = rng.uniform(0.35, max_reach)
-        height = float(rng.choice([rng.uniform(0.4, 0.9), rng.uniform(1.2, 2.2)]))
-        lo, hi = np.zeros(3, np.float32), np.zeros(3, np.float32)
-        a, b = (0, 2) if along_x else (2, 0)
-        start = rng.uniform(0.0, size[a] - run)
-        lo[a], hi[a] = start, start + run
-        lo[b], hi[b] = (size[b] - reach, size[b]) if far_side else (0.0, reach)
-        lift = 0.0 if rng.random() < 0.8 else rng.uniform(0.9, 1.4)  # some wall shelves
-        lo[1], hi[1] = lift, min(lift + height, size[1] - 0.3)
-        boxes.append(np.stack([lo, hi]))
-        materials.append(material(furniture_kinds[rng.integers(0, 3)], (0.1, 0.9), (0.15, 0.9), (0.3, 1.0), 0.8))
+        boxes.append(_furniture_box(rng, size, max_reach))
+        materials.append(palette.add(_FURNITURE_KINDS[rng.integers(0, 3)], (0.1, 0.9), (0.15, 0.9), (0.3, 1.0), 0.8))
 
     margin = max_reach + (_CLOSE_CLEARANCE if close else _CLEARANCE)  # furniture reach + clearance
     half = np.array([max(0.05, size[0] / 2 - margin), 0.2, max(0.05, size[2] / 2 - margin)], np.float32)
@@ -220,9 +262,9 @@ def make_room(seed: int, room: int = 0, *, close: bool = False) -> Room:
     return Room(
         size=size,
         boxes=np.array(boxes, np.float32).reshape(-1, 2, 3),
-        textures=np.stack(textures),
-        texture_scale=np.array(scales, np.float32),
-        gloss=np.array(gloss, np.float32),
+        textures=np.stack(palette.textures),
+        texture_scale=np.array(palette.scales, np.float32),
+        gloss=np.array(palette.gloss, np.float32),
         materials=np.array(materials, np.int64),
         lights=lights,
         light_power=rng.uniform(0.7, 1.3, n_lights).astype(np.float32),
@@ -299,6 +341,172 @@ def _pow40(x: np.ndarray) -> np.ndarray:
     return x32 * x8
 
 
+def _room_hits(room: Room, o: np.ndarray, d: np.ndarray, inv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cast the rays ``o + t d`` out of the room: each leaves through the nearest of the three faces ahead.
+
+    Args:
+        o: ``(3,)`` ray origin (the camera centre), metres.
+        d: ``(3, H, W)`` world ray directions, scaled so that ``t`` is z-depth.
+        inv: ``1 / d``.
+
+    Returns:
+        ``(t (H, W) float32 metres, axis (H, W) int8)``: z-depth of the hit and the axis of the face hit.
+    """
+    h, w = d.shape[1:]
+    t = np.empty((h, w), np.float32)
+    axis = np.zeros((h, w), np.int8)
+    for a in range(3):
+        t_a = (np.where(d[a] > 0, room.size[a], np.float32(0.0)) - o[a]) * inv[a]
+        if a == 0:
+            t[...] = t_a
+            continue
+        nearer = t_a < t
+        t[nearer] = t_a[nearer]
+        axis[nearer] = a
+    return t, axis
+
+
+def _slab(box: np.ndarray, o: np.ndarray, inv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Intersect rays with ``box`` ((2, 3) min and max corners) by the slab test.
+
+    Returns:
+        ``(near, far, axis)`` per ray of ``inv`` (``(3, ...)``): the ray meets the box where
+        ``near <= far``, first at ``t = near`` on a face normal to ``axis``.
+    """
+    near = far = box_axis = None
+    for a in range(3):
+        t1 = (box[0, a] - o[a]) * inv[a]
+        t2 = (box[1, a] - o[a]) * inv[a]
+        n_a, f_a = np.minimum(t1, t2), np.maximum(t1, t2)
+        if a == 0:
+            near, far, box_axis = n_a, f_a, np.zeros(n_a.shape, np.int8)
+            continue
+        later = n_a > near
+        near = np.where(later, n_a, near)
+        box_axis[later] = a
+        far = np.minimum(far, f_a)
+    return near, far, box_axis
+
+
+def _furniture_hits(
+    room: Room,
+    o: np.ndarray,
+    rotation: np.ndarray,
+    intrinsics: Intrinsics,
+    inv: np.ndarray,
+    t: np.ndarray,
+    axis: np.ndarray,
+    obj: np.ndarray,
+) -> None:
+    """Put the furniture in front of the room's faces in ``t``, ``axis`` and ``obj`` (in place).
+
+    Where a ray meets a box nearer than ``t``, its hit becomes the box's: z-depth, axis of the
+    face and object ``6 + k``; each box is only tested inside its screen window.
+    """
+    for k, box in enumerate(room.boxes):
+        window = _box_window(box, o, rotation, intrinsics)
+        if window is None:
+            continue
+        rows, cols = window
+        near, far, box_axis = _slab(box, o, inv[:, rows, cols])
+        t_win = t[window]
+        hit = (near <= far) & (near > 0) & (near < t_win)
+        if hit.any():
+            t_win[hit] = near[hit]
+            axis[window][hit] = box_axis[hit]
+            obj[window][hit] = 6 + k
+
+
+def _albedo(
+    room: Room, points: tuple[np.ndarray, ...], material: np.ndarray, axis0: np.ndarray, axis1: np.ndarray
+) -> np.ndarray:
+    """Look up the texture at the hit ``points`` (x, y, z, ``(H, W)`` each) at metric scale on the face hit.
+
+    Returns:
+        ``(H, W, 3)`` float32 albedo in [0, 1].
+    """
+    px, py, pz = points
+    inv_scale = (np.float32(room.textures.shape[1]) / room.texture_scale)[material]
+    size = room.textures.shape[1]
+    iu = (np.where(axis0, pz, px) * inv_scale).astype(np.int32) & (size - 1)
+    iv = (np.where(axis1, pz, py) * inv_scale).astype(np.int32) & (size - 1)
+    texel = (material * size + iv) * size + iu
+    return room.textures.reshape(-1, 3).take(texel.ravel(), axis=0).reshape(*material.shape, 3)
+
+
+def _lighting(
+    room: Room,
+    points: tuple[np.ndarray, ...],
+    d: np.ndarray,
+    d_axis: np.ndarray,
+    axis0: np.ndarray,
+    axis1: np.ndarray,
+    ray_len: np.ndarray,
+    gloss: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Light the hit ``points``: ambient + Lambert with distance fall-off + Blinn-Phong highlights.
+
+    Args:
+        points: x, y, z of the hits, ``(H, W)`` each, metres.
+        d: ``(3, H, W)`` world ray directions; ``d_axis`` their component along the normal's axis.
+        ray_len: ``(H, W)`` length of the camera-frame rays (z = 1).
+        gloss: ``(H, W)`` specular strength of the material hit.
+
+    Returns:
+        ``(shade, highlight)``, ``(H, W)`` float32 each: diffuse factor and specular intensity.
+    """
+    px, py, pz = points
+    normal_sign = np.where(d_axis > 0, np.float32(-1.0), np.float32(1.0))  # normals face the camera
+    view_axis = -d_axis / ray_len
+    shade = np.full(px.shape, np.float32(0.22))
+    highlight = np.zeros(px.shape, np.float32)
+    for light, power in zip(room.lights, room.light_power):
+        lx, ly, lz = light[0] - px, light[1] - py, light[2] - pz
+        dist2 = lx * lx + ly * ly + lz * lz + np.float32(1e-6)
+        inv_dist = np.float32(1.0) / np.sqrt(dist2)
+        l_axis = _select(axis0, axis1, (lx, ly, lz)) * inv_dist
+        lambert = np.maximum(l_axis * normal_sign, np.float32(0.0))
+        shade += (power * np.float32(1.3)) * lambert / (np.float32(1.0) + np.float32(0.12) * dist2)
+        l_dot_v = -(lx * d[0] + ly * d[1] + lz * d[2]) * inv_dist / ray_len
+        half_len = np.sqrt(np.maximum(np.float32(2.0) + 2 * l_dot_v, np.float32(1e-6)))
+        n_dot_h = np.maximum((l_axis + view_axis) * normal_sign / half_len, np.float32(0.0))
+        highlight += (power * gloss) * (lambert > 0) * _pow40(n_dot_h)
+    return shade, highlight
+
+
+def _random_holes(holes: np.ndarray, rng: np.random.Generator) -> None:
+    """Add up to three elliptic blobs to the ``(H, W)`` mask ``holes`` (in place)."""
+    h, w = holes.shape
+    for _ in range(int(rng.integers(0, 4))):
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        ry, rx = rng.uniform(0.01, 0.05) * w, rng.uniform(0.01, 0.05) * w
+        v0, v1 = int(max(0, cy - ry)), int(min(h, cy + ry + 1))
+        u0, u1 = int(max(0, cx - rx)), int(min(w, cx + rx + 1))
+        yy = (np.arange(v0, v1, dtype=np.float32)[:, None] - cy) / ry
+        xx = (np.arange(u0, u1, dtype=np.float32)[None, :] - cx) / rx
+        holes[v0:v1, u0:u1] |= yy * yy + xx * xx < 1.0
+
+
+def _kinect_depth(
+    t: np.ndarray, d_axis: np.ndarray, ray_len: np.ndarray, highlight: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Return the exact z-depth ``t`` ((H, W) metres) as a Kinect measures it.
+
+    Axial noise ``sigma(z)``, and NaN at grazing angles, in specular ``highlight``, in the
+    projector's shadow beside depth edges and in a few random blobs.
+    """
+    sigma = np.float32(0.0012) + np.float32(0.0019) * (t - np.float32(0.4)) ** 2
+    depth = t + rng.standard_normal(t.shape, dtype=np.float32) * sigma
+    holes = np.abs(d_axis) < np.float32(0.12) * ray_len  # grazing angle
+    holes |= highlight > 0.35  # specular: the IR pattern is lost
+    jump = np.abs(np.diff(t, axis=1)) > np.float32(0.05) * t[:, 1:]  # projector shadow beside edges
+    holes[:, 1:] |= jump
+    holes[:, 2:] |= jump[:, :-1]
+    _random_holes(holes, rng)
+    depth[holes] = np.nan
+    return depth
+
+
 def render_view(
     room: Room,
     position: np.ndarray,
@@ -329,98 +537,25 @@ def render_view(
     inv = np.float32(1.0) / d
     o = position.astype(np.float32)
 
-    # the room: leave through the nearest of the three faces ahead
-    t = np.empty((h, w), np.float32)
-    axis = np.zeros((h, w), np.int8)
-    for a in range(3):
-        t_a = (np.where(d[a] > 0, room.size[a], np.float32(0.0)) - o[a]) * inv[a]
-        if a == 0:
-            t[...] = t_a
-            continue
-        nearer = t_a < t
-        t[nearer] = t_a[nearer]
-        axis[nearer] = a
-    axis0, axis1 = axis == 0, axis == 1
-    d_axis = _select(axis0, axis1, d)
+    t, axis = _room_hits(room, o, d, inv)
+    d_axis = _select(axis == 0, axis == 1, d)
     obj = (2 * axis + (d_axis > 0)).astype(np.int32)  # room faces -x, +x, -y, +y, -z, +z
-
-    # furniture: slab test, only inside each box's screen window
-    for k, box in enumerate(room.boxes):
-        window = _box_window(box, o, rotation, intrinsics)
-        if window is None:
-            continue
-        near = far = box_axis = None
-        for a in range(3):
-            inv_a = inv[a][window]
-            t1 = (box[0, a] - o[a]) * inv_a
-            t2 = (box[1, a] - o[a]) * inv_a
-            n_a, f_a = np.minimum(t1, t2), np.maximum(t1, t2)
-            if a == 0:
-                near, far, box_axis = n_a, f_a, np.zeros(n_a.shape, np.int8)
-                continue
-            later = n_a > near
-            near = np.where(later, n_a, near)
-            box_axis[later] = a
-            far = np.minimum(far, f_a)
-        t_win = t[window]
-        hit = (near <= far) & (near > 0) & (near < t_win)
-        if hit.any():
-            t_win[hit] = near[hit]
-            axis[window][hit] = box_axis[hit]
-            obj[window][hit] = 6 + k
+    _furniture_hits(room, o, rotation, intrinsics, inv, t, axis, obj)
     axis0, axis1 = axis == 0, axis == 1
     d_axis = _select(axis0, axis1, d)
-    normal_sign = np.where(d_axis > 0, np.float32(-1.0), np.float32(1.0))  # normals face the camera
 
-    # texture lookup at metric scale on the hit face
-    px, py, pz = (o[a] + d[a] * t for a in range(3))
+    points = tuple(o[a] + d[a] * t for a in range(3))
     material = room.materials[obj]
-    inv_scale = (np.float32(room.textures.shape[1]) / room.texture_scale)[material]
-    size = room.textures.shape[1]
-    iu = (np.where(axis0, pz, px) * inv_scale).astype(np.int32) & (size - 1)
-    iv = (np.where(axis1, pz, py) * inv_scale).astype(np.int32) & (size - 1)
-    texel = (material * size + iv) * size + iu
-    albedo = room.textures.reshape(-1, 3).take(texel.ravel(), axis=0).reshape(h, w, 3)
-
-    # lighting: ambient + Lambert with distance fall-off + Blinn-Phong highlights
+    albedo = _albedo(room, points, material, axis0, axis1)
     ray_len = np.sqrt(cam_rays[0] * cam_rays[0] + cam_rays[1] * cam_rays[1] + np.float32(1.0))
-    view_axis = -d_axis / ray_len
-    shade = np.full((h, w), np.float32(0.22))
-    highlight = np.zeros((h, w), np.float32)
-    gloss = room.gloss[material]
-    for light, power in zip(room.lights, room.light_power):
-        lx, ly, lz = light[0] - px, light[1] - py, light[2] - pz
-        dist2 = lx * lx + ly * ly + lz * lz + np.float32(1e-6)
-        inv_dist = np.float32(1.0) / np.sqrt(dist2)
-        l_axis = _select(axis0, axis1, (lx, ly, lz)) * inv_dist
-        lambert = np.maximum(l_axis * normal_sign, np.float32(0.0))
-        shade += (power * np.float32(1.3)) * lambert / (np.float32(1.0) + np.float32(0.12) * dist2)
-        l_dot_v = -(lx * d[0] + ly * d[1] + lz * d[2]) * inv_dist / ray_len
-        half_len = np.sqrt(np.maximum(np.float32(2.0) + 2 * l_dot_v, np.float32(1e-6)))
-        n_dot_h = np.maximum((l_axis + view_axis) * normal_sign / half_len, np.float32(0.0))
-        highlight += (power * gloss) * (lambert > 0) * _pow40(n_dot_h)
+    shade, highlight = _lighting(room, points, d, d_axis, axis0, axis1, ray_len, room.gloss[material])
     light_sum = shade[..., None] * albedo
     light_sum += (np.float32(0.8) * highlight)[..., None]
 
     depth = t
     if rng is not None:
         light_sum += (rng.standard_normal((h, w), dtype=np.float32) * np.float32(0.01))[..., None]
-        sigma = np.float32(0.0012) + np.float32(0.0019) * (depth - np.float32(0.4)) ** 2
-        depth = depth + rng.standard_normal((h, w), dtype=np.float32) * sigma
-        holes = np.abs(d_axis) < np.float32(0.12) * ray_len  # grazing angle
-        holes |= highlight > 0.35  # specular: the IR pattern is lost
-        jump = np.abs(np.diff(t, axis=1)) > np.float32(0.05) * t[:, 1:]  # projector shadow beside edges
-        holes[:, 1:] |= jump
-        holes[:, 2:] |= jump[:, :-1]
-        for _ in range(int(rng.integers(0, 4))):
-            cy, cx = rng.uniform(0, h), rng.uniform(0, w)
-            ry, rx = rng.uniform(0.01, 0.05) * w, rng.uniform(0.01, 0.05) * w
-            v0, v1 = int(max(0, cy - ry)), int(min(h, cy + ry + 1))
-            u0, u1 = int(max(0, cx - rx)), int(min(w, cx + rx + 1))
-            yy = (np.arange(v0, v1, dtype=np.float32)[:, None] - cy) / ry
-            xx = (np.arange(u0, u1, dtype=np.float32)[None, :] - cx) / rx
-            holes[v0:v1, u0:u1] |= yy * yy + xx * xx < 1.0
-        depth[holes] = np.nan
+        depth = _kinect_depth(t, d_axis, ray_len, highlight, rng)
     depth[~((depth >= MIN_DEPTH) & (depth <= MAX_DEPTH))] = np.nan
     rgb = cv2.convertScaleAbs(light_sum, alpha=255.0)  # rounds and saturates to uint8
     return rgb, depth

@@ -20,9 +20,9 @@ unless :class:`TrainConfig` overrides it:
 
 Mixed precision (float16 autocast with a gradient scaler) is used on CUDA only.
 
-Inside, :func:`fit` is the loop (set-up, budgets, stopping), ``_train_epoch`` one epoch
-of optimiser steps, and :class:`TrainingRecorder` the record: best weights, checkpoint,
-CSV, JSON and the loss curve.
+Inside, :func:`fit` sets the run up, ``_run_epochs`` is the loop (budgets, stopping),
+``_train_epoch`` one epoch of optimiser steps, and :class:`TrainingRecorder` the record:
+best weights, checkpoint, CSV, JSON and the loss curve.
 """
 
 from __future__ import annotations
@@ -345,6 +345,35 @@ class TrainingRecorder:
         self.model.load_state_dict(self._best_state)
 
 
+@dataclass(frozen=True)
+class _Recipe:
+    """The model's training recipe (``model.defaults``) with :class:`TrainConfig`'s overrides applied."""
+
+    micro: int  # images per forward/backward pass
+    accumulation: int  # micro-batches per optimiser step
+    lr: float
+    weight_decay: float
+    amp: bool  # float16 autocast
+
+    @classmethod
+    def resolve(cls, model: DepthModel, config: TrainConfig, device: torch.device) -> "_Recipe":
+        """Return the recipe ``model`` trains with under ``config`` on ``device``.
+
+        Raises:
+            ValueError: ``amp=True`` off CUDA.
+        """
+        if config.amp and device.type != "cuda":
+            raise ValueError(f"amp=True needs a CUDA device, got {device}")
+        defaults = model.defaults
+        return cls(
+            micro=config.micro_batch or defaults.micro_batch,
+            accumulation=config.accumulation or defaults.accumulation,
+            lr=config.lr if config.lr is not None else defaults.lr,
+            weight_decay=config.weight_decay if config.weight_decay is not None else defaults.weight_decay,
+            amp=device.type == "cuda" if config.amp is None else bool(config.amp),
+        )
+
+
 @dataclass
 class _Step:
     """What the training loop needs between epochs: the optimiser and its bookkeeping."""
@@ -353,9 +382,7 @@ class _Step:
     frames: list[Frame]
     config: TrainConfig
     device: torch.device
-    amp: bool
-    micro: int
-    accumulation: int
+    recipe: _Recipe
     optimizer: torch.optim.Optimizer
     schedule: torch.optim.lr_scheduler.LRScheduler | None
     scaler: torch.amp.GradScaler
@@ -389,13 +416,13 @@ def _train_epoch(
     Every micro-batch's finite loss is appended to ``step_losses`` as it is computed.
     """
     config, model = run.config, run.model
-    batches = _micro_batches(run.rng.permutation(len(run.frames)), run.micro)
+    batches = _micro_batches(run.rng.permutation(len(run.frames)), run.recipe.micro)
     outcome = _EpochOutcome()
     run.optimizer.zero_grad(set_to_none=True)
     bar = tqdm(total=len(batches), desc=f"epoch {epoch}/{config.epochs}", unit="batch",
                disable=not config.progress, leave=False)
-    for group_start in range(0, len(batches), run.accumulation):
-        group = batches[group_start : group_start + run.accumulation]
+    for group_start in range(0, len(batches), run.recipe.accumulation):
+        group = batches[group_start : group_start + run.recipe.accumulation]
         if deadline is not None and time.monotonic() + reserve >= deadline:
             outcome.partial = True
             break
@@ -409,7 +436,7 @@ def _train_epoch(
                                                 augment=config.augment, rng=run.rng, max_zoom=config.max_zoom)
             rgb = rgb.to(run.device, non_blocking=True)
             depth = depth.to(run.device, non_blocking=True)
-            with torch.autocast(run.device.type, dtype=torch.float16, enabled=run.amp):
+            with torch.autocast(run.device.type, dtype=torch.float16, enabled=run.recipe.amp):
                 pred = model(rgb, focal.to(run.device))
             loss = model_loss(model, pred.float(), depth, valid_mask(depth, model.min_depth, model.max_depth),
                               config.loss)
@@ -455,6 +482,92 @@ def _optimizer(
     return optimizer, schedule
 
 
+def _prepare_sets(
+    train_frames: Sequence[Frame], val_frames: Sequence[Frame], model: DepthModel, config: TrainConfig
+) -> tuple[list[Frame], list[Frame], float]:
+    """Crop and resize both sets to the model's input size (:func:`prepare_frames`).
+
+    Returns:
+        ``(train, val, train_mean)``: the prepared frames and the mean valid training depth, metres.
+
+    Raises:
+        ValueError: no valid depth pixel in the model's range in the validation frames.
+    """
+    train = prepare_frames(train_frames, model.input_size, crop=config.border_crop, desc="training frames",
+                           progress=config.progress)
+    val = prepare_frames(val_frames, model.input_size, crop=config.border_crop, desc="validation frames",
+                         progress=config.progress)
+    train_mean, _ = _mean_depth(train, model)
+    if _mean_depth(val, model)[1] == 0:
+        raise ValueError("the validation frames have no valid depth pixel in the model's range")
+    return train, val, train_mean
+
+
+def _training_log(
+    run: _Step, params: list[torch.nn.Parameter], *, n_val: int, train_mean: float
+) -> dict[str, Any]:
+    """Return the facts of the run that ``train_log.json`` starts from."""
+    model, recipe = run.model, run.recipe
+    return {
+        "arch": model.arch,
+        "config": {**asdict(run.config), "micro_batch": recipe.micro, "accumulation": recipe.accumulation,
+                   "lr": recipe.lr, "weight_decay": recipe.weight_decay, "amp": recipe.amp},
+        "device": str(run.device),
+        "input_size": list(model.input_size),
+        "n_train": len(run.frames),
+        "n_val": n_val,
+        "train_mean_depth": train_mean,
+        "trainable_parameters": sum(p.numel() for p in params),
+        "skipped_steps": 0,
+        "epochs": [],
+        "step_losses": [],
+    }
+
+
+def _run_epochs(
+    run: _Step, recorder: TrainingRecorder, val: list[Frame], *, deadline: float | None
+) -> tuple[str, int]:
+    """Validate the model before training (epoch 0), then train and validate epoch by epoch.
+
+    Every validated epoch is recorded. Training stops after ``config.epochs``, at the step or
+    time budget (the partial epoch is validated), or after ``config.patience`` epochs
+    without improvement.
+
+    Returns:
+        ``(stopped, epochs_run)``: why it stopped (``"epochs"``, ``"steps"``, ``"time_budget"``
+        or ``"early_stopping"``) and how many epochs were begun.
+    """
+    config, model = run.config, run.model
+    stopped = "epochs"
+
+    def validate_and_record(epoch: int, outcome: _EpochOutcome, stopped: str) -> None:
+        recorder.record(epoch, _validate(model, val, run.device, run.recipe.amp, run.recipe.micro),
+                        partial=outcome.partial, images=outcome.images, losses=outcome.losses, steps=run.steps,
+                        skipped_steps=run.skipped_steps, stopped=stopped)
+
+    tic = time.monotonic()
+    validate_and_record(0, _EpochOutcome(), stopped)
+    # Reserve one validation pass plus a checkpoint write at the end of a time budget.
+    reserve = 1.5 * (time.monotonic() - tic) + 1.0
+
+    epochs_run = 0
+    for epoch in range(1, config.epochs + 1):
+        epochs_run = epoch
+        outcome = _train_epoch(run, epoch, deadline=deadline, reserve=reserve, step_losses=recorder.step_losses)
+        if outcome.out_of_steps:
+            stopped = "steps"
+        elif outcome.partial:
+            stopped = "time_budget"
+        if outcome.images:
+            validate_and_record(epoch, outcome, stopped)
+        if outcome.partial or outcome.out_of_steps:
+            break
+        if recorder.stale >= config.patience:
+            stopped = "early_stopping"
+            break
+    return stopped, epochs_run
+
+
 def fit(
     model: DepthModel,
     train_frames: Sequence[Frame],
@@ -493,14 +606,7 @@ def fit(
     if len(train_frames) == 0 or len(val_frames) == 0:
         raise ValueError(f"need training and validation frames, got {len(train_frames)} and {len(val_frames)}")
     device = resolve_device(config.device)
-    if config.amp and device.type != "cuda":
-        raise ValueError(f"amp=True needs a CUDA device, got {device}")
-    amp = device.type == "cuda" if config.amp is None else bool(config.amp)
-    defaults = model.defaults
-    micro = config.micro_batch or defaults.micro_batch
-    accumulation = config.accumulation or defaults.accumulation
-    lr = config.lr if config.lr is not None else defaults.lr
-    weight_decay = config.weight_decay if config.weight_decay is not None else defaults.weight_decay
+    recipe = _Recipe.resolve(model, config, device)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -508,67 +614,19 @@ def fit(
     rng = np.random.default_rng(config.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-
-    train = prepare_frames(train_frames, model.input_size, crop=config.border_crop, desc="training frames",
-                           progress=config.progress)
-    val = prepare_frames(val_frames, model.input_size, crop=config.border_crop, desc="validation frames",
-                         progress=config.progress)
-    train_mean, _ = _mean_depth(train, model)
-    if _mean_depth(val, model)[1] == 0:
-        raise ValueError("the validation frames have no valid depth pixel in the model's range")
+    train, val, train_mean = _prepare_sets(train_frames, val_frames, model, config)
 
     model.to(device)
     params = model.set_trainable(config.scope)
-    optimizer, schedule = _optimizer(model, params, config, lr, weight_decay)
-    run = _Step(model=model, frames=train, config=config, device=device, amp=amp, micro=micro,
-                accumulation=accumulation, optimizer=optimizer, schedule=schedule,
-                scaler=torch.amp.GradScaler(device.type, enabled=amp), rng=rng)
+    optimizer, schedule = _optimizer(model, params, config, recipe.lr, recipe.weight_decay)
+    run = _Step(model=model, frames=train, config=config, device=device, recipe=recipe, optimizer=optimizer,
+                schedule=schedule, scaler=torch.amp.GradScaler(device.type, enabled=recipe.amp), rng=rng)
     model.train()
 
-    log: dict[str, Any] = {
-        "arch": model.arch,
-        "config": {**asdict(config), "micro_batch": micro, "accumulation": accumulation, "lr": lr,
-                   "weight_decay": weight_decay, "amp": amp},
-        "device": str(device),
-        "input_size": list(model.input_size),
-        "n_train": len(train),
-        "n_val": len(val),
-        "train_mean_depth": train_mean,
-        "trainable_parameters": sum(p.numel() for p in params),
-        "skipped_steps": 0,
-        "epochs": [],
-        "step_losses": [],
-    }
+    log = _training_log(run, params, n_val=len(val), train_mean=train_mean)
     recorder = TrainingRecorder(out, model, log, provenance or {}, f"{model.arch}: {len(train)} training frames",
                                 started=started, plot=plot)
-    stopped = "epochs"
-
-    def validate_and_record(epoch: int, outcome: _EpochOutcome, stopped: str) -> None:
-        recorder.record(epoch, _validate(model, val, device, amp, micro), partial=outcome.partial,
-                        images=outcome.images, losses=outcome.losses, steps=run.steps,
-                        skipped_steps=run.skipped_steps, stopped=stopped)
-
-    tic = time.monotonic()
-    validate_and_record(0, _EpochOutcome(), stopped)
-    # Reserve one validation pass plus a checkpoint write at the end of a time budget.
-    reserve = 1.5 * (time.monotonic() - tic) + 1.0
-
-    epochs_run = 0
-    for epoch in range(1, config.epochs + 1):
-        epochs_run = epoch
-        outcome = _train_epoch(run, epoch, deadline=deadline, reserve=reserve, step_losses=recorder.step_losses)
-        if outcome.out_of_steps:
-            stopped = "steps"
-        elif outcome.partial:
-            stopped = "time_budget"
-        if outcome.images:
-            validate_and_record(epoch, outcome, stopped)
-        if outcome.partial or outcome.out_of_steps:
-            break
-        if recorder.stale >= config.patience:
-            stopped = "early_stopping"
-            break
-
+    stopped, epochs_run = _run_epochs(run, recorder, val, deadline=deadline)
     recorder.finish(stopped=stopped, epochs_run=epochs_run, skipped_steps=run.skipped_steps)
     recorder.restore_best()
     return TrainResult(
