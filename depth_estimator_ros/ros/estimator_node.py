@@ -44,7 +44,9 @@ Subscribed topics
     the newest :data:`SENSOR_DEPTH_HISTORY` are kept and decoded only when a frame is
     filled from one. Same QoS as ``image``.
 
-Published topics
+Published topics (the images, their camera_info and ``depth/points`` reliable, volatile,
+keep-last 10: ``qos.IMAGE_PUBLISHER_QOS``, as image_transport publishes; reliable and
+best-effort subscriptions both match it)
     ``depth`` (sensor_msgs/Image): 32FC1 metres with NaN invalid, or 16UC1
     millimetres with 0 invalid (``depth_encoding``); the input's size and header
     (stamp and frame_id).
@@ -156,6 +158,7 @@ from depth_estimator_ros.ros.params import (
 )
 from depth_estimator_ros.ros.qos import (
     DIAGNOSTICS_QOS,
+    IMAGE_PUBLISHER_QOS,
     SENSOR_QOS,
     WEIGHTS_LIVE_QOS,
     WEIGHTS_QOS,
@@ -333,10 +336,10 @@ class DepthEstimatorNode(Node):
 
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._on_parameters_set)
-        self._depth_pub = self.create_publisher(Image, "depth", DIAGNOSTICS_QOS)
-        self._depth_info_pub = self.create_publisher(CameraInfo, "depth/camera_info", DIAGNOSTICS_QOS)
-        self._colored_pub = self.create_publisher(Image, "depth/colored", DIAGNOSTICS_QOS)
-        self._points_pub = self.create_publisher(PointCloud2, "depth/points", DIAGNOSTICS_QOS)
+        self._depth_pub = self.create_publisher(Image, "depth", IMAGE_PUBLISHER_QOS)
+        self._depth_info_pub = self.create_publisher(CameraInfo, "depth/camera_info", IMAGE_PUBLISHER_QOS)
+        self._colored_pub = self.create_publisher(Image, "depth/colored", IMAGE_PUBLISHER_QOS)
+        self._points_pub = self.create_publisher(PointCloud2, "depth/points", IMAGE_PUBLISHER_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
 
         self._init_filled(values)
@@ -644,8 +647,8 @@ class DepthEstimatorNode(Node):
         self._sensor_depth_in = self._frames_filled = self._filled_unpaired = 0
         self._filled_pub = self._filled_mask_pub = None
         if values["publish_filled"]:
-            self._filled_pub = self.create_publisher(Image, "depth/filled", DIAGNOSTICS_QOS)
-            self._filled_mask_pub = self.create_publisher(Image, "depth/filled_mask", DIAGNOSTICS_QOS)
+            self._filled_pub = self.create_publisher(Image, "depth/filled", IMAGE_PUBLISHER_QOS)
+            self._filled_mask_pub = self.create_publisher(Image, "depth/filled_mask", IMAGE_PUBLISHER_QOS)
             self.create_subscription(Image, "sensor_depth", self._on_sensor_depth, self._image_qos)
 
     def _filled_stats(self) -> dict[str, object]:
