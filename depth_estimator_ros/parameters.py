@@ -268,7 +268,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
        "imports and the model exports, else torch; the log says which and why)", choices=BACKENDS),
     _P("trt_cache_dir", "string", "", _E,
        "TensorRT engine cache folder (onnxruntime-gpu with TensorRT on CUDA); empty = no cache"),
-    _P("depth_encoding", "string", "32FC1", _E, "encoding of depth: 32FC1 (metres, NaN invalid) or 16UC1 "
+    _P("depth_encoding", "string", "32FC1", _E, "encoding of depth/image: 32FC1 (metres, NaN invalid) or 16UC1 "
        "(millimetres, 0 invalid, half the bytes)", live=True, choices=DEPTH_OUTPUT_ENCODINGS),
     _P("publish_points", "bool", False, _E, "publish depth/points (PointCloud2) when camera_info is known",
        live=True),

@@ -17,8 +17,8 @@ sections both rank), rviz, mode (``single``: both nodes
 in the ``live`` process, one model copy; ``separate``: ``depth_estimator`` and
 ``online_trainer`` processes talking over the ``weights`` topic), namespace.
 
-Predicted depth is published on ``<namespace>/depth`` (and ``depth/colored``,
-``depth/points``), the sensor depth with its holes filled by the prediction on
+Predicted depth is published on ``<namespace>/depth/image`` with ``depth/camera_info`` beside
+it (and ``depth/colored``, ``depth/points``), the sensor depth with its holes filled by the prediction on
 ``depth/filled`` (and ``depth/filled_mask``; the estimator's ``sensor_depth`` is
 remapped to ``depth_topic``); the RViz config shows the default (empty) namespace.
 """
@@ -124,8 +124,8 @@ def _nodes(context: LaunchContext) -> list:
         return [params_file, _override_file(namespace, per_node)]
 
     if mode == "single":
-        # One process holds both nodes: `depth` is the estimator's output and the
-        # trainer's sensor input, so the sensor remap targets the trainer node only.
+        # One process holds both nodes; `depth` is the trainer's sensor input only (the estimator
+        # publishes depth/image, which a `depth` rule leaves alone), the node prefix says whose.
         return [
             Node(
                 package=PACKAGE,

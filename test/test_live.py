@@ -39,7 +39,7 @@ from depth_estimator_ros.ros.trainer_node import OnlineTrainerNode
 
 H, W = 48, 64
 TIMEOUT = 20.0
-# the estimator publishes `depth`; the trainer reads the sensor's depth elsewhere
+# the estimator publishes `depth/image`; the trainer reads the sensor's depth elsewhere
 SENSOR_REMAP = ["--ros-args", "-r", "online_trainer:depth:=depth/sensor"]
 
 
@@ -54,7 +54,7 @@ class Camera:
     def __init__(self, probe) -> None:
         self.rgb_pub = probe.create_publisher(Image, "image", 10)
         self.depth_pub = probe.create_publisher(Image, "depth/sensor", 10)  # the trainer's input
-        self.depth_out = MessageCollector(probe, Image, "depth")  # the estimator's output
+        self.depth_out = MessageCollector(probe, Image, "depth/image")  # the estimator's output
         self.stamp = 2000.0
         self.index = 0
 

@@ -71,7 +71,8 @@ ESTIMATOR_MODULE = "depth_estimator_ros.ros.estimator_node"
 
 #: The RGB-D stream (robot -> workstation, the trainer's input) and the estimator's probe topics.
 STREAM_TOPICS = {name: KINECT_TOPICS[name].lstrip("/") for name in ("image", "depth")}  # relative: namespaced
-PROBE_TOPICS = {"image": "probe/image", "depth": "probe/depth"}
+#: Keys are the estimator's own topic names (its remappings), values the probe topics.
+PROBE_TOPICS = {"image": "probe/image", "depth/image": "probe/depth"}
 
 #: Both namespaces discover over the veth (multicast); localhost-only discovery would see nothing.
 _NAMESPACE_ENV = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET", "PYTHONUNBUFFERED": "1"}
@@ -176,7 +177,7 @@ def camera_main(argv: Sequence[str] | None = None) -> int:
         rgb_pub = node.create_publisher(Image, STREAM_TOPICS["image"], stream_qos)
         depth_pub = node.create_publisher(Image, STREAM_TOPICS["depth"], stream_qos)
         probe_pub = node.create_publisher(Image, PROBE_TOPICS["image"], SENSOR_QOS)
-        node.create_subscription(Image, PROBE_TOPICS["depth"], on_depth, IMAGE_PUBLISHER_QOS)  # every answer, as offered
+        node.create_subscription(Image, PROBE_TOPICS["depth/image"], on_depth, IMAGE_PUBLISHER_QOS)  # as offered
         node.create_subscription(UInt8MultiArray, "weights", on_weights, WEIGHTS_QOS)
         node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics, DIAGNOSTICS_QOS)
 

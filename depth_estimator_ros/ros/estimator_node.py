@@ -47,13 +47,15 @@ Subscribed topics
 Published topics (the images, their camera_info and ``depth/points`` reliable, volatile,
 keep-last 10: ``qos.IMAGE_PUBLISHER_QOS``, as image_transport publishes; reliable and
 best-effort subscriptions both match it)
-    ``depth`` (sensor_msgs/Image): 32FC1 metres with NaN invalid, or 16UC1
+    ``depth/image`` (sensor_msgs/Image): 32FC1 metres with NaN invalid, or 16UC1
     millimetres with 0 invalid (``depth_encoding``); the input's size and header
-    (stamp and frame_id).
-    ``depth/camera_info`` (sensor_msgs/CameraInfo): with every ``depth``, same header;
+    (stamp and frame_id). Named so that ``depth/camera_info`` is its image_transport
+    sibling (``image_transport::getCameraInfoTopic``): RViz's DepthCloud and
+    depth_image_proc find the camera_info without a remap. (Until issue 25 it was ``depth``.)
+    ``depth/camera_info`` (sensor_msgs/CameraInfo): with every ``depth/image``, same header;
     ``camera_info``'s intrinsics scaled to the depth image's size, or the canonical
     camera's the depth is scaled for until one arrives (``codec.depth_camera_info``).
-    ``depth/colored`` (sensor_msgs/Image): rgb8 colour map of ``depth`` (turbo,
+    ``depth/colored`` (sensor_msgs/Image): rgb8 colour map of ``depth/image`` (turbo,
     ``colormap_min_depth`` .. ``colormap_max_depth``, black = invalid); computed
     only while someone subscribes.
     ``depth/points`` (sensor_msgs/PointCloud2): x, y, z float32 in the image's
@@ -69,7 +71,7 @@ best-effort subscriptions both match it)
     such a sensor depth gets none (``filled_unpaired``).
     ``depth/filled_mask`` (sensor_msgs/Image, mono8, same header and size): 255
     measured, 128 filled from the prediction, 0 neither. Both are computed only
-    while someone subscribes to one of them, in the inference thread after ``depth``
+    while someone subscribes to one of them, in the inference thread after ``depth/image``
     is published (``fill_mean_s`` in ``/diagnostics``).
     ``/diagnostics`` (diagnostic_msgs/DiagnosticArray), every
     ``diagnostics_period`` s: input and output rates, latency (stamp to publish,
@@ -336,7 +338,7 @@ class DepthEstimatorNode(Node):
 
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._on_parameters_set)
-        self._depth_pub = self.create_publisher(Image, "depth", IMAGE_PUBLISHER_QOS)
+        self._depth_pub = self.create_publisher(Image, "depth/image", IMAGE_PUBLISHER_QOS)
         self._depth_info_pub = self.create_publisher(CameraInfo, "depth/camera_info", IMAGE_PUBLISHER_QOS)
         self._colored_pub = self.create_publisher(Image, "depth/colored", IMAGE_PUBLISHER_QOS)
         self._points_pub = self.create_publisher(PointCloud2, "depth/points", IMAGE_PUBLISHER_QOS)
