@@ -660,7 +660,7 @@ def test_oversized_payload_is_refused_before_it_is_parsed_and_memory_is_released
         assert not refused.successful
 
 
-# ------------------------------------------------------------------ depth/filled
+# ------------------------------------------------------------------ depth/filled/image
 
 
 def _sensor_depth(stamp: float, shape: tuple[int, int] = (H, W), encoding: str = "32FC1") -> Image:
@@ -673,12 +673,12 @@ def _sensor_depth(stamp: float, shape: tuple[int, int] = (H, W), encoding: str =
 
 
 def _filled_topics(probe) -> tuple[MessageCollector, MessageCollector]:
-    return MessageCollector(probe, Image, "depth/filled"), MessageCollector(probe, Image, "depth/filled_mask")
+    return MessageCollector(probe, Image, "depth/filled/image"), MessageCollector(probe, Image, "depth/filled/mask")
 
 
 def _wait_filled_matched(node, sensor_pub) -> None:
     wait_for(lambda: node._filled_pub.get_subscription_count() > 0 and node._filled_mask_pub.get_subscription_count()
-             > 0 and sensor_pub.get_subscription_count() > 0, TIMEOUT, what="depth/filled subscribers and sensor_depth")
+             > 0 and sensor_pub.get_subscription_count() > 0, TIMEOUT, what="filled depth subscribers and sensor_depth")
 
 
 def _send_sensor(node, sensor_pub, msg: Image) -> None:
@@ -696,6 +696,7 @@ def test_filled_depth_keeps_measured_pixels_fills_the_holes_and_marks_them(check
         sensor_pub = probe.create_publisher(Image, "sensor_depth", 10)
         depth = MessageCollector(probe, Image, "depth/image")
         filled_topic, mask_topic = _filled_topics(probe)
+        info_topic = MessageCollector(probe, CameraInfo, "depth/filled/camera_info")
         _wait_filled_matched(node, sensor_pub)
         sensor_msg = _sensor_depth(20.0, shape, encoding)
         _send_sensor(node, sensor_pub, sensor_msg)
@@ -703,9 +704,14 @@ def test_filled_depth_keeps_measured_pixels_fills_the_holes_and_marks_them(check
         _send_and_wait(pub, depth, rgb_msg)
         out = filled_topic.wait_for_count(1, TIMEOUT)[0]
         mask_msg = mask_topic.wait_for_count(1, TIMEOUT)[0]
+        info = info_topic.wait_for_count(1, TIMEOUT)[0]
         assert node.stats()["frames_filled"] == 1
     height, width = shape
-    assert out.header == rgb_msg.header and mask_msg.header == rgb_msg.header
+    assert out.header == rgb_msg.header and mask_msg.header == rgb_msg.header and info.header == rgb_msg.header
+    # the filled images' own camera_info, at the sensor depth's size (not depth/camera_info's colour size)
+    assert (info.width, info.height) == (width, height)
+    focal = models.CANONICAL_FOCAL * np.sqrt(width * height)  # no camera_info yet: the canonical camera
+    np.testing.assert_allclose(info.k, [focal, 0, (width - 1) / 2, 0, focal, (height - 1) / 2, 0, 0, 1])
     assert (out.encoding, out.height, out.width, out.step) == ("32FC1", height, width, 4 * width)
     assert (mask_msg.encoding, mask_msg.height, mask_msg.width) == ("mono8", height, width)
     values = np.frombuffer(bytes(out.data), "<f4").reshape(height, width)
@@ -727,7 +733,7 @@ def test_filled_depth_only_while_subscribed_and_only_for_frames_with_a_sensor_de
         _send_sensor(node, sensor_pub, _sensor_depth(30.0))
         _send_and_wait(pub, depth, _image(_rgb(1), 30.0))  # paired, but nobody subscribes: nothing computed
         filled_topic, _ = _filled_topics(probe)
-        wait_for(lambda: node._filled_pub.get_subscription_count() > 0, TIMEOUT, what="a depth/filled subscriber")
+        wait_for(lambda: node._filled_pub.get_subscription_count() > 0, TIMEOUT, what="a depth/filled/image subscriber")
         _send_and_wait(pub, depth, _image(_rgb(2), 30.5))  # 0.5 s from the only sensor depth: depth, no filled
         wait_for(lambda: node.stats()["filled_unpaired"] == 1, TIMEOUT, what="the unpaired frame to be counted")
         _send_sensor(node, sensor_pub, _sensor_depth(30.53))
@@ -755,7 +761,8 @@ def test_publish_filled_false_subscribes_to_no_sensor_depth_and_publishes_no_fil
 
         wait_for(lambda: "/image" in own(node.get_subscriber_names_and_types_by_node), TIMEOUT, what="/image")
         assert "/sensor_depth" not in own(node.get_subscriber_names_and_types_by_node)
-        assert not {"/depth/filled", "/depth/filled_mask"} & own(node.get_publisher_names_and_types_by_node)
+        filled = {"/depth/filled/image", "/depth/filled/camera_info", "/depth/filled/mask"}
+        assert not filled & own(node.get_publisher_names_and_types_by_node)
         sensor_pub.publish(_sensor_depth(50.0))
         _send_and_wait(pub, depth, _image(_rgb(5), 50.0))
         stats = node.stats()

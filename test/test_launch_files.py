@@ -32,7 +32,8 @@ KINECT_REMAPS = {
     "camera_info": "/camera/rgb/camera_info",
 }
 # What the depth_estimator node publishes (relative names; default namespace in RViz).
-ESTIMATOR_OUTPUTS = ("depth/image", "depth/camera_info", "depth/colored", "depth/points", "depth/filled")
+ESTIMATOR_OUTPUTS = ("depth/image", "depth/camera_info", "depth/colored", "depth/points",
+                     "depth/filled/image")
 # Message types of the topics RViz displays read, by display class and topic property.
 RVIZ_TOPIC_TYPES = {
     ("rviz_default_plugins/Image", "Topic"): "sensor_msgs/msg/Image",

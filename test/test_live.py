@@ -101,7 +101,7 @@ def test_default_remaps_to_a_kinect_unless_the_user_remaps():
         "-r", "sensor_depth:=/camera/depth_registered/image_raw",
         "-r", "camera_info:=/camera/rgb/camera_info",
     ]
-    # the estimator's sensor_depth (depth/filled's input) follows the trainer's remapped depth
+    # the estimator's sensor_depth (depth/filled/image's input) follows the trainer's remapped depth
     user = ["live", "--ros-args", "-r", "image:=/cam/image", "--remap", "online_trainer:depth:=/cam/depth"]
     assert with_default_remaps(user) == user + ["--ros-args", "-r", "sensor_depth:=/cam/depth",
                                                 "-r", "camera_info:=/camera/rgb/camera_info"]

@@ -9,8 +9,8 @@
   weights at once; publisher and subscriber must both use it.
 - :data:`WEIGHTS_LIVE_QOS`: the same but volatile, for the estimator's ``weights``
   subscription once it refused an oversized payload (``estimator_node``).
-- :data:`IMAGE_PUBLISHER_QOS` for the estimator's image outputs (``depth``,
-  ``depth/colored``, ``depth/filled``, ``depth/filled_mask``), their camera_info and
+- :data:`IMAGE_PUBLISHER_QOS` for the estimator's image outputs (``depth/image``,
+  ``depth/colored``, ``depth/filled/image``, ``depth/filled/mask``), their camera_info and
   ``depth/points``: what ``image_transport`` publishes camera images and their camera_info
   with, ``rmw_qos_profile_default`` (reliable, volatile, keep-last 10). Reliable because a
   reliable subscription (``depth_image_proc``'s, rclpy's and rclcpp's default) never
