@@ -13,7 +13,7 @@ import pytest
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSPresetProfiles, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from ros_helpers import MessageCollector, NodeProcess, isolated_ros, wait_for
 from safetensors.torch import save as st_save
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
@@ -443,6 +443,52 @@ def test_depth_camera_info_comes_with_every_depth_image_with_its_header_and_size
         assert scaled.distortion_model == "plumb_bob"
         # one camera_info per depth image
         assert len(infos) == len(depth) == 4
+
+
+#: How depth consumers subscribe to a depth image and its camera_info: ROS 2 Jazzy's
+#: depth_image_proc (register.cpp) with rmw_qos_profile_default (reliable, keep-last 10), as
+#: image_transport's subscribers do by default; RViz (this package's config) and
+#: image_proc::getQosProfile's fallback with the sensor-data profile (best effort).
+CONSUMER_QOS = {
+    "reliable-rmw-default": QoSPresetProfiles.DEFAULT.value,
+    "best-effort-sensor-data": qos_profile_sensor_data,
+}
+
+
+def _camera_info_topic(image_topic: str) -> str:
+    """image_transport::getCameraInfoTopic: the ``camera_info`` beside an image topic."""
+    return image_topic.rsplit("/", 1)[0] + "/camera_info"
+
+
+@pytest.mark.parametrize("qos", list(CONSUMER_QOS.values()), ids=list(CONSUMER_QOS))
+def test_a_camera_subscriber_on_depth_image_gets_its_camera_info_without_a_remap(checkpoint, qos):
+    """Subscribe as depth_image_proc or RViz's DepthCloud does: the image topic, its sibling camera_info, their QoS."""
+    with running_estimator(checkpoint) as (_, node, probe):
+        image_topic = probe.resolve_topic_name("depth/image")
+        info_topic = _camera_info_topic(image_topic)  # derived, as image_transport does: no remap
+        assert (image_topic, info_topic) == ("/depth/image", "/depth/camera_info")
+        images = MessageCollector(probe, Image, image_topic, qos)
+        infos = MessageCollector(probe, CameraInfo, info_topic, qos)
+        # matched (QoS compatible), not only discovered: an incompatible pair never counts
+        wait_for(lambda: node._depth_pub.get_subscription_count() > 0
+                 and node._depth_info_pub.get_subscription_count() > 0, TIMEOUT,
+                 what="the estimator's depth/image and depth/camera_info to match the consumer's subscriptions")
+        pub = probe.create_publisher(Image, "image", 10)
+        sent = [_image(_rgb(20 + i), 70.0 + 0.1 * i) for i in range(3)]
+        for msg in sent:
+            _send_and_wait(pub, images, msg)
+
+        def pairs():
+            # exact-stamp pairs, as image_transport's CameraSubscriber (message_filters' TimeSynchronizer) makes
+            by_stamp = {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in infos.messages}
+            return [(image, by_stamp[(image.header.stamp.sec, image.header.stamp.nanosec)])
+                    for image in images.messages if (image.header.stamp.sec, image.header.stamp.nanosec) in by_stamp]
+
+        paired = wait_for(lambda: len(pairs()) == len(sent) and pairs(), TIMEOUT, what="every depth/image paired")
+    for (image, info), msg in zip(paired, sent):
+        assert image.header == info.header == msg.header  # stamp and frame_id of the colour frame
+        assert image.header.frame_id == "camera_rgb_optical_frame"
+        assert (info.width, info.height) == (image.width, image.height) == (W, H)
 
 
 # ---------------------------------------------------------------- compressed colour input
