@@ -110,6 +110,32 @@ def test_default_remaps_to_a_kinect_unless_the_user_remaps():
     assert set(KINECT_REMAPS) == {"image", "online_trainer:depth", "sensor_depth", "camera_info"}
 
 
+def test_a_global_depth_remap_moves_the_sensor_input_and_leaves_the_estimator_output(checkpoint):
+    """`-r depth:=...` without the node prefix is safe in one process: the estimator publishes depth/image."""
+    args = with_default_remaps(["--ros-args", "-r", "depth:=/cam/depth"])
+    with isolated_ros() as ros:
+        estimator, trainer = build_live_nodes(context=ros.context, parameter_overrides=_overrides(checkpoint),
+                                              cli_args=args)
+        ros.add_node(estimator)
+        ros.add_node(trainer)
+
+        def topics(node, kind: str) -> set[str]:
+            by_node = getattr(node, f"get_{kind}_names_and_types_by_node")
+            return {name for name, _ in by_node(node.get_name(), node.get_namespace())}
+
+        def graph():
+            found = {"estimator publishes": topics(estimator, "publisher"),
+                     "estimator subscribes": topics(estimator, "subscriber"),
+                     "trainer subscribes": topics(trainer, "subscriber")}
+            complete = ("/depth/image" in found["estimator publishes"]
+                        and "/cam/depth" in found["estimator subscribes"] & found["trainer subscribes"])
+            return found if complete else None
+
+        found = wait_for(graph, TIMEOUT, what="both nodes' remapped topics in the graph")
+    assert {"/depth/image", "/depth/camera_info"} <= found["estimator publishes"]
+    assert "/depth" not in found["trainer subscribes"] | found["estimator publishes"]
+
+
 def test_live_hands_weights_in_process_and_reset_restores_base_predictions(checkpoint):
     probe_rgb = np.random.default_rng(1234).integers(0, 256, (H, W, 3), dtype=np.uint8)
     base_depth = Predictor(models.load_checkpoint(checkpoint, arch="fast")[0]).predict(probe_rgb)
