@@ -268,7 +268,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
        "imports and the model exports, else torch; the log says which and why)", choices=BACKENDS),
     _P("trt_cache_dir", "string", "", _E,
        "TensorRT engine cache folder (onnxruntime-gpu with TensorRT on CUDA); empty = no cache"),
-    _P("depth_encoding", "string", "32FC1", _E, "encoding of depth: 32FC1 (metres, NaN invalid) or 16UC1 "
+    _P("depth_encoding", "string", "32FC1", _E, "encoding of depth/image: 32FC1 (metres, NaN invalid) or 16UC1 "
        "(millimetres, 0 invalid, half the bytes)", live=True, choices=DEPTH_OUTPUT_ENCODINGS),
     _P("publish_points", "bool", False, _E, "publish depth/points (PointCloud2) when camera_info is known",
        live=True),
@@ -283,14 +283,15 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
        doc="weight payloads larger than this (bytes) are refused before they are copied or parsed; 0 = 1.1 × a "
        "full payload of the model + 1 MiB (9,410,974 bytes for the shipped model)"),
     _P("publish_filled", "bool", True, _E, "subscribe to sensor_depth (registered sensor depth) and publish "
-       "depth/filled and depth/filled_mask (the sensor depth, its holes filled by the prediction), computed "
+       "depth/filled/image, camera_info and mask (the sensor depth, its holes filled by the prediction), computed "
        "only while subscribed",
-       doc="subscribe to `sensor_depth` and publish `depth/filled` and `depth/filled_mask` (computed only while "
+       doc="subscribe to `sensor_depth` and publish `depth/filled/image`, `depth/filled/camera_info` and "
+       "`depth/filled/mask` (computed only while "
        "subscribed; without a subscriber the cost is receiving the sensor depth); read-only because it decides "
        "the subscription"),
     _P("filled_sync_tolerance", "double", 0.02, _E, "largest stamp difference between a colour frame and the "
-       "sensor depth depth/filled is made from, seconds", live=True, low=1e-6, high=1.0, unit="s",
-       doc="largest stamp difference between a colour frame and the sensor depth `depth/filled` is made from (as "
+       "sensor depth depth/filled/image is made from, seconds", live=True, low=1e-6, high=1.0, unit="s",
+       doc="largest stamp difference between a colour frame and the sensor depth `depth/filled/image` is made from (as "
        "the trainer's `sync_tolerance`; keep it under half the frame period)"),
     _P("room_recognition", "bool", False, _E, "subscribe to the trainer's rooms and put the room recognised by "
        "appearance (or the base) in force; for an estimator without a trainer with sensor depth (a second robot, "

@@ -17,10 +17,11 @@ sections both rank), rviz, mode (``single``: both nodes
 in the ``live`` process, one model copy; ``separate``: ``depth_estimator`` and
 ``online_trainer`` processes talking over the ``weights`` topic), namespace.
 
-Predicted depth is published on ``<namespace>/depth`` (and ``depth/colored``,
-``depth/points``), the sensor depth with its holes filled by the prediction on
-``depth/filled`` (and ``depth/filled_mask``; the estimator's ``sensor_depth`` is
-remapped to ``depth_topic``); the RViz config shows the default (empty) namespace.
+Predicted depth is published on ``<namespace>/depth/image`` with ``depth/camera_info`` beside
+it (and ``depth/colored``, ``depth/points``), the sensor depth with its holes filled by the
+prediction on ``depth/filled/image`` (with ``depth/filled/camera_info`` and
+``depth/filled/mask``; the estimator's ``sensor_depth`` is remapped to ``depth_topic``); the
+RViz config shows the default (empty) namespace.
 """
 
 import atexit
@@ -115,7 +116,7 @@ def _nodes(context: LaunchContext) -> list:
     if adapt:
         trainer_overrides["adaptation_enabled"] = _is_true(adapt, "adapt")
     camera = [("image", image), ("camera_info", camera_info)]
-    # the estimator's sensor input for depth/filled: the same sensor depth the trainer learns from
+    # the estimator's sensor input for depth/filled/image: the same sensor depth the trainer learns from
     sensor_depth = [("sensor_depth", depth)]
 
     def parameters(per_node: dict) -> list:
@@ -124,8 +125,8 @@ def _nodes(context: LaunchContext) -> list:
         return [params_file, _override_file(namespace, per_node)]
 
     if mode == "single":
-        # One process holds both nodes: `depth` is the estimator's output and the
-        # trainer's sensor input, so the sensor remap targets the trainer node only.
+        # One process holds both nodes; `depth` is the trainer's sensor input only (the estimator
+        # publishes depth/image, which a `depth` rule leaves alone), the node prefix says whose.
         return [
             Node(
                 package=PACKAGE,
@@ -169,7 +170,7 @@ def generate_launch_description() -> LaunchDescription:
                 "depth_topic",
                 default_value=DEFAULT_DEPTH_TOPIC,
                 description="sensor depth topic (16UC1 mm or 32FC1 m, registered to the RGB camera) the trainer "
-                "learns from and depth/filled is filled from",
+                "learns from and depth/filled/image is filled from",
             ),
             DeclareLaunchArgument(
                 "camera_info_topic", default_value=DEFAULT_CAMERA_INFO_TOPIC, description="RGB camera_info topic"

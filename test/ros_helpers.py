@@ -7,7 +7,7 @@ Usage in a test module (``test/`` is on ``sys.path`` under pytest)::
     def test_something():
         with isolated_ros() as ros:                      # own rclpy.Context + executor thread
             node = ros.create_node("probe")
-            depth = MessageCollector(node, Image, "depth")
+            depth = MessageCollector(node, Image, "depth/image")
             with NodeProcess.python(CHILD_CODE) as child:  # a node in another process
                 child.wait_for_output("READY", timeout=20.0)
                 depth.wait_for_count(3, timeout=10.0)

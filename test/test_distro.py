@@ -87,7 +87,7 @@ def test_ros2_run_make_bag_launch_live_and_drive_it_with_ros2_param_and_topic(tm
         assert ros2("param", "get", "/online_trainer", "adaptation_enabled").strip() == "Boolean value is: True"
         refused = ros2("param", "set", "/depth_estimator", "depth_encoding", "mono16")
         assert "Setting parameter failed" in refused and "32FC1" in refused, refused  # the reason names the values
-        expected = {"/depth", "/depth/colored", "/weights", "/diagnostics", "/camera/rgb/image_color"}
+        expected = {"/depth/image", "/depth/camera_info", "/depth/colored", "/weights", "/diagnostics", "/camera/rgb/image_color"}
         # Each call discovers the graph afresh in DISCOVERY_S; a loaded machine once listed only the
         # CLI's own /rosout and /parameter_events: ask again, as a user would, within a deadline.
         deadline = time.monotonic() + START_TIMEOUT
@@ -97,13 +97,13 @@ def test_ros2_run_make_bag_launch_live_and_drive_it_with_ros2_param_and_topic(tm
         assert "Subscription count: 2" in info, info  # the estimator and the trainer
 
         with NodeProcess(["ros2", "bag", "play", str(bag), "--loop"], process_group=True) as play:
-            echoed = ros2("topic", "echo", "/depth", "sensor_msgs/msg/Image", "--once", "--field", "encoding", "--timeout", "60",
-                          timeout=CLI_TIMEOUT + 30)
+            echoed = ros2("topic", "echo", "/depth/image", "sensor_msgs/msg/Image", "--once", "--field", "encoding",
+                          "--timeout", "60", timeout=CLI_TIMEOUT + 30)
             assert echoed.split()[0] == "32FC1", echoed
-            # The type given: without it, echo must discover /depth within its 3 s spin time, which a
+            # The type given: without it, echo must discover /depth/image within its 3 s spin time, which a
             # loaded machine missed once ("Could not determine the type"); the message still has to arrive.
-            frame = ros2("topic", "echo", "/depth", "sensor_msgs/msg/Image", "--once", "--field", "header.frame_id",
-                         "--timeout", "60", timeout=CLI_TIMEOUT + 30)
+            frame = ros2("topic", "echo", "/depth/image", "sensor_msgs/msg/Image", "--once", "--field",
+                         "header.frame_id", "--timeout", "60", timeout=CLI_TIMEOUT + 30)
             assert frame.split()[0] == "camera_rgb_optical_frame", frame
             play.signal_group(signal.SIGINT)
             assert play.popen.wait(10.0) == 0, play.stderr[-2000:]

@@ -86,7 +86,7 @@ def play(bag: Path, frames: list[Frame], checkpoint: Path, *, adapt: bool, rate_
         ros.add_node(estimator)
         ros.add_node(trainer)
         player_node = ros.create_node("bag_player")
-        depth = MessageCollector(player_node, Image, "depth")
+        depth = MessageCollector(player_node, Image, "depth/image")
         # The image topic feeds both nodes: start only once both have matched.
         colour_topic = DEFAULT_RGB_TOPIC + ("/compressed" if rgb_transport == "compressed" else "")
         player = BagPlayer(player_node, rate=1.0, wait_for_subscribers=10.0,

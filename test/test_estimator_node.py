@@ -13,7 +13,7 @@ import pytest
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSPresetProfiles, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from ros_helpers import MessageCollector, NodeProcess, isolated_ros, wait_for
 from safetensors.torch import save as st_save
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
@@ -102,7 +102,7 @@ def test_depth_per_frame_with_input_header_encoding_and_shape(checkpoint, encodi
         rgb = np.repeat(rgb.mean(axis=2, keepdims=True), 3, 2).astype(np.uint8)
     with running_estimator(checkpoint) as (_, node, probe):
         pub = probe.create_publisher(Image, "image", 10)
-        depth = MessageCollector(probe, Image, "depth")
+        depth = MessageCollector(probe, Image, "depth/image")
         for i in range(3):
             out = _send_and_wait(pub, depth, _image(rgb, 100.0 + 0.1 * i, encoding, pad, bigendian))
             assert out.header.frame_id == "camera_rgb_optical_frame"
@@ -119,7 +119,7 @@ def test_depth_per_frame_with_input_header_encoding_and_shape(checkpoint, encodi
 def test_diagnostics_split_each_frame_into_timed_stages(checkpoint):
     with running_estimator(checkpoint) as (_, node, probe):
         pub = probe.create_publisher(Image, "image", 10)
-        depth = MessageCollector(probe, Image, "depth")
+        depth = MessageCollector(probe, Image, "depth/image")
         for i in range(4):
             sent = probe.get_clock().now().nanoseconds * 1e-9
             _send_and_wait(pub, depth, _image(_rgb(i), sent))
@@ -138,7 +138,7 @@ def test_best_effort_camera_publisher_is_compatible(checkpoint):
     with running_estimator(checkpoint) as (_, node, probe):
         best_effort = QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT)
         pub = probe.create_publisher(Image, "image", best_effort)
-        depth = MessageCollector(probe, Image, "depth")
+        depth = MessageCollector(probe, Image, "depth/image")
         wait_for(lambda: pub.get_subscription_count() > 0, TIMEOUT, what="QoS match")
         # best effort may lose the first samples right after matching: resend until answered
         wait_for(lambda: pub.publish(_image(_rgb(2), 5.0 + len(depth))) or len(depth) > 0, TIMEOUT,
@@ -148,7 +148,7 @@ def test_best_effort_camera_publisher_is_compatible(checkpoint):
 def test_colored_depth_is_computed_only_while_subscribed(checkpoint):
     with running_estimator(checkpoint, colormap_max_depth=5.0) as (_, node, probe):
         pub = probe.create_publisher(Image, "image", 10)
-        depth = MessageCollector(probe, Image, "depth")
+        depth = MessageCollector(probe, Image, "depth/image")
         _send_and_wait(pub, depth, _image(_rgb(3), 1.0))
         assert node.stats()["frames_colored"] == 0
         colored = MessageCollector(probe, Image, "depth/colored")
@@ -175,7 +175,7 @@ def test_point_cloud_from_predicted_depth_and_camera_info(checkpoint):
     with running_estimator(checkpoint, publish_points=True, points_stride=2) as (_, node, probe):
         info_pub = probe.create_publisher(CameraInfo, "camera_info", SENSOR_QOS)
         pub = probe.create_publisher(Image, "image", 10)
-        depth = MessageCollector(probe, Image, "depth")
+        depth = MessageCollector(probe, Image, "depth/image")
         points = MessageCollector(probe, PointCloud2, "depth/points")
         # camera_info for a 2x larger image: intrinsics must be rescaled
         info = CameraInfo(width=2 * W, height=2 * H, k=[100.0, 0, 63.5, 0, 100.0, 47.5, 0, 0, 1])
@@ -197,7 +197,7 @@ def test_camera_info_sets_the_metric_scale_of_the_depth(checkpoint):
     with running_estimator(checkpoint) as (_, node, probe):
         info_pub = probe.create_publisher(CameraInfo, "camera_info", SENSOR_QOS)
         pub = probe.create_publisher(Image, "image", 10)
-        depth = MessageCollector(probe, Image, "depth")
+        depth = MessageCollector(probe, Image, "depth/image")
         canonical = codec.image_to_depth(_send_and_wait(pub, depth, _image(rgb, 1.0)))
         assert node.stats()["camera"] == "canonical (no camera_info)" and node.stats()["camera_scale"] == 1.0
         np.testing.assert_allclose(canonical, node._predictor.predict(rgb), rtol=1e-5)
@@ -241,7 +241,7 @@ def test_weights_swapped_late_joiner_gets_latest_and_bad_payloads_refused(checkp
         # transient-local: the estimator started after the publish still gets version 7 at once
         wait_for(lambda: node.weights_version == 7, 1.0, what="weights version 7 within 1 s")
         pub = trainer.create_publisher(Image, "image", 10)
-        depth = MessageCollector(trainer, Image, "depth")
+        depth = MessageCollector(trainer, Image, "depth/image")
         out = codec.image_to_depth(_send_and_wait(pub, depth, _image(rgb, 1.0)))
         np.testing.assert_allclose(out, Predictor(adapted).predict(rgb), rtol=1e-5, atol=1e-6)
         # refused payloads: random bytes, then one with NaN; version 7 stays in force
@@ -305,7 +305,7 @@ def _each_dropped_then_answered(node, pub, depth, cases, good_message, stamp: fl
 def test_every_bad_image_is_survived_counted_and_followed_by_a_good_answer(checkpoint):
     with running_estimator(checkpoint, max_future_stamp=60.0) as (_, node, probe):
         pub = probe.create_publisher(Image, "image", 10)
-        depth = MessageCollector(probe, Image, "depth")
+        depth = MessageCollector(probe, Image, "depth/image")
         diagnostics = MessageCollector(probe, DiagnosticArray, "/diagnostics")
         wait_for(lambda: pub.get_subscription_count() > 0, TIMEOUT, what="the estimator to subscribe")
         stamp = _each_dropped_then_answered(node, pub, depth, _bad_images(), lambda t: _image(_rgb(7), t))
@@ -356,7 +356,7 @@ def test_depth_encoding_switches_live_to_16uc1_millimetres(checkpoint):
     rgb = _rgb(3)
     with running_estimator(checkpoint) as (_, node, probe):
         pub = probe.create_publisher(Image, "image", 10)
-        depth = MessageCollector(probe, Image, "depth")
+        depth = MessageCollector(probe, Image, "depth/image")
         metres = _send_and_wait(pub, depth, _image(rgb, 1.0))
         refused = node.set_parameters([Parameter("depth_encoding", value="16UC2")])[0]
         assert not refused.successful and "32FC1, 16UC1" in refused.reason
@@ -398,7 +398,7 @@ def test_a_looped_short_bag_keeps_being_answered_and_counts_time_resets(checkpoi
     bag = [1000.0 + i / 10 for i in range(6)]
     with running_estimator(checkpoint, max_future_stamp=0.0) as (_, node, probe):
         pub = probe.create_publisher(Image, "image", 10)
-        depth = MessageCollector(probe, Image, "depth")
+        depth = MessageCollector(probe, Image, "depth/image")
         for _ in range(3):
             for stamp in bag:
                 answer = _send_and_wait(pub, depth, _image(_rgb(3), stamp))
@@ -414,7 +414,7 @@ def test_depth_camera_info_comes_with_every_depth_image_with_its_header_and_size
     with running_estimator(checkpoint) as (_, node, probe):
         info_pub = probe.create_publisher(CameraInfo, "camera_info", SENSOR_QOS)
         pub = probe.create_publisher(Image, "image", 10)
-        depth = MessageCollector(probe, Image, "depth")
+        depth = MessageCollector(probe, Image, "depth/image")
         infos = MessageCollector(probe, CameraInfo, "depth/camera_info")
         # no camera_info yet: the canonical camera the depth is scaled for
         out = _send_and_wait(pub, depth, _image(_rgb(2), 5.0))
@@ -443,6 +443,52 @@ def test_depth_camera_info_comes_with_every_depth_image_with_its_header_and_size
         assert scaled.distortion_model == "plumb_bob"
         # one camera_info per depth image
         assert len(infos) == len(depth) == 4
+
+
+#: How depth consumers subscribe to a depth image and its camera_info: ROS 2 Jazzy's
+#: depth_image_proc (register.cpp) with rmw_qos_profile_default (reliable, keep-last 10), as
+#: image_transport's subscribers do by default; RViz (this package's config) and
+#: image_proc::getQosProfile's fallback with the sensor-data profile (best effort).
+CONSUMER_QOS = {
+    "reliable-rmw-default": QoSPresetProfiles.DEFAULT.value,
+    "best-effort-sensor-data": qos_profile_sensor_data,
+}
+
+
+def _camera_info_topic(image_topic: str) -> str:
+    """image_transport::getCameraInfoTopic: the ``camera_info`` beside an image topic."""
+    return image_topic.rsplit("/", 1)[0] + "/camera_info"
+
+
+@pytest.mark.parametrize("qos", list(CONSUMER_QOS.values()), ids=list(CONSUMER_QOS))
+def test_a_camera_subscriber_on_depth_image_gets_its_camera_info_without_a_remap(checkpoint, qos):
+    """Subscribe as depth_image_proc or RViz's DepthCloud does: the image topic, its sibling camera_info, their QoS."""
+    with running_estimator(checkpoint) as (_, node, probe):
+        image_topic = probe.resolve_topic_name("depth/image")
+        info_topic = _camera_info_topic(image_topic)  # derived, as image_transport does: no remap
+        assert (image_topic, info_topic) == ("/depth/image", "/depth/camera_info")
+        images = MessageCollector(probe, Image, image_topic, qos)
+        infos = MessageCollector(probe, CameraInfo, info_topic, qos)
+        # matched (QoS compatible), not only discovered: an incompatible pair never counts
+        wait_for(lambda: node._depth_pub.get_subscription_count() > 0
+                 and node._depth_info_pub.get_subscription_count() > 0, TIMEOUT,
+                 what="the estimator's depth/image and depth/camera_info to match the consumer's subscriptions")
+        pub = probe.create_publisher(Image, "image", 10)
+        sent = [_image(_rgb(20 + i), 70.0 + 0.1 * i) for i in range(3)]
+        for msg in sent:
+            _send_and_wait(pub, images, msg)
+
+        def pairs():
+            # exact-stamp pairs, as image_transport's CameraSubscriber (message_filters' TimeSynchronizer) makes
+            by_stamp = {(m.header.stamp.sec, m.header.stamp.nanosec): m for m in infos.messages}
+            return [(image, by_stamp[(image.header.stamp.sec, image.header.stamp.nanosec)])
+                    for image in images.messages if (image.header.stamp.sec, image.header.stamp.nanosec) in by_stamp]
+
+        paired = wait_for(lambda: len(pairs()) == len(sent) and pairs(), TIMEOUT, what="every depth/image paired")
+    for (image, info), msg in zip(paired, sent):
+        assert image.header == info.header == msg.header  # stamp and frame_id of the colour frame
+        assert image.header.frame_id == "camera_rgb_optical_frame"
+        assert (info.width, info.height) == (image.width, image.height) == (W, H)
 
 
 # ---------------------------------------------------------------- compressed colour input
@@ -487,7 +533,7 @@ def test_compressed_stream_is_answered_with_the_depth_of_the_same_frame_raw(chec
                  in node.get_subscriber_names_and_types_by_node(node.get_name(), node.get_namespace()),
                  TIMEOUT, what=f"a CompressedImage subscription on {topic}")
         pub = probe.create_publisher(CompressedImage, topic, 10)
-        depth = MessageCollector(probe, Image, "depth")
+        depth = MessageCollector(probe, Image, "depth/image")
         infos = MessageCollector(probe, CameraInfo, "depth/camera_info")
         raw_depth = node._predictor.predict(rgb)
         for i in range(2):
@@ -534,7 +580,7 @@ def test_bad_compressed_payloads_are_counted_by_reason_and_the_node_keeps_answer
     good = _smooth_rgb()
     with running_estimator(checkpoint, rgb_transport="compressed", max_pixels=H * W) as (_, node, probe):
         pub = probe.create_publisher(CompressedImage, "image/compressed", 10)
-        depth = MessageCollector(probe, Image, "depth")
+        depth = MessageCollector(probe, Image, "depth/image")
         diagnostics = MessageCollector(probe, DiagnosticArray, "/diagnostics")
         wait_for(lambda: pub.get_subscription_count() > 0, TIMEOUT, what="the estimator to subscribe")
         _each_dropped_then_answered(node, pub, depth, _bad_compressed(), lambda t: _compressed(good, t, "png"))
@@ -606,7 +652,7 @@ def test_malformed_payload_metadata_is_refused_and_counted_also_at_start_up(chec
         weights_pub.publish(UInt8MultiArray(data=good))
         wait_for(lambda: node.weights_version == 4, TIMEOUT, what="the good payload after them")
         pub = trainer.create_publisher(Image, "image", 10)
-        _send_and_wait(pub, MessageCollector(trainer, Image, "depth"), _image(rgb, 1.0))
+        _send_and_wait(pub, MessageCollector(trainer, Image, "depth/image"), _image(rgb, 1.0))
 
 
 def test_stale_versions_of_a_run_are_refused_and_a_new_run_starts_again_at_1(checkpoint):
@@ -660,7 +706,7 @@ def test_oversized_payload_is_refused_before_it_is_parsed_and_memory_is_released
         assert not refused.successful
 
 
-# ------------------------------------------------------------------ depth/filled
+# ------------------------------------------------------------------ depth/filled/image
 
 
 def _sensor_depth(stamp: float, shape: tuple[int, int] = (H, W), encoding: str = "32FC1") -> Image:
@@ -673,12 +719,12 @@ def _sensor_depth(stamp: float, shape: tuple[int, int] = (H, W), encoding: str =
 
 
 def _filled_topics(probe) -> tuple[MessageCollector, MessageCollector]:
-    return MessageCollector(probe, Image, "depth/filled"), MessageCollector(probe, Image, "depth/filled_mask")
+    return MessageCollector(probe, Image, "depth/filled/image"), MessageCollector(probe, Image, "depth/filled/mask")
 
 
 def _wait_filled_matched(node, sensor_pub) -> None:
     wait_for(lambda: node._filled_pub.get_subscription_count() > 0 and node._filled_mask_pub.get_subscription_count()
-             > 0 and sensor_pub.get_subscription_count() > 0, TIMEOUT, what="depth/filled subscribers and sensor_depth")
+             > 0 and sensor_pub.get_subscription_count() > 0, TIMEOUT, what="filled depth subscribers and sensor_depth")
 
 
 def _send_sensor(node, sensor_pub, msg: Image) -> None:
@@ -694,8 +740,9 @@ def test_filled_depth_keeps_measured_pixels_fills_the_holes_and_marks_them(check
     with running_estimator(checkpoint) as (_, node, probe):
         pub = probe.create_publisher(Image, "image", 10)
         sensor_pub = probe.create_publisher(Image, "sensor_depth", 10)
-        depth = MessageCollector(probe, Image, "depth")
+        depth = MessageCollector(probe, Image, "depth/image")
         filled_topic, mask_topic = _filled_topics(probe)
+        info_topic = MessageCollector(probe, CameraInfo, "depth/filled/camera_info")
         _wait_filled_matched(node, sensor_pub)
         sensor_msg = _sensor_depth(20.0, shape, encoding)
         _send_sensor(node, sensor_pub, sensor_msg)
@@ -703,9 +750,14 @@ def test_filled_depth_keeps_measured_pixels_fills_the_holes_and_marks_them(check
         _send_and_wait(pub, depth, rgb_msg)
         out = filled_topic.wait_for_count(1, TIMEOUT)[0]
         mask_msg = mask_topic.wait_for_count(1, TIMEOUT)[0]
+        info = info_topic.wait_for_count(1, TIMEOUT)[0]
         assert node.stats()["frames_filled"] == 1
     height, width = shape
-    assert out.header == rgb_msg.header and mask_msg.header == rgb_msg.header
+    assert out.header == rgb_msg.header and mask_msg.header == rgb_msg.header and info.header == rgb_msg.header
+    # the filled images' own camera_info, at the sensor depth's size (not depth/camera_info's colour size)
+    assert (info.width, info.height) == (width, height)
+    focal = models.CANONICAL_FOCAL * np.sqrt(width * height)  # no camera_info yet: the canonical camera
+    np.testing.assert_allclose(info.k, [focal, 0, (width - 1) / 2, 0, focal, (height - 1) / 2, 0, 0, 1])
     assert (out.encoding, out.height, out.width, out.step) == ("32FC1", height, width, 4 * width)
     assert (mask_msg.encoding, mask_msg.height, mask_msg.width) == ("mono8", height, width)
     values = np.frombuffer(bytes(out.data), "<f4").reshape(height, width)
@@ -722,12 +774,12 @@ def test_filled_depth_only_while_subscribed_and_only_for_frames_with_a_sensor_de
     with running_estimator(checkpoint, filled_sync_tolerance=0.05) as (_, node, probe):
         pub = probe.create_publisher(Image, "image", 10)
         sensor_pub = probe.create_publisher(Image, "sensor_depth", 10)
-        depth = MessageCollector(probe, Image, "depth")
+        depth = MessageCollector(probe, Image, "depth/image")
         wait_for(lambda: sensor_pub.get_subscription_count() > 0, TIMEOUT, what="sensor_depth subscription")
         _send_sensor(node, sensor_pub, _sensor_depth(30.0))
         _send_and_wait(pub, depth, _image(_rgb(1), 30.0))  # paired, but nobody subscribes: nothing computed
         filled_topic, _ = _filled_topics(probe)
-        wait_for(lambda: node._filled_pub.get_subscription_count() > 0, TIMEOUT, what="a depth/filled subscriber")
+        wait_for(lambda: node._filled_pub.get_subscription_count() > 0, TIMEOUT, what="a depth/filled/image subscriber")
         _send_and_wait(pub, depth, _image(_rgb(2), 30.5))  # 0.5 s from the only sensor depth: depth, no filled
         wait_for(lambda: node.stats()["filled_unpaired"] == 1, TIMEOUT, what="the unpaired frame to be counted")
         _send_sensor(node, sensor_pub, _sensor_depth(30.53))
@@ -747,7 +799,7 @@ def test_publish_filled_false_subscribes_to_no_sensor_depth_and_publishes_no_fil
     with running_estimator(checkpoint, publish_filled=False) as (_, node, probe):
         pub = probe.create_publisher(Image, "image", 10)
         sensor_pub = probe.create_publisher(Image, "sensor_depth", 10)
-        depth = MessageCollector(probe, Image, "depth")
+        depth = MessageCollector(probe, Image, "depth/image")
         filled_topic, _ = _filled_topics(probe)
 
         def own(kind):
@@ -755,7 +807,8 @@ def test_publish_filled_false_subscribes_to_no_sensor_depth_and_publishes_no_fil
 
         wait_for(lambda: "/image" in own(node.get_subscriber_names_and_types_by_node), TIMEOUT, what="/image")
         assert "/sensor_depth" not in own(node.get_subscriber_names_and_types_by_node)
-        assert not {"/depth/filled", "/depth/filled_mask"} & own(node.get_publisher_names_and_types_by_node)
+        filled = {"/depth/filled/image", "/depth/filled/camera_info", "/depth/filled/mask"}
+        assert not filled & own(node.get_publisher_names_and_types_by_node)
         sensor_pub.publish(_sensor_depth(50.0))
         _send_and_wait(pub, depth, _image(_rgb(5), 50.0))
         stats = node.stats()
@@ -773,7 +826,7 @@ def test_malformed_sensor_depth_is_dropped_counted_and_depth_keeps_flowing(check
     with running_estimator(checkpoint) as (_, node, probe):
         pub = probe.create_publisher(Image, "image", 10)
         sensor_pub = probe.create_publisher(Image, "sensor_depth", 10)
-        depth = MessageCollector(probe, Image, "depth")
+        depth = MessageCollector(probe, Image, "depth/image")
         filled_topic, _ = _filled_topics(probe)
         _wait_filled_matched(node, sensor_pub)
         stamp = 40.0
@@ -850,7 +903,7 @@ def test_rooms_received_late_are_recognised_from_rgb_and_unknown_frames_return_t
         wait_for(lambda: node.stats()["rooms_received"] == 1, TIMEOUT, what="the room memory")
         assert node.stats()["room"] == "base" and node.stats()["rooms_known"] == 1
         pub = trainer.create_publisher(Image, "image", 10)
-        depth = MessageCollector(trainer, Image, "depth")
+        depth = MessageCollector(trainer, Image, "depth/image")
         stamp = [1.0]
         _send_until(pub, depth, seen, lambda: node.stats()["room"] == "room-a", "room-a recognised", stamp)
         assert _state_is(node, {**base, **delta})
@@ -877,7 +930,7 @@ def test_a_weights_payload_holds_recognition_off_and_bad_room_blobs_are_refused_
         wait_for(lambda: node.stats()["room"] == "trainer weights", TIMEOUT, what="the payload in force")
         assert node.weights_version == 7
         pub = probe.create_publisher(Image, "image", 10)
-        depth = MessageCollector(probe, Image, "depth")
+        depth = MessageCollector(probe, Image, "depth/image")
         stamp = [1.0]
         # room-a is recognised, but the trainer's weights were the later word: held
         _send_until(pub, depth, seen, lambda: node.stats()["recognition_held"] >= 2, "recognition held", stamp)

@@ -130,7 +130,7 @@ def test_trainer_sigkilled_while_saving_estimator_keeps_publishing_and_saved_che
         estimator = ros.add_node(DepthEstimatorNode(context=ros.context, parameter_overrides=overrides))
         probe = ros.create_node("probe")
         pub = probe.create_publisher(Image, "image", 10)
-        depth = MessageCollector(probe, Image, "depth")
+        depth = MessageCollector(probe, Image, "depth/image")
         with NodeProcess(_trainer_argv(checkpoint, saved_dir), env={"RCUTILS_LOGGING_USE_STDOUT": "1"}) as trainer:
             trainer.wait_for_output("adapting fast", timeout=START_TIMEOUT)
             first = _call(probe, "online_trainer/save", timeout=START_TIMEOUT)
@@ -218,7 +218,7 @@ def test_two_estimators_and_a_trainer_in_one_domain_do_not_cross_talk(checkpoint
         trainer = ros.add_node(OnlineTrainerNode(context=ros.context, namespace="/front", parameter_overrides=common))
         probe = ros.create_node("probe")
         pubs = {ns: probe.create_publisher(Image, f"/{ns}/image", 10) for ns in ("front", "rear")}
-        outs = {ns: MessageCollector(probe, Image, f"/{ns}/depth") for ns in ("front", "rear")}
+        outs = {ns: MessageCollector(probe, Image, f"/{ns}/depth/image") for ns in ("front", "rear")}
         for ns, pub in pubs.items():
             # each estimator subscribes its own camera only (the front trainer reads /front/image too)
             wait_for(lambda: pub.get_subscription_count() == (2 if ns == "front" else 1), TIMEOUT,
@@ -279,7 +279,7 @@ def test_ctrl_c_twice_to_the_process_group_with_frames_flowing_exits_cleanly_wit
                                             process_group=True) as child:
         probe = ros.create_node("probe")
         pub = probe.create_publisher(Image, "/fault/image", 10)
-        depth = MessageCollector(probe, Image, "/depth")
+        depth = MessageCollector(probe, Image, "/depth/image")
         frames = iter(range(10**6))
         probe.create_timer(1 / 30, lambda: pub.publish(_image(0, 100.0 + next(frames) / 30)))
         child.wait_for_output("ready: depth_estimator", timeout=START_TIMEOUT)

@@ -1,4 +1,4 @@
-"""Tests of ``ros.filled``: depth/filled and its mask from a sensor depth and a prediction."""
+"""Tests of ``ros.filled``: depth/filled/image and its mask from a sensor depth and a prediction."""
 
 from __future__ import annotations
 

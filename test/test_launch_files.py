@@ -32,7 +32,8 @@ KINECT_REMAPS = {
     "camera_info": "/camera/rgb/camera_info",
 }
 # What the depth_estimator node publishes (relative names; default namespace in RViz).
-ESTIMATOR_OUTPUTS = ("depth", "depth/camera_info", "depth/colored", "depth/points", "depth/filled")
+ESTIMATOR_OUTPUTS = ("depth/image", "depth/camera_info", "depth/colored", "depth/points",
+                     "depth/filled/image")
 # Message types of the topics RViz displays read, by display class and topic property.
 RVIZ_TOPIC_TYPES = {
     ("rviz_default_plugins/Image", "Topic"): "sensor_msgs/msg/Image",
@@ -206,7 +207,9 @@ def test_rviz_config_shows_every_documented_topic_and_nothing_else():
     by_class = {d["Class"]: d for d in displays}
     assert _camera_info_topic(by_class["rviz_default_plugins/Camera"]["Topic"]["Value"]) == "/depth/camera_info"
     cloud = by_class["rviz_default_plugins/DepthCloud"]
-    assert (cloud["Depth Map Topic"], cloud["CameraInfo Topic"]) == ("/depth", "/depth/camera_info")
+    assert (cloud["Depth Map Topic"], cloud["CameraInfo Topic"]) == ("/depth/image", "/depth/camera_info")
+    # the depth image's own sibling: releases that derive the info topic from the image find it too
+    assert _camera_info_topic(cloud["Depth Map Topic"]) == cloud["CameraInfo Topic"]
     for display in displays:
         # Best effort matches both best-effort (camera drivers) and reliable publishers.
         if isinstance(display.get("Topic"), dict):

@@ -39,7 +39,7 @@ from depth_estimator_ros.ros.trainer_node import OnlineTrainerNode
 
 H, W = 48, 64
 TIMEOUT = 20.0
-# the estimator publishes `depth`; the trainer reads the sensor's depth elsewhere
+# the estimator publishes `depth/image`; the trainer reads the sensor's depth elsewhere
 SENSOR_REMAP = ["--ros-args", "-r", "online_trainer:depth:=depth/sensor"]
 
 
@@ -54,7 +54,7 @@ class Camera:
     def __init__(self, probe) -> None:
         self.rgb_pub = probe.create_publisher(Image, "image", 10)
         self.depth_pub = probe.create_publisher(Image, "depth/sensor", 10)  # the trainer's input
-        self.depth_out = MessageCollector(probe, Image, "depth")  # the estimator's output
+        self.depth_out = MessageCollector(probe, Image, "depth/image")  # the estimator's output
         self.stamp = 2000.0
         self.index = 0
 
@@ -101,13 +101,39 @@ def test_default_remaps_to_a_kinect_unless_the_user_remaps():
         "-r", "sensor_depth:=/camera/depth_registered/image_raw",
         "-r", "camera_info:=/camera/rgb/camera_info",
     ]
-    # the estimator's sensor_depth (depth/filled's input) follows the trainer's remapped depth
+    # the estimator's sensor_depth (depth/filled/image's input) follows the trainer's remapped depth
     user = ["live", "--ros-args", "-r", "image:=/cam/image", "--remap", "online_trainer:depth:=/cam/depth"]
     assert with_default_remaps(user) == user + ["--ros-args", "-r", "sensor_depth:=/cam/depth",
                                                 "-r", "camera_info:=/camera/rgb/camera_info"]
     own = user + ["-r", "sensor_depth:=/cam/other"]
     assert with_default_remaps(own) == own + ["--ros-args", "-r", "camera_info:=/camera/rgb/camera_info"]
     assert set(KINECT_REMAPS) == {"image", "online_trainer:depth", "sensor_depth", "camera_info"}
+
+
+def test_a_global_depth_remap_moves_the_sensor_input_and_leaves_the_estimator_output(checkpoint):
+    """`-r depth:=...` without the node prefix is safe in one process: the estimator publishes depth/image."""
+    args = with_default_remaps(["--ros-args", "-r", "depth:=/cam/depth"])
+    with isolated_ros() as ros:
+        estimator, trainer = build_live_nodes(context=ros.context, parameter_overrides=_overrides(checkpoint),
+                                              cli_args=args)
+        ros.add_node(estimator)
+        ros.add_node(trainer)
+
+        def topics(node, kind: str) -> set[str]:
+            by_node = getattr(node, f"get_{kind}_names_and_types_by_node")
+            return {name for name, _ in by_node(node.get_name(), node.get_namespace())}
+
+        def graph():
+            found = {"estimator publishes": topics(estimator, "publisher"),
+                     "estimator subscribes": topics(estimator, "subscriber"),
+                     "trainer subscribes": topics(trainer, "subscriber")}
+            complete = ("/depth/image" in found["estimator publishes"]
+                        and "/cam/depth" in found["estimator subscribes"] & found["trainer subscribes"])
+            return found if complete else None
+
+        found = wait_for(graph, TIMEOUT, what="both nodes' remapped topics in the graph")
+    assert {"/depth/image", "/depth/camera_info"} <= found["estimator publishes"]
+    assert "/depth" not in found["trainer subscribes"] | found["estimator publishes"]
 
 
 def test_live_hands_weights_in_process_and_reset_restores_base_predictions(checkpoint):

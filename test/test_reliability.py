@@ -124,7 +124,7 @@ def test_odd_big_endian_flags_mean_big_endian_and_do_not_matter_for_8_bit(checkp
     rgb = _rgb(1)
     with _estimator(checkpoint) as (node, probe):
         pub = probe.create_publisher(Image, "image", 10)
-        out = MessageCollector(probe, Image, "depth")
+        out = MessageCollector(probe, Image, "depth/image")
         reference = _answer(pub, out, _image(rgb, 10.0))
         for i, flag in enumerate((1, 2, 255)):
             np.testing.assert_array_equal(_answer(pub, out, _image(rgb, 11.0 + i, "bgr8", flag)), reference)
@@ -359,7 +359,7 @@ def test_bad_weight_payloads_are_refused_and_the_previous_weights_stay(checkpoin
         weights_pub.publish(UInt8MultiArray(data=good))
         wait_for(lambda: node.weights_version == 3, TIMEOUT, what="weights version 3")
         pub = probe.create_publisher(Image, "image", 10)
-        out = MessageCollector(probe, Image, "depth")
+        out = MessageCollector(probe, Image, "depth/image")
         before = _answer(pub, out, _image(rgb, 1.0))
         for index, (case, payload) in enumerate(bad, start=1):
             weights_pub.publish(UInt8MultiArray(data=payload))
@@ -429,7 +429,7 @@ def test_estimator_under_a_60_hz_vga_stream_drops_stale_frames_instead_of_queuei
             with lock:
                 answers.append((stamp_ns(msg.header.stamp), time.time_ns()))
 
-        probe.create_subscription(Image, "depth", on_depth, 10)
+        probe.create_subscription(Image, "depth/image", on_depth, 10)
         wait_for(lambda: pub.get_subscription_count() > 0, TIMEOUT, what="the estimator to subscribe")
 
         def publish(index: int, stamp) -> None:

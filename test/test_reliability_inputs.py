@@ -126,7 +126,7 @@ def test_estimator_keeps_the_last_good_camera_info_and_never_publishes_clamped_d
         probe = ros.create_node("probe")
         info_pub = probe.create_publisher(CameraInfo, "camera_info", SENSOR_QOS)
         pub = probe.create_publisher(Image, "image", 10)
-        depth = MessageCollector(probe, Image, "depth")
+        depth = MessageCollector(probe, Image, "depth/image")
         infos = MessageCollector(probe, CameraInfo, "depth/camera_info")
         wait_for(lambda: info_pub.get_subscription_count() and pub.get_subscription_count(), TIMEOUT,
                  what="the estimator to subscribe")

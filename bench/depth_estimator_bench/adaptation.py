@@ -54,7 +54,7 @@ TRAINER_MODULE = "depth_estimator_ros.ros.trainer_node"
 
 # Topic layout of the two-process run: the trainer and the estimator share `weights` only.
 _TRAINER_REMAP = {"image": KINECT_TOPICS["image"], "depth": KINECT_TOPICS["depth"]}
-_ESTIMATOR_REMAP = {"image": "probe/image", "depth": "probe/depth"}
+_ESTIMATOR_REMAP = {"image": "probe/image", "depth/image": "probe/depth"}
 
 
 #: The trainer's and the estimator's log lines of a weights version (groups: rclpy log time, version).
@@ -223,7 +223,7 @@ def _handover(
             measure_s=measure_s,
             start_timeout_s=180.0,
             image_topic=_ESTIMATOR_REMAP["image"],
-            depth_topic=_ESTIMATOR_REMAP["depth"],
+            depth_topic=_ESTIMATOR_REMAP["depth/image"],
             extra_publish=feed_trainer,
             keep=lambda msg: hashlib.blake2b(bytes(msg.data), digest_size=16).hexdigest(),
             progress=progress,

@@ -260,7 +260,7 @@ def play_through_live(bag: Path, checkpoint: Path, *, adapt: bool, log_path: Pat
     }
     with NodeProcess(LIVE_MODULE, parameters, log_path) as live, RosClient("demo_player") as client:
         node = client.node
-        node.create_subscription(Image, "/depth", scorer.on_prediction, 10)
+        node.create_subscription(Image, "/depth/image", scorer.on_prediction, 10)
         node.create_subscription(Image, SENSOR_DEPTH_TOPIC, scorer.on_sensor, 30)
         node.create_subscription(Image, RGB_TOPIC, scorer.on_rgb, 30)
         start = time.monotonic()
@@ -268,7 +268,7 @@ def play_through_live(bag: Path, checkpoint: Path, *, adapt: bool, log_path: Pat
             UInt32, "/online_trainer/weights_version",
             lambda m: run.weights_versions.append((time.monotonic() - start, int(m.data))), 10,
         )
-        if not wait_until(lambda: live.check_alive() or node.count_publishers("/depth") > 0, 120.0, interval=0.1):
+        if not wait_until(lambda: live.check_alive() or node.count_publishers("/depth/image") > 0, 120.0, interval=0.1):
             raise RuntimeError(f"the live process did not come up within 120 s; log {log_path}:\n{live.log_tail()}")
         start = time.monotonic()
         # Estimator, trainer and this scorer read the images; trainer and scorer the sensor depth.

@@ -38,7 +38,7 @@ LIVE_MODULE = "depth_estimator_ros.ros.live"
 # its node prefix, as the live module documents) and the estimator's output.
 _LIVE_REMAP = {"image": KINECT_TOPICS["image"], "online_trainer:depth": KINECT_TOPICS["depth"]}
 _SENSOR_DEPTH_TOPIC = KINECT_TOPICS["depth"]
-_OUTPUT_TOPIC = "depth"
+_OUTPUT_TOPIC = "depth/image"
 
 
 class RssSampler:

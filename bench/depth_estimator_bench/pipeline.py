@@ -3,7 +3,7 @@
 The ``depth_estimator`` node runs as its own process (its console entry point, real
 DDS on localhost, a private ROS domain); this process publishes camera frames at a
 fixed rate from a thread, stamping each header with the time of publishing, and
-subscribes to ``depth`` and ``/diagnostics``. Reported:
+subscribes to ``depth/image`` and ``/diagnostics``. Reported:
 
 - received depth rate and dropped frames (sent minus received in the measurement window;
   the node keeps only the newest frame, so a slow model shows up as drops);
@@ -95,7 +95,7 @@ def measure_stream(
     measure_s: float,
     start_timeout_s: float,
     image_topic: str = "image",
-    depth_topic: str = "depth",
+    depth_topic: str = "depth/image",
     extra_publish: Any = None,
     keep: Any = None,
     progress: bool = True,
@@ -112,7 +112,7 @@ def measure_stream(
         rate_hz: publishing rate.
         warmup_s: seconds of publishing after the first answer before measuring.
         measure_s: length of the measurement window.
-        start_timeout_s: longest wait for the node's ``depth`` publisher and first answer.
+        start_timeout_s: longest wait for the node's ``depth/image`` publisher and first answer.
         image_topic: topic the frames go to.
         depth_topic: topic the answers come from.
         extra_publish: optional ``f(index, stamp)`` called after each image (e.g. the

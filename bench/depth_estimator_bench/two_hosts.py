@@ -71,7 +71,8 @@ ESTIMATOR_MODULE = "depth_estimator_ros.ros.estimator_node"
 
 #: The RGB-D stream (robot -> workstation, the trainer's input) and the estimator's probe topics.
 STREAM_TOPICS = {name: KINECT_TOPICS[name].lstrip("/") for name in ("image", "depth")}  # relative: namespaced
-PROBE_TOPICS = {"image": "probe/image", "depth": "probe/depth"}
+#: Keys are the estimator's own topic names (its remappings), values the probe topics.
+PROBE_TOPICS = {"image": "probe/image", "depth/image": "probe/depth"}
 
 #: Both namespaces discover over the veth (multicast); localhost-only discovery would see nothing.
 _NAMESPACE_ENV = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET", "PYTHONUNBUFFERED": "1"}
@@ -126,7 +127,7 @@ def camera_main(argv: Sequence[str] | None = None) -> int:
     from depth_estimator_bench.roshelpers import DiagnosticsRecorder, PacedPublisher, RosClient, stamp_ns
     from depth_estimator_ros.ros import codec
     from depth_estimator_ros.ros.large_messages import configure_large_messages
-    from depth_estimator_ros.ros.qos import DIAGNOSTICS_QOS, SENSOR_QOS, WEIGHTS_QOS, image_qos
+    from depth_estimator_ros.ros.qos import DIAGNOSTICS_QOS, IMAGE_PUBLISHER_QOS, SENSOR_QOS, WEIGHTS_QOS, image_qos
 
     args = _camera_parser().parse_args(argv)
     out: Path = args.out
@@ -176,7 +177,7 @@ def camera_main(argv: Sequence[str] | None = None) -> int:
         rgb_pub = node.create_publisher(Image, STREAM_TOPICS["image"], stream_qos)
         depth_pub = node.create_publisher(Image, STREAM_TOPICS["depth"], stream_qos)
         probe_pub = node.create_publisher(Image, PROBE_TOPICS["image"], SENSOR_QOS)
-        node.create_subscription(Image, PROBE_TOPICS["depth"], on_depth, DIAGNOSTICS_QOS)
+        node.create_subscription(Image, PROBE_TOPICS["depth/image"], on_depth, IMAGE_PUBLISHER_QOS)  # as offered
         node.create_subscription(UInt8MultiArray, "weights", on_weights, WEIGHTS_QOS)
         node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics, DIAGNOSTICS_QOS)
 

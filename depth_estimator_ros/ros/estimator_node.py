@@ -44,14 +44,18 @@ Subscribed topics
     the newest :data:`SENSOR_DEPTH_HISTORY` are kept and decoded only when a frame is
     filled from one. Same QoS as ``image``.
 
-Published topics
-    ``depth`` (sensor_msgs/Image): 32FC1 metres with NaN invalid, or 16UC1
+Published topics (the images, their camera_info and ``depth/points`` reliable, volatile,
+keep-last 10: ``qos.IMAGE_PUBLISHER_QOS``, as image_transport publishes; reliable and
+best-effort subscriptions both match it)
+    ``depth/image`` (sensor_msgs/Image): 32FC1 metres with NaN invalid, or 16UC1
     millimetres with 0 invalid (``depth_encoding``); the input's size and header
-    (stamp and frame_id).
-    ``depth/camera_info`` (sensor_msgs/CameraInfo): with every ``depth``, same header;
+    (stamp and frame_id). Named so that ``depth/camera_info`` is its image_transport
+    sibling (``image_transport::getCameraInfoTopic``): RViz's DepthCloud and
+    depth_image_proc find the camera_info without a remap. (Until issue 25 it was ``depth``.)
+    ``depth/camera_info`` (sensor_msgs/CameraInfo): with every ``depth/image``, same header;
     ``camera_info``'s intrinsics scaled to the depth image's size, or the canonical
     camera's the depth is scaled for until one arrives (``codec.depth_camera_info``).
-    ``depth/colored`` (sensor_msgs/Image): rgb8 colour map of ``depth`` (turbo,
+    ``depth/colored`` (sensor_msgs/Image): rgb8 colour map of ``depth/image`` (turbo,
     ``colormap_min_depth`` .. ``colormap_max_depth``, black = invalid); computed
     only while someone subscribes.
     ``depth/points`` (sensor_msgs/PointCloud2): x, y, z float32 in the image's
@@ -59,22 +63,26 @@ Published topics
     cloud of ``ceil(H / points_stride)`` x ``ceil(W / points_stride)`` points with
     NaN points where depth is invalid (``is_dense`` false), published when
     ``publish_points`` is true and camera_info has been received.
-    ``depth/filled`` (sensor_msgs/Image, with ``publish_filled``): 32FC1 metres, NaN
+    ``depth/filled/image`` (sensor_msgs/Image, with ``publish_filled``): 32FC1 metres, NaN
     invalid, at the sensor depth's size with the colour image's header: the sensor
     depth stamped nearest the frame (within ``filled_sync_tolerance``) where it
     measured, bit for bit, and the prediction, resized to it and scaled to the
     sensor around each hole, in its holes (``learning.fill_depth``). A frame without
     such a sensor depth gets none (``filled_unpaired``).
-    ``depth/filled_mask`` (sensor_msgs/Image, mono8, same header and size): 255
-    measured, 128 filled from the prediction, 0 neither. Both are computed only
-    while someone subscribes to one of them, in the inference thread after ``depth``
-    is published (``fill_mean_s`` in ``/diagnostics``).
+    ``depth/filled/camera_info`` (sensor_msgs/CameraInfo): with every filled frame, same
+    header, ``camera_info``'s intrinsics scaled to the *sensor depth's* size (which may
+    differ from ``depth/image``'s): the image_transport sibling of both filled images.
+    ``depth/filled/mask`` (sensor_msgs/Image, mono8, same header and size): 255
+    measured, 128 filled from the prediction, 0 neither. The three are computed only
+    while someone subscribes to one of the images, in the inference thread after
+    ``depth/image`` is published (``fill_mean_s`` in ``/diagnostics``). (Until issue 25 the
+    images were ``depth/filled`` and ``depth/filled_mask``, without a camera_info.)
     ``/diagnostics`` (diagnostic_msgs/DiagnosticArray), every
     ``diagnostics_period`` s: input and output rates, latency (stamp to publish,
     and inference alone), where a frame's time goes (``stage_*_mean_s``: stamp
     to the image callback, wait for the inference thread, decode, predict,
     encode + publish), frames in / processed / dropped by reason, weights
-    version and rejected payloads, the ``depth/filled`` counters (``sensor_depth_in``,
+    version and rejected payloads, the filled-depth counters (``sensor_depth_in``,
     ``frames_filled``, ``filled_unpaired``, ``fill_mean_s`` / ``fill_max_s``); with ``room_recognition``: ``room`` (the recognised
     room in force, ``base``, or ``trainer weights`` after a payload), ``room_similarity``,
     ``room_recognitions`` (swaps made), ``recognition_held``, ``rooms_received``,
@@ -156,6 +164,7 @@ from depth_estimator_ros.ros.params import (
 )
 from depth_estimator_ros.ros.qos import (
     DIAGNOSTICS_QOS,
+    IMAGE_PUBLISHER_QOS,
     SENSOR_QOS,
     WEIGHTS_LIVE_QOS,
     WEIGHTS_QOS,
@@ -263,7 +272,7 @@ STAGES: tuple[str, ...] = ("receive", "queue", "decode", "prepare", "forward", "
 #: ``room`` in ``/diagnostics`` while the weights of a ``weights`` payload are in force.
 TRAINER_WEIGHTS = "trainer weights"
 
-#: Sensor depth images kept for ``depth/filled`` (the newest; ~0.27 s at 30 Hz, several inference latencies).
+#: Sensor depth images kept for ``depth/filled/image`` (the newest; ~0.27 s at 30 Hz, several inference latencies).
 SENSOR_DEPTH_HISTORY = 8
 
 
@@ -333,10 +342,10 @@ class DepthEstimatorNode(Node):
 
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._on_parameters_set)
-        self._depth_pub = self.create_publisher(Image, "depth", DIAGNOSTICS_QOS)
-        self._depth_info_pub = self.create_publisher(CameraInfo, "depth/camera_info", DIAGNOSTICS_QOS)
-        self._colored_pub = self.create_publisher(Image, "depth/colored", DIAGNOSTICS_QOS)
-        self._points_pub = self.create_publisher(PointCloud2, "depth/points", DIAGNOSTICS_QOS)
+        self._depth_pub = self.create_publisher(Image, "depth/image", IMAGE_PUBLISHER_QOS)
+        self._depth_info_pub = self.create_publisher(CameraInfo, "depth/camera_info", IMAGE_PUBLISHER_QOS)
+        self._colored_pub = self.create_publisher(Image, "depth/colored", IMAGE_PUBLISHER_QOS)
+        self._points_pub = self.create_publisher(PointCloud2, "depth/points", IMAGE_PUBLISHER_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS_QOS)
 
         self._init_filled(values)
@@ -637,19 +646,21 @@ class DepthEstimatorNode(Node):
         self._latency.add((self.get_clock().now().nanoseconds - codec.stamp_nanoseconds(header.stamp)) * 1e-9)
 
     def _init_filled(self, values: Mapping[str, Any]) -> None:
-        """Create ``sensor_depth``, ``depth/filled`` and ``depth/filled_mask`` when ``publish_filled`` is set."""
+        """Create ``sensor_depth`` and the ``depth/filled/`` outputs when ``publish_filled`` is set."""
         self._filled_tolerance = values["filled_sync_tolerance"]
         self._sensor_depths: StampHistory[Image] = StampHistory(SENSOR_DEPTH_HISTORY)
         self._fill_time = LatencyMeter()
         self._sensor_depth_in = self._frames_filled = self._filled_unpaired = 0
-        self._filled_pub = self._filled_mask_pub = None
+        self._filled_pub = self._filled_info_pub = self._filled_mask_pub = None
         if values["publish_filled"]:
-            self._filled_pub = self.create_publisher(Image, "depth/filled", DIAGNOSTICS_QOS)
-            self._filled_mask_pub = self.create_publisher(Image, "depth/filled_mask", DIAGNOSTICS_QOS)
+            # one camera namespace: the image, its camera_info (at the sensor's size) and the mask beside them
+            self._filled_pub = self.create_publisher(Image, "depth/filled/image", IMAGE_PUBLISHER_QOS)
+            self._filled_info_pub = self.create_publisher(CameraInfo, "depth/filled/camera_info", IMAGE_PUBLISHER_QOS)
+            self._filled_mask_pub = self.create_publisher(Image, "depth/filled/mask", IMAGE_PUBLISHER_QOS)
             self.create_subscription(Image, "sensor_depth", self._on_sensor_depth, self._image_qos)
 
     def _filled_stats(self) -> dict[str, object]:
-        """Return the ``depth/filled`` counters: sensor depth received, frames filled / unpaired, fill time."""
+        """Return the ``depth/filled/`` counters: sensor depth received, frames filled / unpaired, fill time."""
         mean_fill, max_fill = self._fill_time.summary()
         return {"sensor_depth_in": self._sensor_depth_in, "frames_filled": self._frames_filled,
                 "filled_unpaired": self._filled_unpaired, "fill_mean_s": mean_fill, "fill_max_s": max_fill}
@@ -660,7 +671,9 @@ class DepthEstimatorNode(Node):
         self._sensor_depths.add(codec.stamp_seconds(msg.header.stamp), msg)
 
     def _publish_filled(self, header: Header, depth: np.ndarray) -> None:
-        """Publish ``depth/filled`` and its mask for one predicted frame, when subscribed (inference thread).
+        """Publish the filled depth, its camera_info and its mask for one predicted frame, when subscribed.
+
+        Runs in the inference thread.
 
         Args:
             header: the colour image's header.
@@ -692,6 +705,8 @@ class DepthEstimatorNode(Node):
                 self._filled_pub.publish(codec.depth_to_image(values, header, "32FC1"))
             if want_mask:
                 self._filled_mask_pub.publish(codec.mono8_to_image(mask, header))
+            self._filled_info_pub.publish(codec.depth_camera_info(
+                header, values.shape[1], values.shape[0], self._camera_info, canonical_focal=models.CANONICAL_FOCAL))
         except _rclpy.RCLError:  # the context went down meanwhile (see _infer)
             if self.context.ok():
                 raise

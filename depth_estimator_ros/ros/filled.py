@@ -1,4 +1,4 @@
-"""The estimator's dense output while the sensor is there: ``depth/filled`` and its mask, from arrays.
+"""The estimator's dense output while the sensor is there: ``depth/filled/image`` and its mask, from arrays.
 
 Plain numpy glue between the node and :func:`~depth_estimator_ros.learning.fill.fill_depth`:
 bring the prediction to the sensor depth's size, fill, and say which pixel came from where.
@@ -17,7 +17,7 @@ from depth_estimator_ros.learning.fill import fill_depth
 
 __all__ = ["MASK_MEASURED", "MASK_FILLED", "MASK_NONE", "ASPECT_TOLERANCE", "aspect_problem", "fill_outputs"]
 
-#: ``depth/filled_mask`` values: measured by the sensor, filled from the prediction, neither (NaN).
+#: ``depth/filled/mask`` values: measured by the sensor, filled from the prediction, neither (NaN).
 MASK_MEASURED, MASK_FILLED, MASK_NONE = 255, 128, 0
 #: Largest relative difference of the width/height ratios of a registered sensor depth and the colour image.
 ASPECT_TOLERANCE = 0.02
@@ -35,7 +35,7 @@ def aspect_problem(sensor_shape: tuple[int, ...], pred_shape: tuple[int, ...]) -
     if abs(sensor_aspect - pred_aspect) <= ASPECT_TOLERANCE * pred_aspect:
         return ""
     return (f"sensor depth {sensor_shape[1]}x{sensor_shape[0]} and colour image {pred_shape[1]}x{pred_shape[0]} "
-            "differ in aspect ratio: not registered depth (same field of view) as depth/filled needs")
+            "differ in aspect ratio: not registered depth (same field of view) as depth/filled/image needs")
 
 
 def fill_outputs(sensor: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

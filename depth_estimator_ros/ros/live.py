@@ -10,10 +10,11 @@ never holds up a frame for longer than one weight copy.
 
 Topics keep the nodes' relative names; unless the command line remaps them, the
 inputs are remapped to a Kinect (openni/freenect) driver's topics,
-:data:`KINECT_REMAPS` (the estimator's ``sensor_depth``, the input of ``depth/filled``,
-goes to the trainer's sensor ``depth`` topic, also when only that one is remapped). Remap the trainer's sensor ``depth`` with a node prefix
-(``-r online_trainer:depth:=/my/depth``): a global ``depth`` rule would also
-move the estimator's output onto the sensor's topic.
+:data:`KINECT_REMAPS` (the estimator's ``sensor_depth``, the input of ``depth/filled/image``,
+goes to the trainer's sensor ``depth`` topic, also when only that one is remapped). Remap the
+trainer's sensor ``depth`` with or without the node prefix (``-r online_trainer:depth:=/my/depth``
+or ``-r depth:=/my/depth``): the estimator's output is ``depth/image``, which a ``depth`` rule
+leaves alone (ROS 2 remaps whole names).
 torch gets ``torch_threads`` intra-op threads (``0``: half the CPUs, so on a
 2-core machine inference and training each get one core).
 
@@ -40,8 +41,9 @@ from depth_estimator_ros.ros.trainer_node import OnlineTrainerNode
 __all__ = ["KINECT_REMAPS", "build_live_nodes", "with_default_remaps", "main"]
 
 #: Default remappings of the relative topics to a Kinect driver (openni/freenect style).
-#: ``depth`` is the trainer's input only: the estimator's ``depth`` is its output; the
-#: estimator's ``sensor_depth`` (for ``depth/filled``) is the same sensor depth.
+#: ``depth`` is the trainer's sensor input (the node prefix keeps the rule off any other
+#: node's ``depth``); the estimator's ``sensor_depth`` (for ``depth/filled/image``) is the same
+#: sensor depth.
 KINECT_REMAPS: dict[str, str] = {
     "image": KINECT_TOPICS["image"],
     "online_trainer:depth": KINECT_TOPICS["depth"],

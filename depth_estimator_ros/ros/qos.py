@@ -9,8 +9,16 @@
   weights at once; publisher and subscriber must both use it.
 - :data:`WEIGHTS_LIVE_QOS`: the same but volatile, for the estimator's ``weights``
   subscription once it refused an oversized payload (``estimator_node``).
-- :data:`DIAGNOSTICS_QOS` for ``/diagnostics``, predicted depth and the numeric
-  topics: rclpy's default (reliable, volatile, keep-last 10).
+- :data:`IMAGE_PUBLISHER_QOS` for the estimator's image outputs (``depth/image``,
+  ``depth/colored``, ``depth/filled/image``, ``depth/filled/mask``), their camera_info and
+  ``depth/points``: what ``image_transport`` publishes camera images and their camera_info
+  with, ``rmw_qos_profile_default`` (reliable, volatile, keep-last 10). Reliable because a
+  reliable subscription (``depth_image_proc``'s, rclpy's and rclcpp's default) never
+  matches a best-effort publisher, while a best-effort one (``SENSOR_QOS``, RViz set to
+  best effort) matches a reliable publisher.
+- :data:`DIAGNOSTICS_QOS` for ``/diagnostics`` and the trainer's numeric topics: rclpy's
+  default (reliable, volatile, keep-last 10), kept apart from the images so either can
+  change alone.
 - :data:`SERVICE_QOS` for the trainer's ``~/save`` and ``~/reset`` servers: reliable,
   keep-last 1000. rclpy's default request queue keeps the last 10 requests, so of a
   burst that arrives while the single executor thread is busy only about 10 were
@@ -29,8 +37,8 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from depth_estimator_ros import parameters
 
 __all__ = [
-    "IMAGE_RELIABILITY", "SENSOR_QOS", "WEIGHTS_QOS", "WEIGHTS_LIVE_QOS", "DIAGNOSTICS_QOS", "SERVICE_QOS",
-    "PLAYBACK_QOS", "image_qos",
+    "IMAGE_RELIABILITY", "SENSOR_QOS", "IMAGE_PUBLISHER_QOS", "WEIGHTS_QOS", "WEIGHTS_LIVE_QOS", "DIAGNOSTICS_QOS",
+    "SERVICE_QOS", "PLAYBACK_QOS", "image_qos",
 ]
 
 #: Values of the nodes' ``image_reliability`` parameter.
@@ -63,6 +71,23 @@ def image_qos(reliability: str = "best_effort") -> QoSProfile:
 #: Camera images and camera_info: best effort, keep-last 1, volatile.
 SENSOR_QOS = image_qos("best_effort")
 
+#: Image outputs, their camera_info and depth/points: reliable, volatile, keep-last 10, as
+#: image_transport publishes camera images: its ``CameraPublisher`` gives the image and its
+#: camera_info the same profile, by default ``rmw_qos_profile_default``
+#: (ros-perception/image_common, image_transport/src/camera_publisher.cpp). ROS 2 Jazzy's
+#: depth_image_proc publishes its depth images with it too and subscribes to depth images
+#: and camera_info reliable (depth_image_proc/src/register.cpp:
+#: ``image_transport::create_camera_publisher(this, topic, rmw_qos_profile_default, ...)``,
+#: ``rmw_qos_profile_default`` for ``depth/image_rect`` and ``depth/camera_info``) or with the
+#: publisher's own reliability (``image_proc::getQosProfile``). A best-effort publisher
+#: (``rclcpp::SensorDataQoS``) would not match those reliable subscriptions.
+IMAGE_PUBLISHER_QOS = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=10,
+    reliability=ReliabilityPolicy.RELIABLE,
+    durability=DurabilityPolicy.VOLATILE,
+)
+
 #: Weight payloads: reliable, transient-local, keep-last 1.
 WEIGHTS_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
@@ -81,7 +106,7 @@ WEIGHTS_LIVE_QOS = QoSProfile(
     durability=DurabilityPolicy.VOLATILE,
 )
 
-#: Outputs, diagnostics and numeric topics: reliable, volatile, keep-last 10.
+#: ``/diagnostics`` and the trainer's numeric topics: reliable, volatile, keep-last 10.
 DIAGNOSTICS_QOS = QoSProfile(
     history=HistoryPolicy.KEEP_LAST,
     depth=10,

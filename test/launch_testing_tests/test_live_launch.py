@@ -74,7 +74,7 @@ class TestDepthArrives(unittest.TestCase):
         ros = RosTestContext()
         try:
             node = ros.create_node("live_launch_probe")
-            depth = MessageCollector(node, Image, "/depth")
+            depth = MessageCollector(node, Image, "/depth/image")
             messages = depth.wait_for_count(1, DEPTH_TIMEOUT_S)
         finally:
             ros.shutdown()

@@ -87,7 +87,7 @@ class TestCompressedPlayback(unittest.TestCase):
         ros = RosTestContext()
         try:
             node = ros.create_node("playback_compressed_probe")
-            depth = MessageCollector(node, Image, "/depth")
+            depth = MessageCollector(node, Image, "/depth/image")
             messages = depth.wait_for_count(3, DEPTH_TIMEOUT_S)
         finally:
             ros.shutdown()

@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--oracle", action="store_true",
                         help="also score the sensor depth shrunk to the model's input size and enlarged back")
     parser.add_argument("--fill-eval", action="store_true",
-                        help="also hide random blobs of valid sensor depth and score depth/filled there "
+                        help="also hide random blobs of valid sensor depth and score depth/filled/image there "
                         "against interpolating the sensor")
     parser.add_argument("--fill-blobs", type=positive_int, default=8, help="blobs hidden per frame (default 8)")
     parser.add_argument("--fill-blob-px", type=positive_float, nargs=2, default=(20.0, 80.0), metavar=("MIN", "MAX"),
