@@ -245,6 +245,7 @@ class AdaptationEngine:
         self._switched_state: dict[str, Tensor] = {}  # what a round switched to, for its rollback
         self._evidence: dict[str, float] = {}  # the selection's CUSUM per candidate ("\0base": the base)
         self._checked_at = 0  # the buffer's kept count at the last change check
+        self._check_switched = False  # a change check switched since the last round's selection
         self._rng = np.random.default_rng(seed)
         self._config = config
         self._applied: AdaptationConfig | None = None
@@ -567,7 +568,10 @@ class AdaptationEngine:
             self._features.retain([*self._buffer.indices(), *(f.index for f in self._base_frames)])
         else:
             self._features.clear()
-        if cfg.select_best and self._select(rnd.new, cfg, rnd.cached):
+        # a change check that switched since the last round chose on the newest frames; the
+        # round's new frames may still hold the room before, so the round does not choose again
+        checked, self._check_switched = self._check_switched, False
+        if cfg.select_best and not checked and self._select(rnd.new, cfg, rnd.cached):
             # published now, before training: what the new frames showed is in force
             # one hand-over later, not a round later
             rnd.switched = True
@@ -793,6 +797,7 @@ class AdaptationEngine:
         if not (math.isfinite(best[0]) and math.log(in_force / best[0]) > cfg.change_margin):
             return False
         self._switch_to(best[1], best[2], training)
+        self._check_switched = True
         return True
 
     @torch.no_grad()
