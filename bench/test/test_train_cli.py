@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -38,21 +36,11 @@ def test_train_writes_outputs_split_and_copy(tmp_path, capsys):
     assert sidecar["provenance"] == meta["provenance"] and sidecar["stored_dtype"] == "float32"
 
 
-def _write_room(folder: Path, seed: int, frames: int, depth_m: float) -> None:
-    """Write a tiny 7-Scenes-layout room (JPEG colour, 16-bit millimetre depth, intrinsics)."""
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    for i in range(frames):
-        cv2.imwrite(str(folder / f"frame-{i:06d}.color.jpg"), rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
-        cv2.imwrite(str(folder / f"frame-{i:06d}.depth.png"), np.full((48, 64), depth_m * 1000, np.uint16))
-    (folder / "camera-intrinsics.txt").write_text("50 0 32\n0 50 24\n0 0 1\n")
-
-
-def test_train_on_a_folder_of_rooms_leaves_rooms_out_and_budgets_by_steps(tmp_path, capsys):
+def test_train_on_a_folder_of_rooms_leaves_rooms_out_and_budgets_by_steps(tmp_path, capsys, write_room):
     rooms = tmp_path / "rooms"
-    _write_room(rooms / "near", 1, 6, 1.0)
-    _write_room(rooms / "far", 2, 6, 4.0)
-    _write_room(rooms / "held_out", 3, 4, 2.0)
+    write_room(rooms / "near", 1, 6, 1.0)
+    write_room(rooms / "far", 2, 6, 4.0)
+    write_room(rooms / "held_out", 3, 4, 2.0)
     (rooms / "SOURCES.tsv").write_text("name\tlicense\nnear\tMIT\nfar\tCC BY\nheld_out\tnone\n")
     out, copy = tmp_path / "run", tmp_path / "ship" / "base.safetensors"
     rc = main(["--data", str(rooms), "--leave-out", "held_out", "--input-size", "32", "32", "--steps", "3",
