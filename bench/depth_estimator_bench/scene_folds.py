@@ -15,6 +15,7 @@ the seed's spread visible. Budgets are optimiser steps.
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -26,7 +27,13 @@ from depth_estimator_ros.atomic import write_json
 from depth_estimator_bench.machine import describe_machine
 from depth_estimator_bench.rooms import RECIPE, constant_predictor
 
-__all__ = ["scene_groups", "deal_folds", "run"]
+__all__ = ["CLOSE_RANGE_M", "MIN_SCORED_FRAMES", "scene_groups", "deal_folds", "run", "per_scene", "summary_rows"]
+
+#: A scene is close range when its median sensor depth is at most this (metres): tabletops, bins, shelves.
+CLOSE_RANGE_M = 1.5
+
+#: Scenes with fewer frames are scored and listed, but left out of the summary (issue 24: ">= 5 frames").
+MIN_SCORED_FRAMES = 5
 
 
 def scene_groups(roots: Sequence[Path]) -> dict[str, list[tuple[Path, str, int]]]:
@@ -79,6 +86,13 @@ def _train(roots: Sequence[Path], leave_out: Sequence[str], recipe: Mapping[str,
                          loss=recipe["loss"], seed=seed, device=device, progress=progress)
     result = fit(model, train, val, out_dir, config, provenance={"leave_out": list(leave_out)})
     return model.eval(), result.train_mean_depth
+
+
+def _median_depth(frames: Sequence[Any]) -> float:
+    import numpy as np
+
+    depth = np.concatenate([f.depth[np.isfinite(f.depth) & (f.depth > 0)].ravel() for f in frames])
+    return float(np.median(depth)) if depth.size else math.nan
 
 
 def run(
@@ -146,9 +160,57 @@ def run(
                         frames = list(open_rooms(where[scene], only=[scene])[0])
                         rows.append({"variant": name, "seed": seed, "fold": k, "scene": scene,
                                      "root": where[scene].name, "frames": len(frames), "train_mean_depth": mean,
+                                     "median_depth": _median_depth(frames),
                                      "model": score_frames(predict, frames),
                                      "mean_depth": score_frames(constant_predictor(mean), frames)})
                     write_json(out_dir / "scene_folds.json", result)
     finally:
         torch.set_num_threads(threads)
     return result
+
+
+def per_scene(result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Return, per variant, one row per held-out scene with its metrics averaged over the seeds.
+
+    Each row: ``scene``, ``frames``, ``seeds``, ``close_range`` (median sensor depth at most
+    :data:`CLOSE_RANGE_M`), the seed-mean ``abs_rel`` / ``rmse`` / ``delta1`` / ``si_log`` /
+    ``boundary_f1`` of the model, the spread of its AbsRel over the seeds, and the mean depth's AbsRel / RMSE.
+    """
+    import numpy as np
+
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in result["rows"]:
+        grouped[(row["variant"], row["scene"])].append(row)
+    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for (variant, scene), rows in sorted(grouped.items()):
+        model = {k: float(np.mean([r["model"][k] for r in rows])) for k in
+                 ("abs_rel", "rmse", "delta1", "si_log", "boundary_f1")}
+        spread = [r["model"]["abs_rel"] for r in rows]
+        out[variant].append({
+            "scene": scene, "frames": rows[0]["frames"], "seeds": len(rows), **model,
+            "abs_rel_min": min(spread), "abs_rel_max": max(spread),
+            "close_range": rows[0].get("median_depth", math.inf) <= CLOSE_RANGE_M,
+            "mean_depth_abs_rel": float(np.mean([r["mean_depth"]["abs_rel"] for r in rows])),
+            "mean_depth_rmse": float(np.mean([r["mean_depth"]["rmse"] for r in rows])),
+        })
+    return dict(out)
+
+
+def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Return ``bench``'s summary lines: per variant, the scenes of >= 5 frames against the mean depth."""
+    if "skipped" in result:
+        return [{"section": "scene_folds", "what": "scene folds", "value": result["skipped"], "target": ""}]
+    lines = []
+    for variant, rows in per_scene(result).items():
+        scored = [r for r in rows if r["frames"] >= MIN_SCORED_FRAMES]
+        close = [r for r in scored if r["close_range"]]
+        wins = sum(r["abs_rel"] < r["mean_depth_abs_rel"] and r["rmse"] < r["mean_depth_rmse"] for r in scored)
+        mean = sum(r["abs_rel"] for r in scored) / max(1, len(scored))
+        close_mean = sum(r["abs_rel"] for r in close) / max(1, len(close))
+        lines += [
+            {"section": "scene_folds", "what": f"{variant}: scenes of >= 5 frames beating the mean depth",
+             "value": f"{wins} of {len(scored)} (mean AbsRel {mean:.3f})", "target": "every one"},
+            {"section": "scene_folds", "what": f"{variant}: close-range scenes, mean AbsRel",
+             "value": f"{close_mean:.3f} over {len(close)}", "target": "<= 0.35"},
+        ]
+    return lines

@@ -9,6 +9,7 @@ Usage::
     bench --only accuracy --train-minutes 4       # every model trained 4 min, scored on unseen rooms (issue 3)
     bench --only rooms --rooms-steps 600          # leave-one-room-out of the base recipe on ../shared/data/rooms
     bench --only two_hosts                        # separate mode across two network namespaces (root)
+    bench --only scene_folds                      # base recipe on held-out scenes of rooms/ + rooms_more/, 2 folds x 2 seeds
     bench --only tour                             # the README's tour of rooms, budgeted mode (tour_eval)
 
 Every section writes ``<section>.json`` and ``<section>.png`` (each JSON holds the machine
@@ -35,7 +36,7 @@ from depth_estimator_ros.cli._common import positive_float, positive_int, run_ma
 __all__ = ["OPTIONAL_SECTIONS", "build_parser", "main", "format_table"]
 
 #: Sections run only when named with ``--only`` (too long for ``make bench``).
-OPTIONAL_SECTIONS: tuple[str, ...] = ("soak", "accuracy", "rooms", "two_hosts", "tour")
+OPTIONAL_SECTIONS: tuple[str, ...] = ("soak", "accuracy", "rooms", "scene_folds", "two_hosts", "tour")
 _ALL_SECTIONS = SECTIONS + OPTIONAL_SECTIONS
 
 
@@ -146,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--rooms-steps", type=positive_int, default=None,
-        help="optimiser steps per fold of the rooms section (default: the shipped recipe's)",
+        help="optimiser steps per fold of the rooms section (default: the shipped recipe's) and of scene_folds (600)",
     )
     parser.add_argument("--rooms-only", type=_csv(None), default=None, help="rooms section: score just these rooms")
     parser.add_argument(
@@ -227,6 +228,26 @@ def _rooms(args: argparse.Namespace, data: Path, progress: bool) -> tuple[dict[s
     return result, rooms.summary_rows(result)
 
 
+def _scene_folds(args: argparse.Namespace, data: Path, progress: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from depth_estimator_bench import scene_folds
+    from depth_estimator_bench.common import preferred_device
+    from depth_estimator_ros.atomic import write_json
+
+    roots = [SHARED / "data" / "rooms", SHARED / "data" / "rooms_more"]
+    if not all(root.is_dir() for root in roots):
+        return {"skipped": f"{SHARED / 'data'} lacks rooms/ or rooms_more/"}, []
+    result = scene_folds.run(
+        args.out, roots=roots,
+        encoder_weights=str(SHARED / "weights" / "mobilenet_v2_imagenet_from_qnnpack.safetensors"),
+        variants={"recipe": {}}, steps=2 if args.quick else args.rooms_steps or 600, folds=2,
+        only_folds=[0] if args.quick else None, seeds=(0,) if args.quick else (0, 1),
+        device=preferred_device(args.device), progress=progress,
+    )
+    result["per_scene"] = scene_folds.per_scene(result)
+    write_json(args.out / "scene_folds.json", result)
+    return result, scene_folds.summary_rows(result)
+
+
 def _soak(args: argparse.Namespace, data: Path, progress: bool) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     from depth_estimator_bench import soak
 
@@ -261,7 +282,7 @@ def _tour(args: argparse.Namespace, data: Path, progress: bool) -> tuple[dict[st
 #: Every section by name, in the order they run (a registry: a new section is one entry).
 SECTION_RUNNERS: dict[str, SectionRunner] = {
     "model": _model, "pipeline": _pipeline, "adaptation": _adaptation, "memory": _memory,
-    "soak": _soak, "accuracy": _accuracy, "rooms": _rooms, "two_hosts": _two_hosts, "tour": _tour,
+    "soak": _soak, "accuracy": _accuracy, "rooms": _rooms, "scene_folds": _scene_folds, "two_hosts": _two_hosts, "tour": _tour,
 }
 
 
