@@ -352,15 +352,6 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     _P("accept_tolerance", "double", 0.05, _T, "accept a round with held-out RMSE <= (1 + this) x before",
        live=True, low=0.0, high=100.0, field="accept_tolerance",
        doc="accept a round whose held-out RMSE is at most (1 + this) × before; NaN/inf is always refused"),
-    _P("base_guard", "double", 0.0, _T, "revert to the base weights when, over the last base_guard_rounds "
-       "rounds' held-out frames, the weights in force scored an RMSE > (1 + this) x the base's; 0 = off",
-       live=True, low=0.0, high=100.0, field="base_guard",
-       doc="drift guard, 0 = off: each round also scores the base weights on its held-out frames; when, summed "
-       "over the last `base_guard_rounds` rounds, the weights in force scored an RMSE above (1 + this) × the "
-       "base's, the trainer returns to the base weights (counted as `rounds_reverted`, published in full like "
-       "`~/reset`; the buffer is kept)"),
-    _P("base_guard_rounds", "int", 8, _T, "rounds the base guard sums its held-out RMSEs over", live=True,
-       low=1, high=1000, field="base_guard_rounds"),
     _P("select_best", "bool", True, _T, "test, then train: each round first scores the weights in force, the "
        "base and the remembered rooms on its new frames and trains from the best", live=True,
        field="select_best",

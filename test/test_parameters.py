@@ -233,7 +233,7 @@ def test_node_reference_documents_every_parameter_with_its_default(heading, node
 def test_node_reference_meaning_is_the_rows_doc_or_description():
     _, rows = _readme_table(TRAINER)
     meaning = {re.findall(r"`([^`]+)`", row[0])[0]: row[4] for row in rows}
-    assert meaning["base_guard"] == parameters.parameter("base_guard").doc
+    assert meaning["select_margin"] == parameters.parameter("select_margin").doc
     assert meaning["sync_queue_size"] == parameters.parameter("sync_queue_size").description
 
 

@@ -333,27 +333,6 @@ def test_cold_start_with_a_partial_scope_is_warned_about(capfd):
         assert ("keeps the untrained encoder" in err) is warned, err
 
 
-
-def test_base_guard_returns_a_drifted_trainer_to_the_base_and_says_so(checkpoint, capfd):
-    """A room at 0.4x its depth (every round accepted), then the true room: the guard reverts, logged and counted."""
-    rooms = SyntheticRooms(seed=8, frames=48, width=64, height=48)
-    frames = [rooms[i] for i in range(len(rooms))]
-    stream = [dataclasses.replace(f, depth=f.depth * 0.4) for f in frames[:24]] + frames[24:]
-    rounds = {"min_new_frames": 6, "max_new_frames": 6, "holdout_frames": 2, "batch_size": 4, "epochs_per_round": 3}
-    # Without test-then-train, which would return to the base itself (a switch) before the guard's evidence is in.
-    with running_trainer(checkpoint, select_best=False, base_guard=0.1, base_guard_rounds=2, **rounds) as (_, node, _probe):
-        for start in range(0, len(stream), 6):
-            done = node.stats()["rounds_run"]
-            for frame in stream[start : start + 6]:
-                node.engine.offer(frame)
-            wait_for(lambda: node.stats()["rounds_run"] > done and not node.stats()["round_in_progress"], TIMEOUT,
-                     what="the round on the new frames")
-        stats = node.stats()
-    assert stats["rounds_reverted"] >= 1, stats
-    err = capfd.readouterr().err
-    assert "base guard: the adapted weights were worse than the base" in err, err
-
-
 def test_a_looped_short_bag_keeps_pairing_after_each_time_reset(checkpoint):
     """The trainer's stamp guards take each pass of a looped 0.5 s bag as a time reset, not as 'backwards'."""
     with running_trainer(checkpoint, adaptation_enabled=False, max_future_stamp=0.0) as (_, node, probe):

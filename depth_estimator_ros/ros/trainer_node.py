@@ -227,7 +227,6 @@ class OnlineTrainerNode(Node):
         }
         self._drops = DropCounter(values["log_throttle_sec"])
         self._time_resets = 0
-        self._reverts_logged = 0
         self._pair_rate = RateMeter()
         # the last accepted camera_info's intrinsics; None = the canonical camera
         self._intrinsics: Intrinsics | None = None
@@ -441,14 +440,6 @@ class OnlineTrainerNode(Node):
         self._weights_pub.publish(UInt8MultiArray(data=data))
         self._version_pub.publish(UInt32(data=version))
         self.get_logger().info(f"published weights version {version} ({len(payload) / 1e6:.1f} MB)")
-        stats = self._engine.stats()
-        if stats["rounds_reverted"] > self._reverts_logged:
-            self._reverts_logged = stats["rounds_reverted"]
-            self.get_logger().warning(
-                f"base guard: the adapted weights were worse than the base on the last {self._engine.config.base_guard_rounds} "
-                f"rounds' held-out frames (last {stats['last_holdout_rmse_before']:.3f} m vs base "
-                f"{stats['last_holdout_rmse_base']:.3f} m); version {version} is the base weights again"
-            )
 
     def _publish_rooms(self, blob: bytes) -> None:
         """Publish the room memory on ``rooms`` (from the broadcast thread)."""
