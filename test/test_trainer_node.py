@@ -347,6 +347,22 @@ def test_cold_start_with_a_partial_scope_is_warned_about(capfd):
         assert ("keeps the untrained encoder" in err) is warned, err
 
 
+def test_an_old_parameters_file_that_sets_the_removed_base_guard_is_warned_about_and_runs(checkpoint, tmp_path, capfd):
+    old = tmp_path / "old.yaml"
+    old.write_text("online_trainer:\n  ros__parameters:\n    base_guard: 0.1\n    base_guard_rounds: 2\n"
+                   "    select_margin: 0.1\n", encoding="utf-8")
+    overrides = [Parameter("checkpoint", value=str(checkpoint)), Parameter("device", value="cpu")]
+    with isolated_ros() as ros:
+        node = ros.add_node(OnlineTrainerNode(context=ros.context, parameter_overrides=overrides,
+                                              cli_args=["--ros-args", "--params-file", str(old)]))
+        assert node.engine.config.select_margin == 0.1  # the rest of the file applies
+        assert not node.has_parameter("base_guard") and not node.has_parameter("base_guard_rounds")
+    err = capfd.readouterr().err
+    for name in ("base_guard", "base_guard_rounds"):
+        assert f"parameter {name} is set but no longer exists and is ignored" in err, err
+    assert "change_check_frames" in err and "Traceback" not in err
+
+
 def test_a_looped_short_bag_keeps_pairing_after_each_time_reset(checkpoint):
     """The trainer's stamp guards take each pass of a looped 0.5 s bag as a time reset, not as 'backwards'."""
     with running_trainer(checkpoint, adaptation_enabled=False, max_future_stamp=0.0) as (_, node, probe):
