@@ -357,6 +357,8 @@ def test_an_old_parameters_file_that_sets_the_removed_base_guard_is_warned_about
                                               cli_args=["--ros-args", "--params-file", str(old)]))
         assert node.engine.config.select_margin == 0.1  # the rest of the file applies
         assert not node.has_parameter("base_guard") and not node.has_parameter("base_guard_rounds")
+        refused = _set_remote(ros.create_node("probe"), [Parameter("base_guard", value=0.1)])
+        assert not refused[0].successful and "undeclared" in refused[0].reason, refused
     err = capfd.readouterr().err
     for name in ("base_guard", "base_guard_rounds"):
         assert f"parameter {name} is set but no longer exists and is ignored" in err, err
