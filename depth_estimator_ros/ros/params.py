@@ -73,13 +73,13 @@ def node_descriptors(node_name: str) -> dict[str, ParameterDescriptor]:
 def declare_parameters(node: Node, node_name: str) -> dict[str, Any]:
     """Declare every parameter of ``node_name`` in the table, with its default and descriptor.
 
+    A value given for a parameter that was removed (:data:`~depth_estimator_ros.parameters.RETIRED`,
+    e.g. an old parameters file) is logged as a warning naming what replaced it, and ignored.
+
     Args:
         node: the node declaring them.
         node_name: its row set in the table (``parameters.ESTIMATOR`` / ``TRAINER``): the
             node's own name, which a ``__node:=`` remap may change.
-
-    A value given for a parameter that was removed (:data:`~depth_estimator_ros.parameters.RETIRED`,
-    e.g. an old parameters file) is logged as a warning naming what replaced it, and ignored.
 
     Returns:
         ``{name: value}`` of the declared parameters as now in force.
