@@ -51,8 +51,10 @@ __all__ = [
     "KINECT_TOPICS",
     "ParameterSpec",
     "PARAMETERS",
+    "RETIRED",
     "parameter",
     "node_parameters",
+    "retired_parameters",
     "node_defaults",
     "engine_parameters",
     "first_problem",
@@ -352,15 +354,6 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     _P("accept_tolerance", "double", 0.05, _T, "accept a round with held-out RMSE <= (1 + this) x before",
        live=True, low=0.0, high=100.0, field="accept_tolerance",
        doc="accept a round whose held-out RMSE is at most (1 + this) × before; NaN/inf is always refused"),
-    _P("base_guard", "double", 0.0, _T, "revert to the base weights when, over the last base_guard_rounds "
-       "rounds' held-out frames, the weights in force scored an RMSE > (1 + this) x the base's; 0 = off",
-       live=True, low=0.0, high=100.0, field="base_guard",
-       doc="drift guard, 0 = off: each round also scores the base weights on its held-out frames; when, summed "
-       "over the last `base_guard_rounds` rounds, the weights in force scored an RMSE above (1 + this) × the "
-       "base's, the trainer returns to the base weights (counted as `rounds_reverted`, published in full like "
-       "`~/reset`; the buffer is kept)"),
-    _P("base_guard_rounds", "int", 8, _T, "rounds the base guard sums its held-out RMSEs over", live=True,
-       low=1, high=1000, field="base_guard_rounds"),
     _P("select_best", "bool", True, _T, "test, then train: each round first scores the weights in force, the "
        "base and the remembered rooms on its new frames and trains from the best", live=True,
        field="select_best",
@@ -411,6 +404,21 @@ _BY_NAME: dict[str, ParameterSpec] = {p.name: p for p in PARAMETERS}
 if len(_BY_NAME) != len(PARAMETERS):
     raise ValueError("depth_estimator_ros.parameters: a parameter name appears twice in PARAMETERS")
 
+_NO_BASE_GUARD = (
+    "removed on 2026-12-07 with the base guard: the change check (change_check_frames, change_margin) and the "
+    "test-then-train selection (select_best, select_margin) return to the base weights when they are better"
+)
+
+#: Parameters that no longer exist, by name: ``(the nodes that declared them, what replaced them)``.
+#: rclpy drops a parameters file's or ``-p``'s value of an undeclared parameter without a word,
+#: so a node warns about these instead (``ros/params.py``); never reuse a name listed here.
+RETIRED: dict[str, tuple[tuple[str, ...], str]] = {
+    "base_guard": (_T, _NO_BASE_GUARD),
+    "base_guard_rounds": (_T, _NO_BASE_GUARD),
+}
+if set(RETIRED) & set(_BY_NAME):
+    raise ValueError("depth_estimator_ros.parameters: a name is both in PARAMETERS and RETIRED")
+
 
 def parameter(name: str) -> ParameterSpec:
     """Return the row of parameter ``name``.
@@ -429,6 +437,13 @@ def node_parameters(node: str) -> tuple[ParameterSpec, ...]:
     if node not in BOTH:
         raise ValueError(f"node must be one of {BOTH}, got {node!r}")
     return tuple(p for p in PARAMETERS if node in p.nodes)
+
+
+def retired_parameters(node: str) -> dict[str, str]:
+    """Return ``{name: what replaced it}`` of the removed parameters ``node`` used to declare."""
+    if node not in BOTH:
+        raise ValueError(f"node must be one of {BOTH}, got {node!r}")
+    return {name: reason for name, (nodes, reason) in RETIRED.items() if node in nodes}
 
 
 def node_defaults(node: str) -> dict[str, Any]:

@@ -74,6 +74,17 @@ def test_choices_and_types_are_refused_with_the_allowed_values():
         parameters.parameter("nope")
 
 
+def test_removed_parameters_are_no_rows_and_name_their_node_and_what_replaced_them():
+    assert not set(parameters.RETIRED) & {p.name for p in PARAMETERS}
+    assert set(parameters.retired_parameters(TRAINER)) == {"base_guard", "base_guard_rounds"}
+    assert parameters.retired_parameters(ESTIMATOR) == {}
+    for reason in parameters.retired_parameters(TRAINER).values():
+        assert "change_check_frames" in reason and "select_best" in reason
+        assert all(name in {p.name for p in PARAMETERS} for name in re.findall(r"\b[a-z]+_[a-z_]+\b", reason)), reason
+    with pytest.raises(ValueError, match="node must be one of"):
+        parameters.retired_parameters("live")
+
+
 # ------------------------------------------------------------------- what the table produces
 def test_adaptation_config_takes_its_fields_defaults_and_live_set_from_the_table():
     engine = parameters.engine_parameters()
@@ -233,7 +244,7 @@ def test_node_reference_documents_every_parameter_with_its_default(heading, node
 def test_node_reference_meaning_is_the_rows_doc_or_description():
     _, rows = _readme_table(TRAINER)
     meaning = {re.findall(r"`([^`]+)`", row[0])[0]: row[4] for row in rows}
-    assert meaning["base_guard"] == parameters.parameter("base_guard").doc
+    assert meaning["select_margin"] == parameters.parameter("select_margin").doc
     assert meaning["sync_queue_size"] == parameters.parameter("sync_queue_size").description
 
 

@@ -31,6 +31,7 @@ from depth_estimator_ros import models
 from depth_estimator_ros.adaptation import AdaptationConfig, import_payload, read_payload
 from depth_estimator_ros.adaptation.rooms import RoomMemory
 from depth_estimator_ros.data.compressed import encode_compressed_rgb
+from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.adaptation.config import config_fields
 from depth_estimator_ros.data.image_encoding import encode_depth, encode_rgb
 from depth_estimator_ros.data.synthetic import SyntheticRooms
@@ -52,11 +53,17 @@ def _pair(index: int, stamp: float, depth_encoding: str = "16UC1") -> tuple[Imag
     rgb = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
     depth = (1.0 + 3.0 * rgb[..., 0] / 255.0).astype(np.float32)
     depth[:4] = np.nan  # some invalid pixels, as a real sensor has
+    return _images(rgb, depth, stamp, depth_encoding)
+
+
+def _images(rgb: np.ndarray, depth: np.ndarray, stamp: float, depth_encoding: str) -> tuple[Image, Image]:
+    """The messages of ``rgb`` (H, W, 3 uint8) and ``depth`` (H, W metres), the depth stamped 4 ms later."""
+    height, width = depth.shape
     step, data = encode_rgb(rgb)
-    rgb_msg = Image(header=_header(stamp), height=H, width=W, encoding="rgb8", step=step, data=data)
+    rgb_msg = Image(header=_header(stamp), height=height, width=width, encoding="rgb8", step=step, data=data)
     dstep, ddata = encode_depth(depth, depth_encoding)
-    depth_msg = Image(header=_header(stamp + 0.004), height=H, width=W, encoding=depth_encoding, step=dstep,
-                      data=ddata)
+    depth_msg = Image(header=_header(stamp + 0.004), height=height, width=width, encoding=depth_encoding,
+                      step=dstep, data=ddata)
     return rgb_msg, depth_msg
 
 
@@ -75,13 +82,20 @@ class Feeder:
     def send(self, count: int = 1, depth_encoding: str = "16UC1") -> None:
         """Publish ``count`` pairs, each once the previous one was paired."""
         for _ in range(count):
-            pairs = self.node.stats()["pairs"]
             self.stamp += 0.05
             self.index += 1
-            rgb, depth = _pair(self.index, self.stamp, depth_encoding)
-            self.rgb.publish(rgb)
-            self.depth.publish(depth)
-            wait_for(lambda: self.node.stats()["pairs"] > pairs, TIMEOUT, what="the pair to be paired")
+            self._publish(*_pair(self.index, self.stamp, depth_encoding))
+
+    def send_frame(self, frame: Frame) -> None:
+        """Publish ``frame``'s colour and depth (32FC1, metres) as a pair, once the previous one was paired."""
+        self.stamp += 0.05
+        self._publish(*_images(frame.rgb, frame.depth, self.stamp, "32FC1"))
+
+    def _publish(self, rgb: Image, depth: Image) -> None:
+        pairs = self.node.stats()["pairs"]
+        self.rgb.publish(rgb)
+        self.depth.publish(depth)
+        wait_for(lambda: self.node.stats()["pairs"] > pairs, TIMEOUT, what="the pair to be paired")
 
 
 @contextmanager
@@ -333,25 +347,22 @@ def test_cold_start_with_a_partial_scope_is_warned_about(capfd):
         assert ("keeps the untrained encoder" in err) is warned, err
 
 
-
-def test_base_guard_returns_a_drifted_trainer_to_the_base_and_says_so(checkpoint, capfd):
-    """A room at 0.4x its depth (every round accepted), then the true room: the guard reverts, logged and counted."""
-    rooms = SyntheticRooms(seed=8, frames=48, width=64, height=48)
-    frames = [rooms[i] for i in range(len(rooms))]
-    stream = [dataclasses.replace(f, depth=f.depth * 0.4) for f in frames[:24]] + frames[24:]
-    rounds = {"min_new_frames": 6, "max_new_frames": 6, "holdout_frames": 2, "batch_size": 4, "epochs_per_round": 3}
-    # Without test-then-train, which would return to the base itself (a switch) before the guard's evidence is in.
-    with running_trainer(checkpoint, select_best=False, base_guard=0.1, base_guard_rounds=2, **rounds) as (_, node, _probe):
-        for start in range(0, len(stream), 6):
-            done = node.stats()["rounds_run"]
-            for frame in stream[start : start + 6]:
-                node.engine.offer(frame)
-            wait_for(lambda: node.stats()["rounds_run"] > done and not node.stats()["round_in_progress"], TIMEOUT,
-                     what="the round on the new frames")
-        stats = node.stats()
-    assert stats["rounds_reverted"] >= 1, stats
+def test_an_old_parameters_file_that_sets_the_removed_base_guard_is_warned_about_and_runs(checkpoint, tmp_path, capfd):
+    old = tmp_path / "old.yaml"
+    old.write_text("online_trainer:\n  ros__parameters:\n    base_guard: 0.1\n    base_guard_rounds: 2\n"
+                   "    select_margin: 0.1\n", encoding="utf-8")
+    overrides = [Parameter("checkpoint", value=str(checkpoint)), Parameter("device", value="cpu")]
+    with isolated_ros() as ros:
+        node = ros.add_node(OnlineTrainerNode(context=ros.context, parameter_overrides=overrides,
+                                              cli_args=["--ros-args", "--params-file", str(old)]))
+        assert node.engine.config.select_margin == 0.1  # the rest of the file applies
+        assert not node.has_parameter("base_guard") and not node.has_parameter("base_guard_rounds")
+        refused = _set_remote(ros.create_node("probe"), [Parameter("base_guard", value=0.1)])
+        assert not refused[0].successful and "undeclared" in refused[0].reason, refused
     err = capfd.readouterr().err
-    assert "base guard: the adapted weights were worse than the base" in err, err
+    for name in ("base_guard", "base_guard_rounds"):
+        assert f"parameter {name} is set but no longer exists and is ignored" in err, err
+    assert "change_check_frames" in err and "Traceback" not in err
 
 
 def test_a_looped_short_bag_keeps_pairing_after_each_time_reset(checkpoint):
@@ -620,3 +631,58 @@ def test_the_selection_returns_to_the_base_on_live_frames_where_the_weights_in_f
             torch.testing.assert_close(tensors[name], tensor, msg=name)  # the base, exactly
         values = _diagnostic_values(diagnostics, lambda v: v.get("rounds_switched") == "1")
         assert values["rooms"] in ("1", "2")  # A stays remembered (and the true room's first round may add one)
+
+
+def test_the_change_check_returns_a_trainer_adapted_to_another_room_to_the_base_within_a_few_live_frames(
+    checkpoint, capfd
+):
+    """Adapted to room A (the synthetic room at 0.4x its depth), the trainer receives the true
+    room on its topics: the change check, not a round, scores A's weights worse than the base
+    on the newest pairs within two checks, switches to the base and publishes it in full; the
+    log and /diagnostics say so. (The selection's counterpart is the test above.)"""
+    rooms = SyntheticRooms(seed=8, frames=48, width=64, height=48)
+    frames = [rooms[i] for i in range(len(rooms))]
+    a = [dataclasses.replace(f, depth=f.depth * 0.4) for f in frames[:18]]
+    check = 4
+    settings = {"min_new_frames": 6, "max_new_frames": 6, "holdout_frames": 2, "batch_size": 4,
+                "epochs_per_round": 3, "room_memory_dir": "none", "change_check_frames": check}
+    with running_trainer(checkpoint, **settings) as (_, node, probe):
+        feeder = Feeder(probe, node)
+        for start in range(0, 18, 6):
+            done = node.stats()["rounds_run"]
+            for frame in a[start : start + 6]:
+                feeder.send_frame(frame)
+            wait_for(lambda: node.stats()["rounds_run"] > done and not node.stats()["round_in_progress"], TIMEOUT,
+                     what="the round on room A's new frames")
+        room_a = node.engine.room
+        assert room_a is not None and node.stats()["rounds_switched"] == 0
+        # No round on the true room's pairs: only the change check can switch (the buffer holds 16 frames).
+        limit = FAST_ROUNDS["buffer_capacity"]
+        assert all(r.successful for r in node.set_parameters(
+            [Parameter("max_new_frames", value=limit), Parameter("min_new_frames", value=limit)]))
+        weights = MessageCollector(probe, UInt8MultiArray, "weights", WEIGHTS_QOS)
+        diagnostics = MessageCollector(probe, DiagnosticArray, "/diagnostics")
+        version, rounds = node.engine.version, node.stats()["rounds_run"]
+
+        def switch_payload() -> dict[str, torch.Tensor] | None:
+            """The tensors of the next version on weights, once received (room A's may arrive first)."""
+            for message in list(weights.messages):
+                metadata, tensors = read_payload(bytes(message.data))
+                if int(metadata["version"]) == version + 1:
+                    return tensors
+            return None
+
+        # The first check may still score a few of A's pairs with the true room's; the second
+        # is due by the true room's 5th pair and scores only its pairs.
+        for frame in frames[24 : 24 + 2 * check]:
+            feeder.send_frame(frame)
+        tensors = wait_for(switch_payload, TIMEOUT, what="the change check's switch to be published")
+        stats = node.stats()  # the switch is in force and counted before it is published
+        assert stats["rounds_switched"] == 1 and stats["rounds_run"] == rounds and stats["room"] == "base", stats
+        assert tensors.keys() == node.engine.base_state.keys()  # in full: every tensor
+        base, _ = models.load_checkpoint(checkpoint, arch="fast")
+        for name, tensor in base.state_dict().items():
+            torch.testing.assert_close(tensors[name], tensor, msg=name)  # the base, exactly
+        values = _diagnostic_values(diagnostics, lambda v: v.get("rounds_switched") == "1")
+        assert values["room"] == "base"
+    assert "switched to base" in capfd.readouterr().err

@@ -310,7 +310,7 @@ def stream_budgeted(
             if (i + 1) % budget.round_every == 0 and engine.buffer.new_count >= engine.config.min_new_frames:
                 published.clear()
                 result = engine.run_round()
-                trained = result.outcome in ("accepted", "reverted")
+                trained = result.outcome == "accepted"
                 for k, (version, state) in enumerate(published):
                     last = k == len(published) - 1
                     pending.append((i + (budget.lag if trained and last else budget.switch_lag), version, state))
@@ -448,9 +448,9 @@ def run_prequential(
         "rounds_accepted": stats["rounds_accepted"],
         "rounds_rejected_nan": stats["rounds_rejected_nan"],
         "rounds_rejected_worse": stats["rounds_rejected_worse"],
-        "rounds_reverted": stats["rounds_reverted"],
         "rounds_aborted": stats["rounds_aborted"],
         "rounds_failed": stats["rounds_failed"],
+        "rounds_switched": stats["rounds_switched"],
         "feature_cache_nbytes": stats["feature_cache_nbytes"],
         "final_version": stats["version"],
         "forgetting_rmse_percent": None if forgetting is None else forgetting["rmse_change_percent"],

@@ -92,12 +92,6 @@ class AdaptationConfig:
             judge it (they are trained on by later rounds).
         accept_tolerance: a round is accepted when held-out RMSE after is at most
             ``(1 + accept_tolerance)`` times the RMSE before.
-        base_guard: drift guard, 0 = off. Each round also scores the base weights on
-            its held-out frames; when, summed over the last ``base_guard_rounds``
-            rounds, the weights in force scored an RMSE above ``(1 + base_guard)``
-            times the base's, the engine returns to the base weights (a round's
-            ``accept_tolerance`` can compound over hours; this bounds where it leads).
-        base_guard_rounds: rounds the base guard sums over before it may act.
         select_best: test, then train: each round first scores the weights in force, the
             base and every remembered room on the round's new frames (none trained on
             yet) and continues from the best; the room memory keeps what each room taught.
@@ -144,8 +138,6 @@ class AdaptationConfig:
     grad_clip: float = _default("grad_clip")
     holdout_frames: int = _default("holdout_frames")
     accept_tolerance: float = _default("accept_tolerance")
-    base_guard: float = _default("base_guard")
-    base_guard_rounds: int = _default("base_guard_rounds")
     select_best: bool = _default("select_best")
     select_margin: float = _default("select_margin")
     change_check_frames: int = _default("change_check_frames")

@@ -22,14 +22,7 @@ trainer's subscription: every frame), are resized once into a bounded
    counted as ``failed`` with the error as ``last_error``; the next round runs as usual.
    Each frame of a failed round is then run alone, and the ones that fail on their own
    are removed from the buffer (``frames_removed``), so they are never drawn again.
-4. drift guard (``base_guard`` > 0): each round also scores the *base* weights on its
-   held-out frames. When, summed over the last ``base_guard_rounds`` rounds, the weights
-   in force scored more than ``(1 + base_guard)`` times the base's RMSE, the round
-   trains nothing and returns to the base weights instead (``reverted``, published in
-   full like a reset; the buffer is kept). Each round may be up to ``accept_tolerance``
-   worse than the last; over hours such steps can add up, and this bounds where they lead.
-
-5. test, then train (``select_best``, on by default): before training, the round scores the
+4. test, then train (``select_best``, on by default): before training, the round scores the
    weights in force, the base weights and every room of the :class:`RoomMemory` on *all*
    its new frames, which nothing has trained on yet. When a candidate beats the weights
    in force by more than ``select_margin``, it is loaded and published at once, in full,
@@ -39,6 +32,14 @@ trainer's subscription: every frame), are resized once into a bounded
    round stores the changed tensors as the current room (a new room when the round
    started from the base), with appearance descriptors of its frames for recognising
    the room without sensor depth.
+5. change check (``change_check_frames``, ``change_margin``; with ``select_best``): between
+   rounds and between a round's steps, every ``change_check_frames`` kept frames, the
+   weights in force, the base and every remembered room are scored on the newest that
+   many frames. One better by more than ``change_margin`` (log RMSE) is put in force and
+   published in full at once (a round in progress is abandoned and rolled back; counted
+   as ``rounds_switched``), so a room change costs a few frames, not a round. With the
+   selection it also bounds where rounds that are each up to ``accept_tolerance`` worse
+   can lead over hours: weights that became worse than the base on new frames are left.
 
 With the default ``scope="decoder"`` the encoder never changes, so its features of each
 stored frame are computed once and kept (:class:`~depth_estimator_ros.adaptation.features.FeatureCache`,
@@ -71,7 +72,6 @@ import copy
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -103,7 +103,7 @@ GIL while a round runs, and frames are missed (README, "live"). The process owne
 """
 
 ROUND_OUTCOMES: tuple[str, ...] = (
-    "accepted", "rejected_nan", "rejected_worse", "reverted", "aborted", "switched", "failed", "skipped"
+    "accepted", "rejected_nan", "rejected_worse", "aborted", "switched", "failed", "skipped"
 )
 """What a round can end as."""
 
@@ -126,8 +126,6 @@ class RoundResult:
         loss: mean training loss of the round (NaN when none).
         holdout_before: held-out RMSE in metres with the weights in force before.
         holdout_after: held-out RMSE in metres with the candidate weights.
-        holdout_base: held-out RMSE in metres with the base weights (NaN unless the
-            drift guard is on).
         duration_s: wall time of the round.
         frames: training frames in the round (new + replayed, excluding base frames).
     """
@@ -137,7 +135,6 @@ class RoundResult:
     loss: float = math.nan
     holdout_before: float = math.nan
     holdout_after: float = math.nan
-    holdout_base: float = math.nan
     duration_s: float = 0.0
     frames: int = 0
 
@@ -168,12 +165,11 @@ class _Round:
     loss: float = math.nan
     before: float = math.nan  # held-out RMSE in metres of the weights in force
     after: float = math.nan  # the same after training
-    base: float = math.nan  # the same with the base weights (drift guard only)
 
     @property
     def changed(self) -> bool:
         """Whether the round changes the weights in force (a new version is published)."""
-        return self.outcome in ("accepted", "reverted")
+        return self.outcome == "accepted"
 
 
 class AdaptationEngine:
@@ -268,8 +264,6 @@ class AdaptationEngine:
         self._last: RoundResult | None = None
         self._last_update: float | None = None
         self._last_error = ""
-        # (in force, base) held-out RMSE of the last rounds, for the drift guard.
-        self._guard_window: deque[tuple[float, float]] = deque()
         with self._round_lock:
             self._apply_config()
 
@@ -516,7 +510,7 @@ class AdaptationEngine:
             if rnd.error:
                 self._remove_failing([*rnd.holdout, *rnd.train])
             if rnd.changed:
-                self._publish(result.version, state, full=rnd.outcome == "reverted")
+                self._publish(result.version, state, full=False)
             return result
 
     def _take_round_frames(
@@ -557,8 +551,8 @@ class AdaptationEngine:
     def _evaluate_and_train(self, rnd: _Round) -> None:
         """Select the weights, score them on the held-out frames, then train and judge; round lock held.
 
-        Fills ``rnd`` as it goes: the outcome is ``"reverted"`` when the drift guard acts,
-        else ``"rejected_nan"``, ``"rejected_worse"`` or ``"accepted"`` after training.
+        Fills ``rnd`` as it goes: the outcome is ``"rejected_nan"``, ``"rejected_worse"`` or
+        ``"accepted"`` after training.
         """
         cfg = rnd.cfg
         self._model.train()
@@ -577,11 +571,6 @@ class AdaptationEngine:
             rnd.switched = True
             self._publish_in_force(full=True)
         rnd.before = self._holdout_rmse(rnd.holdout, rnd.cached)
-        if cfg.base_guard > 0:
-            rnd.base = self._base_holdout_rmse(rnd.holdout, rnd.cached)
-        if self._drifted(cfg, rnd.before, rnd.base):
-            rnd.outcome = "reverted"
-            return
         rnd.loss = self._train(rnd.train, cfg, rnd.cached)
         rnd.after = self._holdout_rmse(rnd.holdout, rnd.cached)
         if not (math.isfinite(rnd.loss) and math.isfinite(rnd.after) and self._state_finite()):
@@ -594,14 +583,10 @@ class AdaptationEngine:
     def _keep_or_roll_back(self, rnd: _Round) -> None:
         """Keep an accepted round's weights; otherwise put back what it started from; round lock held.
 
-        A reverted round puts the base in force; a round whose selection switched weights
-        rolls back to those (they were published), not past them; any other round to its
-        snapshot, optimizer state included.
+        A round whose selection switched weights rolls back to those (they were published),
+        not past them; any other round to its snapshot, optimizer state included.
         """
-        if rnd.outcome == "reverted":
-            self._restore_base()
-            self._room = None
-        elif rnd.outcome != "accepted" and not rnd.switched:
+        if rnd.outcome != "accepted" and not rnd.switched:
             with torch.no_grad():
                 self._model.load_state_dict(rnd.snapshot)
             self._optimizer.load_state_dict(rnd.opt_snapshot)
@@ -632,8 +617,8 @@ class AdaptationEngine:
             self._counts[rnd.outcome] += 1
             self._round_started = None
             result = RoundResult(
-                rnd.outcome, self._version, rnd.loss, rnd.before, rnd.after, rnd.base, time.monotonic() - rnd.start,
-                0 if rnd.outcome == "reverted" else len(rnd.train),
+                rnd.outcome, self._version, rnd.loss, rnd.before, rnd.after, time.monotonic() - rnd.start,
+                len(rnd.train),
             )
             self._last = result
         return result, state
@@ -658,19 +643,6 @@ class AdaptationEngine:
         if not failing or len(failing) == len(frames):
             return 0
         return self._buffer.remove(failing)
-
-    def _drifted(self, cfg: AdaptationConfig, in_force: float, base: float) -> bool:
-        """Record this round's (in force, base) held-out RMSE; whether the guard must act."""
-        if cfg.base_guard <= 0 or not (math.isfinite(in_force) and math.isfinite(base)):
-            return False
-        self._guard_window.append((in_force, base))
-        while len(self._guard_window) > cfg.base_guard_rounds:
-            self._guard_window.popleft()
-        if len(self._guard_window) < cfg.base_guard_rounds:
-            return False
-        total_in_force = sum(r for r, _ in self._guard_window)
-        total_base = sum(b for _, b in self._guard_window)
-        return total_in_force > (1.0 + cfg.base_guard) * total_base
 
     @torch.no_grad()
     def _select(self, frames: list[BufferedFrame], cfg: AdaptationConfig, cached: bool) -> bool:
@@ -851,7 +823,7 @@ class AdaptationEngine:
             self._room = name
 
     def _restore_base(self) -> None:
-        """Load the base weights, restart the optimizer and the guard's window; round lock held.
+        """Load the base weights and restart the optimizer; round lock held.
 
         Cached features stay valid unless the encoder had left the base weights.
         """
@@ -859,7 +831,6 @@ class AdaptationEngine:
             self._features.clear()
         with torch.no_grad():
             self._model.load_state_dict(self._base_state)
-        self._guard_window.clear()
         self._optimizer = None
         self._applied = None
         self._apply_config()
@@ -923,23 +894,6 @@ class AdaptationEngine:
         self._model.eval()
         pred, depth = self._predict(frames, cached)
         return float(masked_rmse(pred, depth, valid_mask(depth, *self._range)))
-
-    @torch.no_grad()
-    def _base_holdout_rmse(self, frames: list[BufferedFrame], cached: bool) -> float:
-        """Held-out RMSE of the base weights, swapped into the training copy and back.
-
-        Cached features are the current encoder's: they serve only while it is still
-        the base's (a frozen encoder that trained under an earlier scope is run anew).
-        """
-        changed = {k: v.detach().clone() for k, v in self._changed_from_base().items()}
-        if not changed:
-            return self._holdout_rmse(frames, cached)
-        cached = cached and not any(k.startswith("encoder.") for k in changed)
-        self._model.load_state_dict(self._base_state)
-        try:
-            return self._holdout_rmse(frames, cached)
-        finally:
-            self._model.load_state_dict(changed, strict=False)
 
     def _changed_from_base(self) -> dict[str, Tensor]:
         """Return the training copy's tensors that differ from the base weights (not copies)."""
@@ -1029,8 +983,8 @@ class AdaptationEngine:
         Returns:
             A JSON-able dict: ``version``, ``enabled``, ``round_in_progress``,
             ``rounds_run``, ``rounds_accepted``, ``rounds_rejected_nan``,
-            ``rounds_rejected_worse``, ``rounds_reverted``, ``rounds_aborted``, ``rounds_failed``,
-            ``last_loss``, ``last_holdout_rmse_before``/``_after``/``_base`` (m), ``round_duration_s``,
+            ``rounds_rejected_worse``, ``rounds_aborted``, ``rounds_failed``,
+            ``last_loss``, ``last_holdout_rmse_before``/``_after`` (m), ``round_duration_s``,
             ``last_update_age_s`` (None before the first update), ``buffer_fill``,
             ``buffer_capacity``, ``buffer_nbytes``, ``buffer_capacity_nbytes``,
             ``frames_offered``/``_kept``/``_dropped_<reason>``, ``frames_pending``,
@@ -1050,7 +1004,6 @@ class AdaptationEngine:
                 "rounds_accepted": self._counts["accepted"],
                 "rounds_rejected_nan": self._counts["rejected_nan"],
                 "rounds_rejected_worse": self._counts["rejected_worse"],
-                "rounds_reverted": self._counts["reverted"],
                 "rounds_aborted": self._counts["aborted"],
                 "rounds_failed": self._counts["failed"],
                 "rounds_switched": self._switches,
@@ -1059,7 +1012,6 @@ class AdaptationEngine:
                 "last_loss": math.nan if last is None else last.loss,
                 "last_holdout_rmse_before": math.nan if last is None else last.holdout_before,
                 "last_holdout_rmse_after": math.nan if last is None else last.holdout_after,
-                "last_holdout_rmse_base": math.nan if last is None else last.holdout_base,
                 "round_duration_s": math.nan if last is None else last.duration_s,
                 "last_update_age_s": None if self._last_update is None else now - self._last_update,
                 "last_error": self._last_error,

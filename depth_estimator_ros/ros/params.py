@@ -24,7 +24,7 @@ from rcl_interfaces.msg import (
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from depth_estimator_ros.parameters import ParameterSpec, first_problem, node_parameters
+from depth_estimator_ros.parameters import ParameterSpec, first_problem, node_parameters, retired_parameters
 
 __all__ = [
     "descriptor",
@@ -73,6 +73,9 @@ def node_descriptors(node_name: str) -> dict[str, ParameterDescriptor]:
 def declare_parameters(node: Node, node_name: str) -> dict[str, Any]:
     """Declare every parameter of ``node_name`` in the table, with its default and descriptor.
 
+    A value given for a parameter that was removed (:data:`~depth_estimator_ros.parameters.RETIRED`,
+    e.g. an old parameters file) is logged as a warning naming what replaced it, and ignored.
+
     Args:
         node: the node declaring them.
         node_name: its row set in the table (``parameters.ESTIMATOR`` / ``TRAINER``): the
@@ -90,10 +93,22 @@ def declare_parameters(node: Node, node_name: str) -> dict[str, Any]:
         "", [(spec.name, _copy(spec.default), descriptor(spec)) for spec in specs]
     )
     values = {p.name: p.value for p in declared}
+    _warn_retired(node, node_name)
     problem = first_problem(values)
     if problem:
         raise ValueError(problem)
     return values
+
+
+def _warn_retired(node: Node, node_name: str) -> None:
+    """Log a warning for each removed parameter the start-up values still set (ROS ignores them)."""
+    # rclpy keeps the start-up values (params files, -p, parameter_overrides) here and has no
+    # public accessor; an undeclared one is otherwise dropped without a word.
+    given = getattr(node, "_parameter_overrides", {})
+    for name, reason in retired_parameters(node_name).items():
+        if name in given:
+            node.get_logger().warning(f"parameter {name} is set but no longer exists and is ignored ({reason}); "
+                                      "remove it from the parameters file")
 
 
 def _copy(value: Any) -> Any:

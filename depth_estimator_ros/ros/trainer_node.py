@@ -227,7 +227,7 @@ class OnlineTrainerNode(Node):
         }
         self._drops = DropCounter(values["log_throttle_sec"])
         self._time_resets = 0
-        self._reverts_logged = 0
+        self._switches_logged = 0
         self._pair_rate = RateMeter()
         # the last accepted camera_info's intrinsics; None = the canonical camera
         self._intrinsics: Intrinsics | None = None
@@ -441,13 +441,12 @@ class OnlineTrainerNode(Node):
         self._weights_pub.publish(UInt8MultiArray(data=data))
         self._version_pub.publish(UInt32(data=version))
         self.get_logger().info(f"published weights version {version} ({len(payload) / 1e6:.1f} MB)")
-        stats = self._engine.stats()
-        if stats["rounds_reverted"] > self._reverts_logged:
-            self._reverts_logged = stats["rounds_reverted"]
-            self.get_logger().warning(
-                f"base guard: the adapted weights were worse than the base on the last {self._engine.config.base_guard_rounds} "
-                f"rounds' held-out frames (last {stats['last_holdout_rmse_before']:.3f} m vs base "
-                f"{stats['last_holdout_rmse_base']:.3f} m); version {version} is the base weights again"
+        switches = self._engine.stats()["rounds_switched"]
+        if switches > self._switches_logged:
+            self._switches_logged = switches
+            self.get_logger().info(
+                f"switched to {self.room_in_force()}: better than the weights in force on the newest frames "
+                f"(change check or a round's selection); version {version} holds it in full"
             )
 
     def _publish_rooms(self, blob: bytes) -> None:

@@ -37,9 +37,6 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--max-new", type=int, default=d.max_new_frames, help="most new frames one round trains on")
     e.add_argument("--holdout", type=int, default=d.holdout_frames)
     e.add_argument("--tolerance", type=float, default=d.accept_tolerance)
-    e.add_argument("--base-guard", type=float, default=d.base_guard,
-                   help="return to the base weights when they beat the weights in force by this share (0 = off)")
-    e.add_argument("--base-guard-rounds", type=int, default=d.base_guard_rounds)
     e.add_argument("--select", choices=("on", "off"), default="on" if d.select_best else "off",
                    help="test, then train: score in force / base / remembered rooms on each round's new frames")
     e.add_argument("--select-margin", type=float, default=d.select_margin)
@@ -65,7 +62,6 @@ def config_from_args(args: argparse.Namespace, *, cold: bool) -> AdaptationConfi
         batch_size=args.batch_size, epochs_per_round=args.epochs,
         buffer_capacity=args.buffer, recent_fraction=args.recent_fraction, min_new_frames=args.min_new,
         max_new_frames=args.max_new, holdout_frames=args.holdout, accept_tolerance=args.tolerance,
-        base_guard=args.base_guard, base_guard_rounds=args.base_guard_rounds,
         select_best=args.select == "on", select_margin=args.select_margin, max_rooms=args.max_rooms,
         grad_clip=args.grad_clip, weight_decay=args.weight_decay, anchor_weight=args.anchor,
         base_replay_fraction=args.base_replay, replay_ratio=args.replay_ratio, subsample=args.subsample,
