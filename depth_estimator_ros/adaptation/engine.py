@@ -746,12 +746,14 @@ class AdaptationEngine:
         self._checked_at = self._buffer.kept
         frames = self._buffer.newest(cfg.change_check_frames)
         training = {k: v.detach().clone() for k, v in self._changed_from_base().items()}
-        candidates = [(None, {})] + [
-            (name, room.delta)
-            for name in self._memory.names()
-            if name != self._room and (room := self._memory.get(name)) is not None
-        ]
         frozen = cfg.feature_cache and self._model.encoder_is_frozen()
+        # The base and, when the frames look like another remembered room, that room: a check
+        # costs three decoder passes over a few frames whatever the memory holds. A room that
+        # appearance does not name returns at the next round's selection, which scores them all.
+        candidates: list[tuple[str | None, dict[str, Tensor]]] = [(None, {})]
+        recognised = self._recognise(frames, frozen)
+        if recognised is not None and recognised != self._room and (room := self._memory.get(recognised)) is not None:
+            candidates.append((recognised, room.delta))
         was_training = self._model.training
         best: tuple[float, str | None, dict[str, Tensor]] = (math.inf, None, {})
         try:
