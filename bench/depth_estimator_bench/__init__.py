@@ -10,7 +10,8 @@ and ``<section>.png`` into the output folder and returns the JSON-able result:
 
 - :mod:`.model_speed` (``model``) -- forward passes per second, latency, FLOPs and
   GFLOP/s of every architecture next to the machine's matrix-multiply peak;
-- :mod:`.pipeline` -- 30 Hz camera frames through the estimator node over DDS;
+- :mod:`.pipeline` -- 30 Hz camera frames through the estimator node over DDS, optionally
+  with room recognition scoring a room memory (:mod:`.room_memory` builds it);
 - :mod:`.adaptation` -- prequential comparison with/without adaptation, estimator rate
   while training, and the cross-process weight hand-over latency;
 - :mod:`.memory` -- RSS of the live pipeline over a long run while adapting;

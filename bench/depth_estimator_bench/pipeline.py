@@ -17,14 +17,26 @@ subscribes to ``depth/image`` and ``/diagnostics``. Reported:
 One run per device, inference backend (``torch`` / ``onnxruntime``, side by side in one
 section) and camera rate (30 and 60 Hz by default), each with a fresh node process.
 
+With ``rooms`` (issue 23), each of those runs is followed by a *recognition run*: the same
+node with ``room_recognition`` on (default ``recognition_period``), this process
+publishing a room memory of ``rooms`` rooms on ``rooms`` as the trainer does (the blob of
+:meth:`RoomMemory.to_bytes`, ``WEIGHTS_QOS``: reliable, transient-local), built from the
+node's checkpoint by :mod:`depth_estimator_bench.room_memory` (keyframes: the estimator's
+own descriptors of real recordings). The camera plays one of those rooms, so the node
+describes a frame every ``recognition_period`` frames, scores it against every room's
+keyframes and switches to that room's weights. Both runs of a pair play the same frames;
+the recognition run also reports the node's recognition counters from ``/diagnostics``.
+
 Targets, reported next to the numbers, never asserted: issue 6, >= 30 Hz with ``fast`` on
 a 2-core CPU at 30 Hz input, p95 < 60 ms, overhead < 15 % of the model's own time;
 issue 13, onnxruntime's forward pass >= 3x shorter than torch's at the same rate, and at
-60 Hz input >= 55 Hz out with p95 < 30 ms.
+60 Hz input >= 55 Hz out with p95 < 30 ms; issue 23, >= 25 Hz out at 30 Hz input while
+recognition scores a room memory.
 """
 
 from __future__ import annotations
 
+import array
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from depth_estimator_bench.common import (
+    SHARED,
     fmt_ms,
     latency_stats,
     pyplot,
@@ -43,12 +56,16 @@ from depth_estimator_bench.common import (
 )
 from depth_estimator_bench.machine import describe_machine, machine_label
 
-__all__ = ["BACKENDS", "RATES_HZ", "TARGETS", "ESTIMATOR_MODULE", "codec_timings", "measure_stream", "run", "summary_rows"]
+__all__ = [
+    "BACKENDS", "RATES_HZ", "TARGETS", "ESTIMATOR_MODULE", "codec_timings", "measure_stream", "run",
+    "forward_speedups", "recognition_pairs", "summary_rows",
+]
 
-#: Targets of issue 6, reported next to the measurements.
+#: Targets of issues 6, 13 and 23 (``rate_hz_recognition``), reported next to the measurements.
 TARGETS: dict[str, float] = {
     "rate_hz": 30.0, "p95_ms": 60.0, "overhead_fraction": 0.15,
     "forward_speedup": 3.0, "rate_hz_at_60": 55.0, "p95_ms_at_60": 30.0,
+    "rate_hz_recognition": 25.0,
 }
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime")
 RATES_HZ: tuple[float, ...] = (30.0, 60.0)
@@ -259,7 +276,8 @@ def _plot(result: dict[str, Any], path: Path) -> Path:
     for run in result["runs"]:
         samples = np.asarray(run["stream"]["samples"], dtype=np.float64).reshape(-1, 2)
         label = (f"{run['arch']} {run['device']} {run['backend_in_use'] or run['backend']} "
-                 f"{run['rate_hz']:g} Hz in: {run['stream']['received_rate_hz']:.1f} Hz out")
+                 f"{run['rate_hz']:g} Hz in{' + rooms' if run.get('room_recognition') else ''}: "
+                 f"{run['stream']['received_rate_hz']:.1f} Hz out")
         ax_time.plot(samples[:, 0], samples[:, 1] * 1e3, ".", markersize=3, label=label)
         if len(samples):
             ax_hist.hist(samples[:, 1] * 1e3, bins=40, alpha=0.6, label=label)
@@ -289,6 +307,9 @@ def run(
     image_reliability: str = "best_effort",
     depth_encoding: str = "32FC1",
     threads: int = 0,
+    checkpoint: str | None = None,
+    rooms: int = 0,
+    rooms_root: Path | None = SHARED / "data" / "rooms",
 ) -> dict[str, Any]:
     """Run the estimator node under camera streams; write ``pipeline.json`` / ``.png``.
 
@@ -296,7 +317,7 @@ def run(
         out_dir: output folder (node logs and the base checkpoint go there too).
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (one run per available device).
         quick: a few seconds per run instead of 30.
-        arch: architecture the node runs.
+        arch: architecture the node runs with random weights (no ``checkpoint``).
         rates_hz: camera rates, one run each.
         backends: the node's ``backend`` values, one run each (``torch``, ``onnxruntime``, ``auto``).
         progress: show tqdm bars.
@@ -304,85 +325,78 @@ def run(
         depth_encoding: the node's ``depth_encoding`` (16UC1 halves the bytes sent back).
         threads: the node's ``torch_threads`` (intra-op threads of torch and onnxruntime;
             0 = its default, half the CPUs, for a machine it shares with a trainer).
+        checkpoint: the node's ``checkpoint`` (``"default"``: the shipped model, or a path;
+            its architecture replaces ``arch``); None: a seeded random initialisation of ``arch``.
+        rooms: with ``N > 0``, a recognition run after every plain run, the node scoring a
+            memory of ``N`` rooms (needs ``checkpoint``: the rooms are built from it).
+        rooms_root: room recordings for the memory's keyframes and the camera (synthetic
+            rooms beyond them, or when it is None or missing).
 
     Returns:
         ``section``, ``machine``, ``settings``, ``targets``, ``codec`` (in-process
-        conversion timings), ``runs``: per device, backend and rate the ``stream``
-        measurements, the node's last ``diagnostics`` values and the ``overhead`` split,
-        and ``speedups``: torch's forward pass over onnxruntime's per device and rate.
+        conversion timings), ``runs``: per device, backend and rate (and recognition off /
+        on) the ``stream`` measurements, the node's last ``diagnostics`` values, the
+        ``overhead`` split and ``recognition`` (the node's counters, None for a plain run);
+        ``speedups``: torch's forward pass over onnxruntime's per device and rate (plain
+        runs); ``room_memory`` (None without ``rooms``) and ``recognition_pairs``: each
+        recognition run next to its plain run.
+
+    Raises:
+        ValueError: no rates or backends, ``rooms`` without ``checkpoint``.
+        depth_estimator_ros.models.CheckpointError: ``checkpoint`` is not usable.
     """
-    from diagnostic_msgs.msg import DiagnosticArray
     from std_msgs.msg import Header
 
-    from depth_estimator_bench.roshelpers import (
-        DiagnosticsRecorder,
-        NodeProcess,
-        RosClient,
-        base_checkpoint,
-        set_bench_domain,
-    )
+    from depth_estimator_bench.roshelpers import base_checkpoint, set_bench_domain
+    from depth_estimator_ros.models import load_checkpoint
+    from depth_estimator_ros.parameters import parameter
     from depth_estimator_ros.ros import codec
-    from depth_estimator_ros.ros.qos import DIAGNOSTICS_QOS
 
-    out_dir = Path(out_dir)
-    domain = set_bench_domain()
-    devices = resolve_devices(device)
-    warmup_s, measure_s = (1.0, 4.0) if quick else (5.0, 30.0)
-    checkpoint = base_checkpoint(out_dir, arch)
-    codec_stats = codec_timings(iterations=10 if quick else 100)
-    rng = np.random.default_rng(0)
-    frames = [rng.integers(0, 256, size=(*CAMERA_SIZE, 3), dtype=np.uint8) for _ in range(4)]
-    messages = [codec.rgb_to_image(frame, Header(frame_id="camera_rgb_optical_frame")) for frame in frames]
     if not rates_hz or not all(rate > 0 for rate in rates_hz):
         raise ValueError(f"rates_hz must be positive camera rates, got {list(rates_hz)}")
     if not backends:
         raise ValueError("backends must name at least one inference backend")
+    if rooms and checkpoint is None:
+        raise ValueError("rooms need a trained checkpoint to build the room memory from, e.g. checkpoint='default' "
+                         "(the shipped model); random weights find every image alike")
+    out_dir = Path(out_dir)
+    domain = set_bench_domain()
+    devices = resolve_devices(device)
+    warmup_s, measure_s = (1.0, 4.0) if quick else (5.0, 30.0)
+    if checkpoint is None:
+        node_checkpoint, memory = str(base_checkpoint(out_dir, arch)), None
+    else:
+        model, _ = load_checkpoint(checkpoint)
+        node_checkpoint, arch = str(checkpoint), model.arch
+        memory = _room_memory(model, rooms, rooms_root, quick=quick, progress=progress) if rooms else None
+    codec_stats = codec_timings(iterations=10 if quick else 100)
+    if memory is None:
+        rng = np.random.default_rng(0)
+        frames = [rng.integers(0, 256, size=(*CAMERA_SIZE, 3), dtype=np.uint8) for _ in range(4)]
+    else:
+        frames = memory["camera_frames"]
+    messages = [codec.rgb_to_image(frame, Header(frame_id="camera_rgb_optical_frame")) for frame in frames]
+    period = parameter("recognition_period").default
+    params = {"arch": arch, "checkpoint": node_checkpoint, "image_reliability": image_reliability,
+              "depth_encoding": depth_encoding, "torch_threads": threads}
+    recognition_off_on = (False,) if memory is None else (False, True)
     runs = []
-    for dev, backend, rate_hz in ((d, b, r) for d in devices for b in backends for r in rates_hz):
-        params = {
-            "arch": arch,
-            "checkpoint": str(checkpoint),
-            "device": dev,
-            "backend": backend,
-            "image_reliability": image_reliability,
-            "depth_encoding": depth_encoding,
-            "torch_threads": threads,
-        }
-        log = out_dir / f"pipeline_estimator_{dev}_{backend}_{rate_hz:g}hz.log"
-        with NodeProcess(ESTIMATOR_MODULE, params, log) as node, RosClient("bench_pipeline") as client:
-            diagnostics = DiagnosticsRecorder(["depth_estimator"])
-            client.node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics, DIAGNOSTICS_QOS)
-            stream = measure_stream(
-                client,
-                [node],
-                image_messages=messages,
-                rate_hz=rate_hz,
-                warmup_s=warmup_s,
-                measure_s=measure_s,
-                start_timeout_s=180.0,
-                progress=progress,
-                desc=f"pipeline {arch} {dev} {backend} {rate_hz:g} Hz",
-                image_reliability=image_reliability,
-            )
-            status = _estimator_status(diagnostics.latest())
-        runs.append(
-            {
-                "arch": arch,
-                "device": dev,
-                "backend": backend,
-                "backend_in_use": status.get("backend"),
-                "rate_hz": rate_hz,
-                "stream": stream,
-                "diagnostics": status,
-                "overhead": _overhead(stream, status, codec_stats),
-                "log": str(log),
-            }
-        )
+    for dev, backend, rate_hz, recognition in (
+        (d, b, r, rec) for d in devices for b in backends for r in rates_hz for rec in recognition_off_on
+    ):
+        stream = dict(rate_hz=rate_hz, warmup_s=warmup_s, measure_s=measure_s, progress=progress,
+                      image_reliability=image_reliability)
+        runs.append(_run_node(
+            out_dir, {**params, "device": dev, "backend": backend}, messages, stream, codec_stats,
+            memory if recognition else None, period,
+        ))
     result: dict[str, Any] = {
         "section": "pipeline",
         "machine": describe_machine(),
         "settings": {
             "quick": quick,
+            "arch": arch,
+            "checkpoint": node_checkpoint,
             "rates_hz": list(rates_hz),
             "backends": list(backends),
             "torch_threads": threads,
@@ -390,6 +404,9 @@ def run(
             "depth_encoding": depth_encoding,
             "camera_size": list(CAMERA_SIZE),
             "encoding": "rgb8",
+            "camera_frames": "random noise" if memory is None else f"recording {memory['camera_room']}",
+            "rooms": rooms,
+            "recognition_period": period if memory else None,
             "warmup_s": warmup_s,
             "measure_s": measure_s,
             "ros_domain_id": domain,
@@ -397,10 +414,142 @@ def run(
         },
         "targets": TARGETS,
         "codec": codec_stats,
+        "room_memory": None if memory is None else {k: v for k, v in memory.items() if k not in ("blob", "camera_frames")},
         "runs": runs,
         "speedups": forward_speedups(runs),
+        "recognition_pairs": recognition_pairs(runs),
     }
     return write_section(out_dir, "pipeline", result, _plot)
+
+
+def _room_memory(model: Any, rooms: int, rooms_root: Path | None, *, quick: bool, progress: bool) -> dict[str, Any]:
+    """Build the memory the recognition runs publish: its blob, camera frames and description."""
+    from depth_estimator_bench.room_memory import KEYFRAMES_PER_ROOM, build_room_memory
+
+    keyframes = 8 if quick else KEYFRAMES_PER_ROOM
+    built = build_room_memory(model, rooms, rooms_root=rooms_root, camera_size=CAMERA_SIZE, keyframes=keyframes,
+                              progress=progress)
+    blob = built.memory.to_bytes()  # the trainer's serialisation: what it publishes on `rooms`
+    return {
+        "blob": blob,
+        "blob_bytes": len(blob),
+        "camera_frames": built.camera_frames,
+        "camera_room": built.camera_room,
+        "keyframes_per_room": keyframes,
+        "keyframes": sum(row["keyframes"] for row in built.rooms),
+        "rooms_root": None if rooms_root is None else str(rooms_root),
+        "rooms": built.rooms,
+        "weights": "the base's decoder scope times 1 + 0.01 * seeded noise per room (not learnt)",
+        "keyframe_descriptors": "RoomRecognizer.describe (the estimator's own) of the rooms' frames at 640x480",
+    }
+
+
+def _run_node(
+    out_dir: Path,
+    params: dict[str, Any],
+    messages: Sequence[Any],
+    stream_args: dict[str, Any],
+    codec_stats: dict[str, Any],
+    memory: dict[str, Any] | None,
+    period: int,
+) -> dict[str, Any]:
+    """Start one estimator process, stream ``messages`` through it, return the run's record.
+
+    With ``memory`` the node runs with ``room_recognition`` (``recognition_period``
+    ``period``) and receives the memory's blob on ``rooms`` before the stream starts.
+    """
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from depth_estimator_bench.roshelpers import DiagnosticsRecorder, NodeProcess, RosClient
+    from depth_estimator_ros.ros.qos import DIAGNOSTICS_QOS
+
+    dev, backend, rate_hz = params["device"], params["backend"], stream_args["rate_hz"]
+    if memory is not None:
+        params = {**params, "room_recognition": True, "recognition_period": period}
+    suffix = "" if memory is None else f"_rooms{len(memory['rooms'])}"
+    log = out_dir / f"pipeline_estimator_{dev}_{backend}_{rate_hz:g}hz{suffix}.log"
+    start_timeout_s = 180.0
+    with NodeProcess(ESTIMATOR_MODULE, params, log) as node, RosClient("bench_pipeline") as client:
+        diagnostics = DiagnosticsRecorder(["depth_estimator"])
+        client.node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics, DIAGNOSTICS_QOS)
+        if memory is not None:
+            _publish_rooms(client, memory["blob"], node, diagnostics, start_timeout_s)
+        stream = measure_stream(
+            client, [node], image_messages=messages, start_timeout_s=start_timeout_s,
+            desc=f"pipeline {params['arch']} {dev} {backend} {rate_hz:g} Hz{' + rooms' if memory else ''}",
+            **stream_args,
+        )
+        status = _estimator_status(diagnostics.latest())
+    return {
+        "arch": params["arch"],
+        "checkpoint": params["checkpoint"],
+        "device": dev,
+        "backend": backend,
+        "backend_in_use": status.get("backend"),
+        "rate_hz": rate_hz,
+        "room_recognition": memory is not None,
+        "stream": stream,
+        "diagnostics": status,
+        "overhead": _overhead(stream, status, codec_stats),
+        "recognition": None if memory is None else _recognition(status, memory, period),
+        "log": str(log),
+    }
+
+
+def _publish_rooms(client: Any, blob: bytes, node: Any, diagnostics: Any, timeout: float) -> None:
+    """Publish a room memory blob on ``rooms`` as the trainer does; return once the node reports it received.
+
+    The publisher stays with the client (reliable, transient-local: the node has the
+    memory whenever it subscribed). Raises RuntimeError when the node refuses it, exits,
+    or reports nothing within ``timeout`` seconds.
+    """
+    from std_msgs.msg import UInt8MultiArray
+
+    from depth_estimator_bench.roshelpers import wait_until
+    from depth_estimator_ros.ros.qos import WEIGHTS_QOS
+
+    data = array.array("B")
+    data.frombytes(blob)  # the field setter's fast path, as the trainer publishes it
+    client.node.create_publisher(UInt8MultiArray, "rooms", WEIGHTS_QOS).publish(UInt8MultiArray(data=data))
+
+    def received() -> bool:
+        node.check_alive()
+        status = _estimator_status(diagnostics.latest())
+        if status.get("rooms_rejected", 0):
+            raise RuntimeError(f"the estimator refused the room memory ({len(blob)} bytes): "
+                               f"{ {k: v for k, v in status.items() if k.startswith('rooms_')} }; log {node.log_path}")
+        return status.get("rooms_received", 0) >= 1
+
+    if not wait_until(received, timeout, interval=0.1):
+        raise RuntimeError(f"the estimator reported no room memory received within {timeout:g} s; log {node.log_path}")
+
+
+def _recognition(status: dict[str, Any], memory: dict[str, Any], period: int) -> dict[str, Any]:
+    """Return the node's room-recognition counters of a recognition run (its last ``/diagnostics``)."""
+
+    def count(key: str) -> int | None:
+        value = status.get(key)
+        return int(value) if isinstance(value, float) else None
+
+    processed = count("frames_processed")
+    mean_s = status.get("recognition_mean_s")
+    return {
+        "rooms_received": count("rooms_received"),
+        "rooms_known": count("rooms_known"),
+        "rooms_rejected": count("rooms_rejected"),
+        "camera_room": memory["camera_room"],
+        "room_in_force": status.get("room"),
+        "room_similarity": status.get("room_similarity"),
+        "switches": count("room_recognitions"),
+        "held": count("recognition_held"),
+        "descriptor_mean_ms": round(mean_s * 1e3, 3) if isinstance(mean_s, float) else None,
+        # the node describes one frame every `period` published frames and has no counter of its own
+        "descriptors": None if processed is None else processed // period,
+        "recognition_period": period,
+        "source": "estimator /diagnostics (room, room_similarity, room_recognitions = switches, recognition_held, "
+        "rooms_*, recognition_mean_s over the last 100 descriptors); descriptors = frames_processed // "
+        "recognition_period",
+    }
 
 
 def forward_speedups(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -408,13 +557,16 @@ def forward_speedups(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
     Args:
         runs: the section's runs (``device``, ``rate_hz``, ``backend_in_use`` and
-            ``overhead.model_mean_ms``, the node's own forward-pass mean).
+            ``overhead.model_mean_ms``, the node's own forward-pass mean); recognition
+            runs are left out.
 
     Returns:
         One ``{"device", "rate_hz", "torch_ms", "onnxruntime_ms", "speedup"}`` per pair.
     """
     forward: dict[tuple[str, float, str], float] = {}
     for run in runs:
+        if run.get("room_recognition"):
+            continue
         ms = run["overhead"]["model_mean_ms"]
         if ms:
             forward[(run["device"], run["rate_hz"], run.get("backend_in_use") or run["backend"])] = ms
@@ -427,23 +579,70 @@ def forward_speedups(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return pairs
 
 
+def _stream_summary(run: dict[str, Any]) -> dict[str, Any]:
+    stream = run["stream"]
+    return {
+        "received_rate_hz": stream["received_rate_hz"],
+        "sent": stream["sent"],
+        "dropped": stream["dropped"],
+        "drop_fraction": stream["drop_fraction"],
+        "e2e_p50_ms": stream["latency"]["median_ms"],
+        "e2e_p95_ms": stream["latency"]["p95_ms"],
+    }
+
+
+def recognition_pairs(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return each recognition run next to the plain run of the same device, backend and rate.
+
+    Args:
+        runs: the section's runs (``room_recognition``, ``stream``, ``recognition``).
+
+    Returns:
+        One ``{"device", "backend", "backend_in_use", "rate_hz", "plain", "recognition",
+        "rate_change_hz"}`` per recognition run: ``plain`` and ``recognition`` hold the
+        output rate, sent and dropped frames, e2e p50 / p95 (ms); ``recognition`` also the
+        node's ``switches``, ``descriptors``, ``descriptor_mean_ms``, ``rooms_known`` and
+        ``room_in_force``; ``rate_change_hz`` is recognition minus plain output rate.
+    """
+    plain = {(r["device"], r["backend"], r["rate_hz"]): r for r in runs if not r.get("room_recognition")}
+    pairs = []
+    for run in runs:
+        if not run.get("room_recognition"):
+            continue
+        base = plain.get((run["device"], run["backend"], run["rate_hz"]))
+        counters = run["recognition"]
+        recognition = {**_stream_summary(run), **{key: counters[key] for key in (
+            "switches", "descriptors", "descriptor_mean_ms", "rooms_known", "room_in_force", "camera_room")}}
+        pairs.append({
+            "device": run["device"], "backend": run["backend"], "backend_in_use": run["backend_in_use"],
+            "rate_hz": run["rate_hz"],
+            "plain": None if base is None else _stream_summary(base),
+            "recognition": recognition,
+            "rate_change_hz": None if base is None else round(
+                run["stream"]["received_rate_hz"] - base["stream"]["received_rate_hz"], 3),
+        })
+    return pairs
+
+
 def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Return the lines of the final summary table for this section."""
     rows = []
     for run in result["runs"]:
-        stream, overhead = run["stream"], run["overhead"]
+        stream, overhead, recognition = run["stream"], run["overhead"], run.get("recognition")
         share = overhead["overhead_fraction_of_model"]
-        rows.append(
-            {
-                "section": "pipeline",
-                "what": f"{run['arch']} {run['device']} {run['backend_in_use'] or run['backend']}, 640x480 rgb8 "
-                f"@ {run['rate_hz']:g} Hz -> {result['settings'].get('depth_encoding', '32FC1')}",
-                "value": f"{stream['received_rate_hz']:.1f} Hz, e2e median {fmt_ms(stream['latency']['median_ms'])} "
-                f"p95 {fmt_ms(stream['latency']['p95_ms'])}, dropped {stream['dropped']}/{stream['sent']}, "
-                f"outside model {'n/a' if share is None else f'{100 * share:.0f} %'}",
-                "target": (">= 55 Hz, p95 < 30 ms" if run["rate_hz"] >= 60 else ">= 30 Hz, p95 < 60 ms, overhead < 15 %"),
-            }
-        )
+        value = (f"{stream['received_rate_hz']:.1f} Hz, e2e median {fmt_ms(stream['latency']['median_ms'])} "
+                 f"p95 {fmt_ms(stream['latency']['p95_ms'])}, dropped {stream['dropped']}/{stream['sent']}")
+        what = (f"{run['arch']} {run['device']} {run['backend_in_use'] or run['backend']}, 640x480 rgb8 "
+                f"@ {run['rate_hz']:g} Hz -> {result['settings'].get('depth_encoding', '32FC1')}")
+        if recognition is None:
+            value += f", outside model {'n/a' if share is None else f'{100 * share:.0f} %'}"
+            target = ">= 55 Hz, p95 < 30 ms" if run["rate_hz"] >= 60 else ">= 30 Hz, p95 < 60 ms, overhead < 15 %"
+        else:
+            what += f" + room recognition ({recognition['rooms_known']} rooms)"
+            value += (f", {recognition['descriptors']} descriptors of {fmt_ms(recognition['descriptor_mean_ms'])}, "
+                      f"{recognition['switches']} switches, in force: {recognition['room_in_force']}")
+            target = f">= {TARGETS['rate_hz_recognition']:g} Hz at 30 Hz in"
+        rows.append({"section": "pipeline", "what": what, "value": value, "target": target})
     for pair in result.get("speedups", []):
         rows.append(
             {

@@ -117,6 +117,43 @@ def test_quick_pipeline_section_streams_camera_frames_through_the_estimator_proc
     assert {r["section"] for r in json.loads((tmp_path / "summary.json").read_text())["rows"]} == {"pipeline"}
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_quick_pipeline_with_rooms_runs_the_shipped_model_plain_then_recognising_a_full_room_memory(
+    tmp_path: Path,
+) -> None:
+    args = ["--out", str(tmp_path), "--quick", "--only", "pipeline", "--device", "cpu", "--no-progress",
+            "--pipeline-rates", "30", "--pipeline-backends", "auto", "--pipeline-rooms"]
+    assert bench.main(args) == 0
+
+    result = json.loads((tmp_path / "pipeline.json").read_text())
+    settings, memory = result["settings"], result["room_memory"]
+    assert (settings["checkpoint"], settings["rooms"], settings["recognition_period"]) == ("default", 8, 10)
+    assert len(memory["rooms"]) == 8 and memory["rooms"][0]["name"] == memory["camera_room"]
+    assert all(room["keyframes"] > 0 and room["delta_tensors"] > 0 for room in memory["rooms"])
+    # one node process plain, then one with room_recognition, on the same camera frames
+    plain, recognising = result["runs"]
+    assert [run["room_recognition"] for run in result["runs"]] == [False, True]
+    for run in result["runs"]:
+        assert (run["checkpoint"], run["backend"]) == ("default", "auto")
+        assert run["backend_in_use"] in ("torch", "onnxruntime")
+        assert run["stream"]["received"] > 0  # depth came back over DDS from the node's own process
+    assert plain["recognition"] is None and "room" not in plain["diagnostics"]
+    # the node received the memory, described frames and switched to the camera's room (its own /diagnostics)
+    status = recognising["diagnostics"]
+    assert status["rooms_received"] == 1 and status["rooms_known"] == 8 and status["rooms_rejected"] == 0
+    assert status["recognition_mean_s"] > 0 and status["room_recognitions"] >= 1
+    assert status["room"] == memory["camera_room"] and status["room_similarity"] >= 0.85
+    counters = recognising["recognition"]
+    assert counters["descriptors"] > 0 and counters["switches"] == status["room_recognitions"]
+    [pair] = result["recognition_pairs"]
+    assert pair["plain"]["received_rate_hz"] == plain["stream"]["received_rate_hz"]
+    assert pair["recognition"]["e2e_p95_ms"] == recognising["stream"]["latency"]["p95_ms"]
+    assert pair["recognition"]["room_in_force"] == memory["camera_room"]
+    rows = json.loads((tmp_path / "summary.json").read_text())["rows"]
+    assert ["room recognition (8 rooms)" in row["what"] for row in rows] == [False, True]
+
+
 def test_every_section_name_has_one_runner_in_the_registry() -> None:
     from depth_estimator_bench import SECTIONS
 

@@ -5,6 +5,8 @@ Usage::
     bench --out out/bench                       # every section, full budget (make bench)
     bench --out out/bench --quick --only model  # seconds-long smoke run of one section
     bench --only memory --minutes 10 --device cpu
+    bench --only pipeline --pipeline-rooms --pipeline-backends auto --pipeline-rates 30
+                                                  # shipped model, plain vs room recognition of 8 rooms (issue 23)
     bench --only soak --minutes 10 --device cpu   # 60 Hz VGA soak (issue 7), never in the default set
     bench --only accuracy --train-minutes 4       # every model trained 4 min, scored on unseen rooms (issue 3)
     bench --only rooms --rooms-steps 600          # leave-one-room-out of the base recipe on ../shared/data/rooms
@@ -32,12 +34,15 @@ from depth_estimator_bench import SECTIONS
 from depth_estimator_ros.atomic import write_bytes, write_json
 from depth_estimator_bench.common import DEVICE_CHOICES, KITCHEN, SHARED
 from depth_estimator_ros.cli._common import positive_float, positive_int, run_main
+from depth_estimator_ros.parameters import parameter
 
 __all__ = ["OPTIONAL_SECTIONS", "build_parser", "main", "format_table"]
 
 #: Sections run only when named with ``--only`` (too long for ``make bench``).
 OPTIONAL_SECTIONS: tuple[str, ...] = ("soak", "accuracy", "rooms", "scene_folds", "two_hosts", "tour")
 _ALL_SECTIONS = SECTIONS + OPTIONAL_SECTIONS
+#: Rooms of ``--pipeline-rooms`` without a number: a full memory of the trainer's default ``max_rooms``.
+MAX_ROOMS: int = parameter("max_rooms").default
 
 
 def _csv(allowed: Sequence[str] | None) -> Any:
@@ -66,6 +71,15 @@ def _thread_counts(text: str) -> tuple[int, ...]:
     if not counts:
         raise argparse.ArgumentTypeError(f"expected positive integers such as 2,1, got {text!r}")
     return counts
+
+
+def _room_count(text: str) -> int:
+    from depth_estimator_ros.adaptation.recognition import MAX_RECEIVED_ROOMS
+
+    count = positive_int(text)
+    if count > MAX_RECEIVED_ROOMS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_RECEIVED_ROOMS} rooms (what an estimator accepts), got {count}")
+    return count
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,6 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="camera rates of the pipeline section in Hz, one run each (default 30,60)",
     )
     parser.add_argument(
+        "--pipeline-checkpoint", default=None,
+        help="the estimator's checkpoint in the pipeline section: 'default' (the shipped model) or a path; "
+        "default: a seeded random initialisation of --pipeline-arch, or the shipped model with --pipeline-rooms",
+    )
+    parser.add_argument(
+        "--pipeline-rooms", type=_room_count, nargs="?", const=MAX_ROOMS, default=0, metavar="N",
+        help="pipeline section: after every plain run, a recognition run of the same node with room_recognition "
+        "on (default recognition_period), fed a room memory of N rooms (without N: "
+        f"{MAX_ROOMS}, max_rooms' default) built from the checkpoint, keyframes from ../shared/data/rooms "
+        "(synthetic rooms beyond), the camera playing one of the rooms; reports both runs side by side",
+    )
+    parser.add_argument(
         "--checkpoint",
         type=Path,
         default=None,
@@ -177,6 +203,8 @@ def _pipeline(args: argparse.Namespace, data: Path, progress: bool) -> tuple[dic
         args.out, device=args.device, quick=args.quick, arch=args.pipeline_arch, progress=progress,
         rates_hz=args.pipeline_rates, backends=args.pipeline_backends, threads=args.pipeline_threads,
         image_reliability=args.image_reliability, depth_encoding=args.depth_encoding,
+        checkpoint=args.pipeline_checkpoint or ("default" if args.pipeline_rooms else None),
+        rooms=args.pipeline_rooms, rooms_root=SHARED / "data" / "rooms",
     )
     return result, pipeline.summary_rows(result)
 
