@@ -40,6 +40,9 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     e.add_argument("--select", choices=("on", "off"), default="on" if d.select_best else "off",
                    help="test, then train: score in force / base / remembered rooms on each round's new frames")
     e.add_argument("--select-margin", type=float, default=d.select_margin)
+    e.add_argument("--change-check", type=int, default=d.change_check_frames,
+                   help="change check every N kept pairs on the newest N (0 = only the rounds' selection)")
+    e.add_argument("--change-margin", type=float, default=d.change_margin)
     e.add_argument("--max-rooms", type=int, default=d.max_rooms, help="rooms the room memory keeps (0 = none)")
     e.add_argument("--grad-clip", type=float, default=d.grad_clip)
     e.add_argument("--weight-decay", type=float, default=d.weight_decay)
@@ -62,7 +65,8 @@ def config_from_args(args: argparse.Namespace, *, cold: bool) -> AdaptationConfi
         batch_size=args.batch_size, epochs_per_round=args.epochs,
         buffer_capacity=args.buffer, recent_fraction=args.recent_fraction, min_new_frames=args.min_new,
         max_new_frames=args.max_new, holdout_frames=args.holdout, accept_tolerance=args.tolerance,
-        select_best=args.select == "on", select_margin=args.select_margin, max_rooms=args.max_rooms,
+        select_best=args.select == "on", select_margin=args.select_margin,
+        change_check_frames=args.change_check, change_margin=args.change_margin, max_rooms=args.max_rooms,
         grad_clip=args.grad_clip, weight_decay=args.weight_decay, anchor_weight=args.anchor,
         base_replay_fraction=args.base_replay, replay_ratio=args.replay_ratio, subsample=args.subsample,
         duplicate_threshold=args.duplicate_threshold, train_size=args.train_size,
