@@ -102,6 +102,9 @@ GIL while a round runs, and frames are missed (README, "live"). The process owne
 (``live``, the prequential evaluator) sets it; the engine itself does not.
 """
 
+CHANGE_CHECK_PAIRS = 3
+"""Newest pairs a change check scores (every ``change_check_frames`` kept pairs)."""
+
 ROUND_OUTCOMES: tuple[str, ...] = (
     "accepted", "rejected_nan", "rejected_worse", "aborted", "switched", "failed", "skipped"
 )
@@ -744,7 +747,9 @@ class AdaptationEngine:
         if not self._change_check_due(cfg):
             return False
         self._checked_at = self._buffer.kept
-        frames = self._buffer.newest(cfg.change_check_frames)
+        # the newest few pairs, not every pair since the last check: at 30 Hz the encoder
+        # features of every pair would cost the trainer a third of its rounds in one room
+        frames = self._buffer.newest(min(CHANGE_CHECK_PAIRS, cfg.change_check_frames))
         training = {k: v.detach().clone() for k, v in self._changed_from_base().items()}
         frozen = cfg.feature_cache and self._model.encoder_is_frozen()
         # The base and, when the frames look like another remembered room, that room: a check
