@@ -230,8 +230,8 @@ def test_two_estimators_and_a_trainer_in_one_domain_do_not_cross_talk(checkpoint
         expected = {
             ("/front/image", "subscribers"): ["/front/depth_estimator", "/front/online_trainer"],
             ("/rear/image", "subscribers"): ["/rear/depth_estimator"],
-            ("/front/depth", "publishers"): ["/front/depth_estimator"],
-            ("/rear/depth", "publishers"): ["/rear/depth_estimator"],
+            ("/front/depth/image", "publishers"): ["/front/depth_estimator"],
+            ("/rear/depth/image", "publishers"): ["/rear/depth_estimator"],
             ("/front/weights", "publishers"): ["/front/online_trainer"],
             ("/front/weights", "subscribers"): ["/front/depth_estimator"],
             ("/rear/weights", "publishers"): [],
