@@ -70,7 +70,7 @@ def wait_until(predicate, what: str, timeout: float = DEADLINE_S) -> None:
 
 
 def wire(engine: AdaptationEngine, predictor: Predictor) -> None:
-    engine.on_update_state = lambda version, state: predictor.load_state_dict(state, version=version)
+    engine.on_update_state = lambda version, state: predictor.load_over_base(state, version=version)
 
 
 def test_rounds_reduce_error_on_a_room(room) -> None:

@@ -240,6 +240,9 @@ def test_weights_swapped_late_joiner_gets_latest_and_bad_payloads_refused(checkp
         node = ros.add_node(DepthEstimatorNode(context=ros.context, parameter_overrides=overrides))
         # transient-local: the estimator started after the publish still gets version 7 at once
         wait_for(lambda: node.weights_version == 7, 1.0, what="weights version 7 within 1 s")
+        # one copy of the model, the predictor's; the base is kept for the payload's tensors only
+        assert [name for name, v in vars(node).items() if isinstance(v, torch.nn.Module)] == []
+        assert sorted(node._predictor._base_values) == sorted(read_payload(payload)[1])
         pub = trainer.create_publisher(Image, "image", 10)
         depth = MessageCollector(trainer, Image, "depth/image")
         out = codec.image_to_depth(_send_and_wait(pub, depth, _image(rgb, 1.0)))

@@ -182,6 +182,44 @@ def test_state_dict_snapshot_round_trips_and_versions_follow_swaps():
     np.testing.assert_allclose(predictor.predict(image), out_a, rtol=1e-5)
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
+def test_load_over_base_swaps_only_what_changes_and_returns_left_out_tensors_to_the_base(backend):
+    base, other = _fast(0), _fast(1)
+    predictor = Predictor(base, backend=backend)
+    image = _image(6)
+    at_base = predictor.predict(image)
+    decoder = {k: v for k, v in other.state_dict().items() if k.startswith("decoder.")}
+    copies = []
+    real_stage = predictor._stage
+    predictor._stage = lambda state, strict: copies.append(sorted(state)) or real_stage(state, strict=strict)
+
+    predictor.load_over_base(decoder, version=3)  # a decoder payload
+    mixed = build_model("fast", input_size=SIZE)
+    mixed.load_state_dict({**base.state_dict(), **decoder})
+    np.testing.assert_allclose(predictor.predict(image), Predictor(mixed).predict(image), rtol=1e-4, atol=1e-5)
+    assert predictor.version == 3 and copies[-1] == sorted(decoder)  # the encoder is never copied
+
+    head = {"decoder.head.bias": torch.tensor([0.5])}
+    predictor.load_over_base(head, version=4)  # the rest of the decoder goes back to the base
+    assert copies[-1] == sorted(decoder)
+    mixed.load_state_dict({**base.state_dict(), **head})
+    np.testing.assert_allclose(predictor.predict(image), Predictor(mixed).predict(image), rtol=1e-4, atol=1e-5)
+
+    with pytest.raises(ValueError, match="shape"):  # refused: nothing changes, not even the record
+        predictor.load_over_base({"decoder.head.bias": torch.zeros(2)}, version=9)
+    assert predictor.version == 4
+    predictor.load_over_base({}, version=5)  # the base again
+    assert copies[-1] == ["decoder.head.bias"]
+    np.testing.assert_allclose(predictor.predict(image), at_base, rtol=1e-5, atol=1e-6)
+
+
+def test_take_model_runs_the_callers_model_without_a_copy():
+    model = _fast(2)
+    predictor = Predictor(model, take_model=True)
+    assert predictor.model is model
+    assert Predictor(model).model is not model
+
+
 def test_torch_on_a_cpu_runs_channels_last_by_default_with_the_same_depth_and_contiguous_snapshots():
     model = _fast(3)
     default, plain = Predictor(model), Predictor(model, channels_last=False)

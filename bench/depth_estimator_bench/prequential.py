@@ -146,7 +146,7 @@ def stream(
     predictor.predict(frames[0].rgb, frame_focal(frames[0]))  # warm-up (allocations, kernel choice), as a node does before its first frame
     t0 = time.monotonic() + 0.05
     if engine is not None:
-        engine.on_update_state = lambda version, state: predictor.load_state_dict(state, version=version)
+        engine.on_update_state = lambda version, state: predictor.load_over_base(state, version=version)
         engine.start()
 
         def feed() -> None:
@@ -293,7 +293,7 @@ def stream_budgeted(
         for due in [p for p in pending if p[0] <= i]:
             pending.remove(due)
             if due[1] > predictor.version:  # a later version already in force wins
-                predictor.load_state_dict(due[2], version=due[1])
+                predictor.load_over_base(due[2], version=due[1])
         t = time.monotonic()
         depth, version = predictor.predict_versioned(frame.rgb, focal=frame_focal(frame))
         row: dict[str, Any] = {

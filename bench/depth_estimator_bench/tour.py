@@ -337,14 +337,13 @@ def forgetting_by_appearance(
     """Score ``frames`` with the weights the room memory picks by appearance, window by window."""
     size = engine.buffer.size
     desc = _descriptors(model, frames, size)
-    base = engine.base_state
     predictor = Predictor(model, device)
     rows, picks = [], []
     for w in range(0, len(frames), queries):
         name, _ = engine.memory.recognise(desc[w : w + queries], threshold=threshold, margin=margin)
         if not picks or name != picks[-1]:  # new weights only when the pick changes
             room = engine.memory.get(name) if name is not None else None
-            predictor.load_state_dict({**base, **(room.delta if room is not None else {})})
+            predictor.load_over_base(room.delta if room is not None else {})
         picks.append(name)
         for f in frames[w : w + queries]:
             rows.append(_score(predictor.predict(f.rgb, frame_focal(f)), f, predictor.min_depth, predictor.max_depth))

@@ -49,7 +49,8 @@ Accepted rounds bump :attr:`AdaptationEngine.version` (monotonic) and call
 ``on_update(version, payload_bytes)`` (a :func:`export_payload` delta against the base
 weights under the engine's :attr:`~AdaptationEngine.run_id`, for the ROS ``weights``
 topic) and ``on_update_state(version, state_dict)``
-(a CPU copy of the full state dict, for an estimator in the same process).
+(CPU copies of the tensors that differ from the base weights, for an estimator in the
+same process: ``Predictor.load_over_base``).
 
 Threading:
 
@@ -188,8 +189,9 @@ class AdaptationEngine:
         seed: seed of every random choice of the engine (sampling, shuffling).
         on_update: called as ``on_update(version, payload)`` from the worker thread after
             each accepted round and after :meth:`reset`.
-        on_update_state: called as ``on_update_state(version, state_dict)`` likewise,
-            with a CPU copy of the training model's full state dict.
+        on_update_state: called as ``on_update_state(version, state)`` likewise, with
+            CPU copies of the training model's tensors that differ from the base weights
+            (empty after :meth:`reset`): load them over the base.
     """
 
     def __init__(
@@ -942,8 +944,8 @@ class AdaptationEngine:
         """Hand the new weights in force (``state``, a CPU copy) to the callbacks, outside the lock."""
         with self._lock:
             on_update, on_state = self.on_update, self.on_update_state
-        if on_state is not None:
-            on_state(version, dict(state))
+        if on_state is not None:  # the tensors that differ from the base; the rest are the base's own
+            on_state(version, {k: v for k, v in state.items() if v is not self._base_cpu[k]})
         if on_update is not None:
             on_update(version, export_payload(self._model, version, base_state=None if full else self._base_state,
                                               run_id=self._run_id))

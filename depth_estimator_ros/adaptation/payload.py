@@ -47,6 +47,7 @@ __all__ = [
     "PayloadError",
     "RunOrder",
     "apply_payload",
+    "check_payload",
     "export_payload",
     "import_payload",
     "new_run_id",
@@ -261,13 +262,18 @@ def import_payload(model: nn.Module, payload: bytes | bytearray | memoryview, *,
     return apply_payload(model, metadata, tensors, arch=arch)
 
 
-def apply_payload(
+def check_payload(
     model: nn.Module, metadata: Mapping[str, str], tensors: Mapping[str, Tensor], *, arch: str | None = None
 ) -> int:
-    """Copy tensors returned by :func:`read_payload` into ``model`` after validating all of them.
+    """Validate tensors returned by :func:`read_payload` against ``model``; change nothing.
+
+    The receiver then loads them over the base weights with a partial swap
+    (``Predictor.swap_state``), the estimator's one weights path, or with
+    :func:`apply_payload` into a model of its own.
 
     Args:
-        model: a model of the same architecture and build config as the exporter's.
+        model: a model of the same architecture and build config as the exporter's
+            (only read: names, shapes, dtypes).
         metadata: the payload's metadata (schema-checked by :func:`read_payload`).
         tensors: the payload's tensors.
         arch: architecture name when ``model`` has no ``arch`` attribute.
@@ -277,7 +283,7 @@ def apply_payload(
 
     Raises:
         PayloadError: another architecture or config, unknown tensor names, shape or
-            dtype mismatch, or non-finite values. ``model`` is unchanged then.
+            dtype mismatch, or non-finite values.
     """
     name, config = _identity(model, arch)
     if metadata["arch"] != name:
@@ -299,7 +305,26 @@ def apply_payload(
             raise PayloadError(f"payload tensor {key!r} has dtype {value.dtype}, the model has {target.dtype}")
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise PayloadError(f"payload tensor {key!r} holds NaN or inf")
+    return int(metadata["version"])
+
+
+def apply_payload(
+    model: nn.Module, metadata: Mapping[str, str], tensors: Mapping[str, Tensor], *, arch: str | None = None
+) -> int:
+    """Copy tensors returned by :func:`read_payload` into ``model`` after validating all of them.
+
+    Args:
+        model, metadata, tensors, arch: as in :func:`check_payload`.
+
+    Returns:
+        The payload's weights version.
+
+    Raises:
+        PayloadError: as in :func:`check_payload`; ``model`` is unchanged then.
+    """
+    version = check_payload(model, metadata, tensors, arch=arch)
+    state = model.state_dict()
     with torch.no_grad():
         for key, value in tensors.items():
             state[key].copy_(value)
-    return int(metadata["version"])
+    return version

@@ -285,7 +285,7 @@ def _checked(
 
 def state_arrays(state: Mapping[str, Tensor]) -> dict[str, np.ndarray]:
     """Return the floating tensors of a state dict as float32 numpy arrays (initializer overrides)."""
-    # copies: a view would follow later in-place changes of the caller's tensors (a staging model)
+    # copies: a view would follow later in-place changes of the caller's tensors (a training copy)
     return {name: t.detach().to("cpu", torch.float32).numpy().copy() for name, t in state.items()
             if t.is_floating_point()}
 

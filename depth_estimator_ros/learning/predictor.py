@@ -64,7 +64,7 @@ class Predictor:
 
     Args:
         model: a ``DepthModel``; it is deep-copied, so the caller's model (and its
-            training) is never touched.
+            training) is never touched, unless ``take_model``.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a torch.device.
         amp: float16 autocast; ``None`` turns it on for CUDA, off for CPU. It is a
             CUDA-only option.
@@ -77,6 +77,8 @@ class Predictor:
             (by content hash) instead of exported at every start.
         threads: onnxruntime intra-op threads (0 = its own choice); torch uses its global setting.
         trt_cache_dir: TensorRT engine cache (onnxruntime on CUDA with TensorRT).
+        take_model: the caller hands ``model`` over and never uses it again: no copy
+            is made (the estimator node holds one copy of its model).
 
     Raises:
         ValueError: ``backend="onnxruntime"`` and the model does not export (the reason).
@@ -94,6 +96,7 @@ class Predictor:
         checkpoint: str | None = None,
         threads: int = 0,
         trt_cache_dir: str | None = None,
+        take_model: bool = False,
     ) -> None:
         if backend not in onnx_backend.BACKENDS:
             raise ValueError(f"backend must be one of {onnx_backend.BACKENDS}, got {backend!r}")
@@ -107,13 +110,18 @@ class Predictor:
         self.input_size: tuple[int, int] = tuple(int(v) for v in model.input_size)  # type: ignore[assignment]
         self.min_depth = float(model.min_depth)
         self.max_depth = float(model.max_depth)
-        model_copy = copy.deepcopy(model).to(self.device)
+        model_copy = (model if take_model else copy.deepcopy(model)).to(self.device)
         model_copy.eval()
         model_copy.requires_grad_(False)
         self._model = model_copy
         self._lock = threading.Lock()
         self._version = 0
         self._swap_lock = threading.Lock()
+        # load_over_base's record: the base values of the tensors it replaced, and which
+        # tensors hold something else than the base now
+        self._over_base_lock = threading.Lock()
+        self._base_values: dict[str, Tensor] = {}
+        self._overridden: frozenset[str] = frozenset()
         self._session: onnx_backend.OnnxSession | None = None
         self.backend, self.backend_note = "torch", "requested"
         if backend != "torch":
@@ -265,6 +273,34 @@ class Predictor:
             return result
         self._apply(self._stage(update, strict=False), update, version)
         return None
+
+    def load_over_base(self, state: Mapping[str, Tensor], *, version: int | None = None) -> None:
+        """Put ``state``'s tensors in force over the base weights, between two frames.
+
+        The one path by which new weights reach inference: a trainer's payload (the
+        tensors that differ from the base), a room's parameters, or an empty state for
+        the base itself. The base is the model this Predictor was built with; tensors
+        that a previous call replaced and ``state`` leaves out return to it. Only those
+        and ``state``'s tensors are copied, so a decoder update swaps the decoder (and
+        with onnxruntime keeps the session). A tensor's base value is kept from the
+        first time it is replaced, never the whole model. Do not mix with
+        :meth:`swap_state` / :meth:`load_state_dict`, which do not keep that record.
+
+        Args:
+            state: tensors by ``state_dict`` name, on any device.
+            version: as in :meth:`swap_state`.
+
+        Raises:
+            ValueError, TypeError: as :meth:`swap_state`; nothing changes then.
+        """
+        with self._over_base_lock:
+            update = {**{k: self._base_values[k] for k in self._overridden - state.keys()}, **state}
+            staged = self._stage(update, strict=False)  # raises before anything changes
+            own = self._model.state_dict()
+            for name in state.keys() - self._base_values.keys():
+                self._base_values[name] = own[name].detach().clone()
+            self._apply(staged, update, version)
+            self._overridden = frozenset(state)
 
     def _apply(self, staged: list[tuple[Tensor, Tensor]], state: Mapping[str, Tensor], version: int | None) -> None:
         """Copy checked tensors in between two frames; with onnxruntime, swap in a session built first."""

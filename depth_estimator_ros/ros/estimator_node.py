@@ -110,9 +110,10 @@ Parameters
 Threads: the image callback only hands the newest message to the inference
 thread (:class:`~depth_estimator_ros.ros.latest.LatestWorker`, outside the rclpy
 executor), which decodes, predicts and publishes; a frame replaced before the
-thread reached it is a ``stale`` drop. Weight payloads are validated into a
-staging model in the executor's thread and swapped in under the predictor's
-lock, so inference never waits for a payload to decode. An unexpected error in
+thread reached it is a ``stale`` drop. Weight payloads are validated in the
+executor's thread and their tensors swapped in over the base under the
+predictor's lock (only the tensors that change), so inference never waits for a
+payload to decode. An unexpected error in
 the inference thread is logged and counted (``dropped_internal_error``) and the
 next frame is processed as usual.
 """
@@ -138,7 +139,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, Poi
 from std_msgs.msg import Header, UInt8MultiArray
 
 from depth_estimator_ros import models, parameters
-from depth_estimator_ros.adaptation.payload import PayloadError, RunOrder, apply_payload, read_payload
+from depth_estimator_ros.adaptation.payload import PayloadError, RunOrder, check_payload, read_payload
 from depth_estimator_ros.adaptation.recognition import BASE_STATE, RoomRecognizer
 from depth_estimator_ros.adaptation.rooms import RoomMemoryError
 from depth_estimator_ros.learning.device import resolve_device
@@ -301,18 +302,16 @@ class DepthEstimatorNode(Node):
         self._rgb = codec.rgb_transport(values["rgb_transport"])  # ValueError names the allowed values
         model, _ = load_model(values["arch"], values["checkpoint"], values["input_size"])
         model.eval()
-        # The predictor runs a private copy. With a weights subscription, `model` stays on
-        # the CPU as the staging copy into which payloads are validated and applied, and
-        # the base is a copy of its own; without (the live process's in-process
-        # hand-over), nothing else needs `model`, and the base is its tensors.
-        state = model.state_dict()
-        self._base_state = {k: v.detach().clone() if subscribe_weights else v.detach() for k, v in state.items()}
         checkpoint = str(models.resolve_checkpoint(values["checkpoint"])) if values["checkpoint"] else None
+        # The predictor takes the node's one copy of the model; every update reaches it
+        # through Predictor.load_over_base (apply_state), which keeps the base values of
+        # only the tensors updates replace.
         self._predictor = Predictor(
             model, device=resolve_device(values["device"]), backend=values["backend"], checkpoint=checkpoint,
             threads=torch_thread_count(values["torch_threads"]), trt_cache_dir=values["trt_cache_dir"] or None,
+            take_model=True,
         )
-        self._staging = model if subscribe_weights else None
+        model = self._predictor.model
         self._auto_payload_limit = full_payload_limit(model)
         self._max_payload_bytes = values["max_payload_bytes"] or self._auto_payload_limit
         self._weight_drops = DropCounter(values["log_throttle_sec"])
@@ -407,21 +406,22 @@ class DepthEstimatorNode(Node):
         }
 
     def apply_state(self, version: int, state: Mapping[str, torch.Tensor]) -> None:
-        """Swap in new weights between two frames (in-process hand-over from the trainer).
+        """Swap in new weights between two frames: the one path of every update.
+
+        A ``weights`` payload, the in-process trainer's state and a recognised room all
+        come here (:meth:`Predictor.load_over_base`: only the tensors that change are copied).
 
         Args:
             version: the weights version.
-            state: ``state_dict``-like tensors, a full or partial set; tensors not in
-                ``state`` return to the base weights.
+            state: ``state_dict``-like tensors that differ from the base, a partial or
+                full set; tensors not in ``state`` return to the base weights.
 
         Raises:
             ValueError: unknown tensor names or wrong shapes; nothing changes then.
         """
-        self._predictor.load_state_dict({**self._base_state, **state}, version=version)
+        self._predictor.load_over_base(state, version=version)
 
     def _on_weights(self, msg: UInt8MultiArray) -> None:
-        # Only this callback touches the staging model (the callbacks share one single-threaded executor).
-        assert self._staging is not None, "the weights subscription exists only with a staging model"
         size = len(msg.data)
         if size > self._max_payload_bytes:  # before a single byte is copied or parsed
             self._refuse_weights("too_large", f"{size} bytes, more than max_payload_bytes = "
@@ -433,14 +433,13 @@ class DepthEstimatorNode(Node):
             if stale:
                 self._refuse_weights("stale", stale, size)
                 return
-            self._staging.load_state_dict(self._base_state)  # payloads are deltas against the base
-            version = apply_payload(self._staging, metadata, tensors)
+            version = check_payload(self._predictor.model, metadata, tensors)
         except PayloadError as exc:
             self._refuse_weights("invalid", str(exc), size)
             return
         self._run_order.accepted(metadata)
         with self._swap_lock:  # a trainer with sensor depth judges better: recognition holds off
-            self.apply_state(version, self._staging.state_dict())
+            self.apply_state(version, tensors)  # payloads are deltas against the base
             self._weights_at = time.monotonic()
             self._room_in_force, self._room_state = TRAINER_WEIGHTS, None
         self.get_logger().info(f"weights version {version} in force")
