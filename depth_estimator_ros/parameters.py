@@ -353,7 +353,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
        high=1000, field="holdout_frames"),
     _P("accept_tolerance", "double", 0.05, _T, "accept a round with held-out RMSE <= (1 + this) x before",
        live=True, low=0.0, high=100.0, field="accept_tolerance",
-       doc="accept a round whose held-out RMSE is at most (1 + this) × before; NaN/inf is always refused"),
+       doc="accept a round whose held-out RMSE is at most (1 + this) × before and no more than the base "
+           "weights'; NaN/inf is always refused"),
     _P("select_best", "bool", True, _T, "test, then train: each round first scores the weights in force, the "
        "base and the remembered rooms on its new frames and trains from the best", live=True,
        field="select_best",

@@ -21,6 +21,7 @@ from depth_estimator_ros.adaptation import (
     read_payload,
 )
 from depth_estimator_ros.adaptation.buffer import prepare_frame, stack_frames
+from depth_estimator_ros.adaptation.engine import SELECT_FRAMES
 from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.data.synthetic import SyntheticRooms
 from depth_estimator_ros.learning import compute_metrics, valid_mask
@@ -646,3 +647,37 @@ def test_a_change_check_during_a_round_abandons_it_and_keeps_the_switch(room) ->
     base = base_model().state_dict()
     assert all(torch.equal(v.cpu(), base[k]) for k, v in engine.training_model.state_dict().items())
     assert engine.version == version + 1 == predictor.version
+
+
+def test_a_round_worse_than_the_base_on_its_held_out_frames_is_refused_even_when_better_than_before(room) -> None:
+    """Room A's weights, trained on in room B where the base is exact: the round improves on A's
+    weights but stays worse than the base, so it is refused and A's weights stay (selection off)."""
+    engine, predictor, _ = _adapted_to_a(room, select_best=False, change_check_frames=0)
+    exact = Predictor(base_model())
+    b = [dataclasses.replace(f, depth=exact.predict(f.rgb)) for f in room[24:36]]
+    version = engine.version
+    for f in b:
+        engine.offer(f)
+    result = engine.run_round()
+    assert result.holdout_after < result.holdout_before  # better than the weights in force before the round ...
+    assert result.outcome == "rejected_worse" and engine.version == version  # ... but not than the base
+
+
+def test_the_selection_scores_the_candidates_on_a_few_new_frames_spread_over_the_round(room) -> None:
+    engine = AdaptationEngine(base_model(), config(max_new_frames=12, min_new_frames=12, change_check_frames=0), seed=0)
+    engine.enabled = True
+    for f in room[:12]:
+        engine.offer(f)
+    engine.run_round()  # remembers a room: the next round's selection has the base and it to score
+    scored = []
+    holdout_rmse = engine._holdout_rmse
+    engine._holdout_rmse = lambda frames, cached: scored.append([f.index for f in frames]) or holdout_rmse(
+        frames, cached)
+    for f in room[12:24]:
+        engine.offer(f)
+    engine.run_round()
+    new = sorted({i for frames in scored for i in frames})
+    spread = [frames for frames in scored if len(frames) == SELECT_FRAMES]
+    assert len(spread) >= 2  # the weights in force and at least the base, on the same frames
+    assert all(frames == spread[0] for frames in spread) and spread[0][-1] == new[-1]  # the newest included
+    assert all(len(frames) in (SELECT_FRAMES, 2) for frames in scored)  # else only the 2 held-out frames

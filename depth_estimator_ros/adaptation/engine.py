@@ -15,16 +15,19 @@ trainer's subscription: every frame), are resized once into a bounded
    L2-SP anchor toward the base weights, AdamW, gradient clipping;
 3. judge: the held-out RMSE of the candidate against the RMSE of the weights in force
    (measured before training). The round is accepted only when the loss, the gradient
-   norm, every parameter and buffer stayed finite and the RMSE after is at most
-   ``(1 + accept_tolerance)`` times the RMSE before. Otherwise the weights *and* the
+   norm, every parameter and buffer stayed finite, the RMSE after is at most
+   ``(1 + accept_tolerance)`` times the RMSE before, and no worse than the base weights'
+   on the same frames (so rounds that are each a little worse cannot drift below not
+   adapting). Otherwise the weights *and* the
    optimizer state are restored and the rejection is counted with its reason. A round
    that raises (out of memory, a shape or data error) is rolled back the same way and
    counted as ``failed`` with the error as ``last_error``; the next round runs as usual.
    Each frame of a failed round is then run alone, and the ones that fail on their own
    are removed from the buffer (``frames_removed``), so they are never drawn again.
 4. test, then train (``select_best``, on by default): before training, the round scores the
-   weights in force, the base weights and every room of the :class:`RoomMemory` on *all*
-   its new frames, which nothing has trained on yet. When a candidate beats the weights
+   weights in force, the base weights and every room of the :class:`RoomMemory` on
+   :data:`SELECT_FRAMES` of its new frames (spread over them, the newest included), which
+   nothing has trained on yet; its evidence adds up over rounds. When a candidate beats the weights
    in force by more than ``select_margin``, it is loaded and published at once, in full,
    before the round trains from it (counted as ``rounds_switched``). So adapting is never
    worse than not adapting for longer than about one round's frames, a return visit starts from what
@@ -106,6 +109,9 @@ GIL while a round runs, and frames are missed (README, "live"). The process owne
 CHANGE_CHECK_PAIRS = 3
 """Newest pairs a change check scores (every ``change_check_frames`` kept pairs)."""
 
+SELECT_FRAMES = 4
+"""New frames of a round the selection scores the candidates on, evenly spread over them."""
+
 ROUND_OUTCOMES: tuple[str, ...] = (
     "accepted", "rejected_nan", "rejected_worse", "aborted", "switched", "failed", "skipped"
 )
@@ -169,6 +175,7 @@ class _Round:
     loss: float = math.nan
     before: float = math.nan  # held-out RMSE in metres of the weights in force
     after: float = math.nan  # the same after training
+    from_base: bool = False  # the round trains from the base weights (``before`` is the base's score)
 
     @property
     def changed(self) -> bool:
@@ -576,11 +583,14 @@ class AdaptationEngine:
             rnd.switched = True
             self._publish_in_force(full=True)
         rnd.before = self._holdout_rmse(rnd.holdout, rnd.cached)
+        rnd.from_base = not self._changed_from_base()
         rnd.loss = self._train(rnd.train, cfg, rnd.cached)
         rnd.after = self._holdout_rmse(rnd.holdout, rnd.cached)
         if not (math.isfinite(rnd.loss) and math.isfinite(rnd.after) and self._state_finite()):
             rnd.outcome = "rejected_nan"
         elif math.isfinite(rnd.before) and rnd.after > rnd.before * (1.0 + cfg.accept_tolerance):
+            rnd.outcome = "rejected_worse"
+        elif self._worse_than_base(rnd):
             rnd.outcome = "rejected_worse"
         else:
             rnd.outcome = "accepted"
@@ -650,12 +660,32 @@ class AdaptationEngine:
         return self._buffer.remove(failing)
 
     @torch.no_grad()
+    def _worse_than_base(self, rnd: _Round) -> bool:
+        """Whether the trained weights score worse than the base on the round's held-out frames; round lock held.
+
+        Rounds judged only against the weights they started from can each be a little worse
+        (``accept_tolerance``) and drift below the base over a few rounds in a room the base
+        already knows; this keeps every accepted round at least as good as not adapting on
+        frames it never trained on.
+        """
+        if rnd.from_base:
+            return rnd.after > rnd.before
+        trained = {k: v.detach().clone() for k, v in self._changed_from_base().items()}
+        try:
+            self._load_room_state({})
+            base = self._holdout_rmse(rnd.holdout, rnd.cached)
+        finally:
+            self._load_room_state(trained)
+        return math.isfinite(base) and rnd.after > base
+
+    @torch.no_grad()
     def _select(self, frames: list[BufferedFrame], cfg: AdaptationConfig, cached: bool) -> bool:
         """Score the weights in force, the base and the remembered rooms on ``frames``; load the best.
 
         Round lock held. Returns whether other weights were loaded (the optimizer restarts).
         """
         current = {k: v.detach().clone() for k, v in self._changed_from_base().items()}
+        frames = _spread(frames, SELECT_FRAMES)
         in_force = self._holdout_rmse(frames, cached)
         if not math.isfinite(in_force):
             return False
@@ -1040,3 +1070,11 @@ class AdaptationEngine:
         out.update({f"frames_{k}": v for k, v in counters.items() if k.startswith("dropped_")})
         return out
 
+
+
+def _spread(frames: list[BufferedFrame], count: int) -> list[BufferedFrame]:
+    """Return ``count`` of ``frames`` evenly spread over them, the newest included (all when no more)."""
+    if len(frames) <= count:
+        return frames
+    step = len(frames) / count
+    return [frames[len(frames) - 1 - int(i * step)] for i in reversed(range(count))]
