@@ -368,13 +368,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
        "/ RMSE candidate) on each round's new frames, less a drift of this/2 per round (this/4 for the base), "
        "must pass this value. A room change (in force 2x worse) switches at once; a steady advantage of a few "
        "percent within a few rounds"),
-    _P("change_check_frames", "int", 15, _T, "every this many kept pairs, also between and during rounds, score "
-       "the weights in force against the base and the room the newest 3 pairs look like; 0 = only at rounds",
+    _P("change_check_frames", "int", 10, _T, "every this many kept pairs, also between and during rounds, score "
+       "the weights in force against the base and the room the newest pair looks like; 0 = only at rounds",
        live=True, low=0, high=1000, field="change_check_frames",
        doc="every this many kept pairs, also between and during rounds, the weights in force, the base and the "
-       "remembered room the pairs look like (appearance) are scored on the newest 3 pairs (three decoder "
-       "passes, whatever the memory holds); when one of them is better by more than "
-       "`change_margin` it is switched to at once (published in full; a round in progress is abandoned and "
+       "remembered room the pair looks like (appearance) are scored on the newest pair (three decoder "
+       "passes; the other remembered rooms too when the base is in force or one of them wins); when one is "
+       "better by more than `change_margin` it is switched to at once (published in full; a round in progress is abandoned and "
        "rolled back). A room change then costs a few frames, not a round; 0 = only the rounds' selection"),
     _P("change_margin", "double", 0.2, _T, "log RMSE advantage on the newest pairs that switches at once "
        "(0.2: about 22 % better)", live=True, low=0.01, high=5.0, field="change_margin"),

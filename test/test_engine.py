@@ -681,3 +681,33 @@ def test_the_selection_scores_the_candidates_on_a_few_new_frames_spread_over_the
     assert len(spread) >= 2  # the weights in force and at least the base, on the same frames
     assert all(frames == spread[0] for frames in spread) and spread[0][-1] == new[-1]  # the newest included
     assert all(len(frames) in (SELECT_FRAMES, 2) for frames in scored)  # else only the 2 held-out frames
+
+
+def test_a_change_check_finds_a_remembered_room_that_appearance_does_not_name(room) -> None:
+    engine, predictor, a = _adapted_to_a(room, change_check_frames=4)
+    first = engine.room
+    engine._recognise = lambda frames, cached: None  # appearance names no room
+    for f in room[24:28]:  # room B: the base beats A's weights
+        engine.offer(f)
+    assert engine.check_change() and engine.room is None
+    for f in a[18:22]:  # back in A with the base in force: the check scores the remembered rooms too
+        engine.offer(f)
+    assert engine.check_change() and engine.room == first
+    assert rmse_on(predictor, a[18:22]) < rmse_on(Predictor(base_model()), a[18:22])
+
+
+def test_the_training_copy_holds_the_base_plus_exactly_the_loaded_room_after_rounds_switches_and_rollbacks(room) -> None:
+    """Loads copy only the tensors that may differ from the base; after rounds (accepted and
+    rolled back), selections and checks, loading a room still gives base + its delta exactly."""
+    engine, _, a = _adapted_to_a(room, change_check_frames=4, select_best=True)
+    for f in room[24:36]:
+        engine.offer(f)
+        engine.check_change()
+    engine.run_round()
+    base = base_model().state_dict()
+    for name in [None, *engine.memory.names()]:
+        delta = {} if name is None else engine.memory.get(name).delta
+        engine._load_room_state(delta)
+        for key, value in engine.training_model.state_dict().items():
+            expected = delta[key] if key in delta else base[key]
+            assert torch.equal(value.cpu(), expected.cpu()), (name, key)

@@ -101,8 +101,9 @@ class AdaptationConfig:
             safe default), must pass ``select_margin``. A room change switches at once, a small
             steady advantage within a few rounds, noise never.
         change_check_frames: every this many kept frames (between and during rounds) the
-            weights in force, the base and the remembered room the newest frames look like
-            are scored on the newest 3 frames (``engine.CHANGE_CHECK_PAIRS``); 0 = only the
+            weights in force, the base and the remembered room the newest frame looks like
+            are scored on the newest frame (``engine.CHANGE_CHECK_PAIRS``), and the other
+            remembered rooms when the base is in force or one of those wins; 0 = only the
             rounds' selection.
         change_margin: log RMSE advantage on those frames that switches at once.
         max_rooms: rooms the room memory keeps (least recently used forgotten); 0 = none.

@@ -76,7 +76,7 @@ import copy
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,8 +106,10 @@ GIL while a round runs, and frames are missed (README, "live"). The process owne
 (``live``, the prequential evaluator) sets it; the engine itself does not.
 """
 
-CHANGE_CHECK_PAIRS = 3
-"""Newest pairs a change check scores (every ``change_check_frames`` kept pairs)."""
+CHANGE_CHECK_PAIRS = 1
+"""Newest pairs a change check scores (every ``change_check_frames`` kept pairs): checking
+often on one pair finds a room change sooner than rarely on several, for the same decoder
+passes per pair (docs/EXPERIMENTS.md)."""
 
 SELECT_FRAMES = 4
 """New frames of a round the selection scores the candidates on, evenly spread over them."""
@@ -221,6 +223,9 @@ class AdaptationEngine:
         self._model: DepthModel = copy.deepcopy(model).to(self._device)
         self._model.eval()
         self._base_state = {k: v.detach().clone() for k, v in self._model.state_dict().items()}
+        # the tensors of the training copy that may differ from the base (a superset): what
+        # _load_room_state copies back; training adds _changing_names(), a load sets it
+        self._dirty: set[str] = set()
         if prefers_channels_last(self._device):
             self._model.to(memory_format=torch.channels_last)
         # The base on the CPU, for the in-force copies to share (the same tensors on a CPU device).
@@ -779,14 +784,16 @@ class AdaptationEngine:
         if not self._change_check_due(cfg):
             return False
         self._checked_at = self._buffer.kept
-        # the newest few pairs, not every pair since the last check: at 30 Hz the encoder
+        # the newest pair(s), not every pair since the last check: at 30 Hz the encoder
         # features of every pair would cost the trainer a third of its rounds in one room
         frames = self._buffer.newest(min(CHANGE_CHECK_PAIRS, cfg.change_check_frames))
         training = {k: v.detach().clone() for k, v in self._changed_from_base().items()}
         frozen = cfg.feature_cache and self._model.encoder_is_frozen()
         # The base and, when the frames look like another remembered room, that room: a check
-        # costs three decoder passes over a few frames whatever the memory holds. A room that
-        # appearance does not name returns at the next round's selection, which scores them all.
+        # costs three decoder passes over a few frames whatever the memory holds. Only when
+        # one of them beats the weights in force (a switch: rare) or the base is in force (a
+        # new room's first pairs, or after a switch to the base) are the other remembered
+        # rooms scored too, so a return visit lands on its room even when appearance is unsure.
         candidates: list[tuple[str | None, dict[str, Tensor]]] = [(None, {})]
         recognised = self._recognise(frames, frozen)
         if recognised is not None and recognised != self._room and (room := self._memory.get(recognised)) is not None:
@@ -795,13 +802,14 @@ class AdaptationEngine:
         best: tuple[float, str | None, dict[str, Tensor]] = (math.inf, None, {})
         try:
             self._model.eval()
-            self._model.load_state_dict(self._in_force[1])
+            self._load_room_state({k: v for k, v in self._in_force[1].items() if v is not self._base_cpu[k]})
             in_force = self._holdout_rmse(frames, frozen)
-            for name, delta in candidates if math.isfinite(in_force) else ():
-                self._load_room_state(delta)
-                score = self._holdout_rmse(frames, frozen and not any(k.startswith("encoder.") for k in delta))
-                if math.isfinite(score) and 0 < score < best[0]:
-                    best = (score, name, delta)
+            if math.isfinite(in_force):
+                best = self._best_of(candidates, frames, frozen, best)
+            if not self.adapted or (math.isfinite(best[0]) and math.log(in_force / best[0]) > cfg.change_margin):
+                others = [(name, room.delta) for name in self._memory.names()
+                          if name not in (self._room, recognised) and (room := self._memory.get(name)) is not None]
+                best = self._best_of(others, frames, frozen, best)
         finally:
             self._load_room_state(training)
             self._model.train(was_training)
@@ -810,6 +818,21 @@ class AdaptationEngine:
         self._switch_to(best[1], best[2], training)
         self._check_switched = True
         return True
+
+    def _best_of(
+        self,
+        candidates: list[tuple[str | None, dict[str, Tensor]]],
+        frames: list[BufferedFrame],
+        cached: bool,
+        best: tuple[float, str | None, dict[str, Tensor]],
+    ) -> tuple[float, str | None, dict[str, Tensor]]:
+        """Score each ``(name, delta)`` on ``frames``; return the lowest of them and ``best``; round lock held."""
+        for name, delta in candidates:
+            self._load_room_state(delta)
+            score = self._holdout_rmse(frames, cached and not any(k.startswith("encoder.") for k in delta))
+            if math.isfinite(score) and 0 < score < best[0]:
+                best = (score, name, delta)
+        return best
 
     @torch.no_grad()
     def _recognise(self, frames: list[BufferedFrame], cached: bool) -> str | None:
@@ -836,12 +859,21 @@ class AdaptationEngine:
         self._publish(version, state, full=full)
         return version
 
-    def _load_room_state(self, delta: dict[str, Tensor]) -> None:
-        """Load the base weights with ``delta`` over them into the training copy."""
+    def _load_room_state(self, delta: Mapping[str, Tensor]) -> None:
+        """Load the base weights with ``delta`` over them into the training copy; round lock held.
+
+        Copies only the tensors that may differ from the base (:attr:`_dirty`) and ``delta``'s:
+        checks and selections load several candidates per round, and a full
+        ``load_state_dict`` holds the GIL from an estimator in the same process for
+        milliseconds each time.
+        """
         with torch.no_grad():
-            self._model.load_state_dict(self._base_state)
-            if delta:
-                self._model.load_state_dict({k: v.to(self._device) for k, v in delta.items()}, strict=False)
+            own = self._model.state_dict()
+            for name in self._dirty - delta.keys():
+                own[name].copy_(self._base_state[name])
+            for name, value in delta.items():
+                own[name].copy_(value)
+        self._dirty = set(delta)
 
     @torch.no_grad()
     def _remember(self, frames: list[BufferedFrame], cached: bool) -> None:
@@ -868,8 +900,7 @@ class AdaptationEngine:
         """
         if any(k.startswith("encoder.") for k in self._changed_from_base()):
             self._features.clear()
-        with torch.no_grad():
-            self._model.load_state_dict(self._base_state)
+        self._load_room_state({})
         self._optimizer = None
         self._applied = None
         self._apply_config()
@@ -885,6 +916,7 @@ class AdaptationEngine:
             n_base = min(cfg.batch_size - 1, max(1, round(cfg.batch_size * cfg.base_replay_fraction)))
         n_live = cfg.batch_size - n_base
         anchor = [(p, self._base_state[name]) for name, p in self._model.named_parameters() if p.requires_grad]
+        self._dirty |= self._changing_names()
         total, steps = 0.0, 0
         self._model.train()
         for _ in range(cfg.epochs_per_round):
@@ -936,7 +968,8 @@ class AdaptationEngine:
 
     def _changed_from_base(self) -> dict[str, Tensor]:
         """Return the training copy's tensors that differ from the base weights (not copies)."""
-        return {k: v for k, v in self._model.state_dict().items() if not torch.equal(v, self._base_state[k])}
+        own = self._model.state_dict()
+        return {k: own[k] for k in self._dirty if not torch.equal(own[k], self._base_state[k])}
 
     def _snapshot(self) -> dict[str, Tensor]:
         """Return the state a round restores on rollback: copies of what the round can change.
@@ -945,9 +978,13 @@ class AdaptationEngine:
         frozen parameters enter the snapshot as themselves, so a decoder round copies the
         decoder, not the encoder.
         """
-        trainable = {name for name, p in self._model.named_parameters() if p.requires_grad}
-        changing = trainable | {name for name, _ in self._model.named_buffers()}
+        changing = self._changing_names()
         return {k: v.detach().clone() if k in changing else v for k, v in self._model.state_dict().items()}
+
+    def _changing_names(self) -> set[str]:
+        """``state_dict`` names of the tensors training can change: the trainable parameters and every buffer."""
+        trainable = {name for name, p in self._model.named_parameters() if p.requires_grad}
+        return (trainable | {name for name, _ in self._model.named_buffers()}) & self._base_state.keys()
 
     def _in_force_copy(self) -> dict[str, Tensor]:
         """Return a CPU copy of the training copy's state for readers and the callbacks.
