@@ -213,6 +213,14 @@ def test_load_over_base_swaps_only_what_changes_and_returns_left_out_tensors_to_
     np.testing.assert_allclose(predictor.predict(image), at_base, rtol=1e-5, atol=1e-6)
 
 
+def test_a_model_resolution_prediction_upsampled_later_is_the_prediction():
+    predictor = Predictor(_fast(3))
+    image = _image(7, 96, 160)
+    small, version = predictor.predict_versioned(image, upsample=False)
+    assert small.shape == predictor.input_size and version == 0
+    np.testing.assert_array_equal(predictor.upsample(small, image.shape[:2]), predictor.predict(image))
+
+
 def test_take_model_runs_the_callers_model_without_a_copy():
     model = _fast(2)
     predictor = Predictor(model, take_model=True)

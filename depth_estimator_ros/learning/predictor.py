@@ -185,7 +185,12 @@ class Predictor:
         return self.predict_versioned(rgb, focal=focal)[0]
 
     def predict_versioned(
-        self, rgb: np.ndarray, *, focal: float | None = None, timings: dict[str, float] | None = None
+        self,
+        rgb: np.ndarray,
+        *,
+        focal: float | None = None,
+        timings: dict[str, float] | None = None,
+        upsample: bool = True,
     ) -> tuple[np.ndarray, int]:
         """Predict depth for one image and say which weight version produced it.
 
@@ -196,6 +201,8 @@ class Predictor:
                 resize, upload), ``forward`` (the model itself; on CUDA the stream is
                 synchronised to time it) and ``finish`` (download, upsampling to the
                 image size, range mask).
+            upsample: ``False`` returns the range-masked map at the model's resolution
+                (:meth:`upsample` brings it to the image size later).
 
         Returns:
             ``(depth, version)``: ``(H, W)`` float32 metres (NaN invalid) and the
@@ -212,7 +219,7 @@ class Predictor:
             if timings is not None and self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             forwarded = time.perf_counter()
-            depth = self._finish(pred[0, 0], rgb.shape[:2])
+            depth = self._finish(pred[0, 0], rgb.shape[:2] if upsample else None)
             version = self._version
         if timings is not None:
             timings["prepare"] = prepared - start
@@ -378,7 +385,7 @@ class Predictor:
         with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
             return self._model(rgb, focal)
 
-    def _finish(self, depth: Tensor, size: tuple[int, int]) -> np.ndarray:
+    def _finish(self, depth: Tensor, size: tuple[int, int] | None) -> np.ndarray:
         """Bring one ``(h, w)`` prediction to the host, mask what the range clamp decided, upsample to ``size``.
 
         A pixel is valid only strictly inside the model's range: at ``min_depth`` or
@@ -398,7 +405,17 @@ class Predictor:
         with np.errstate(invalid="ignore"):
             inside = (small > self.min_depth * (1 + tol)) & (small < self.max_depth * (1 - tol))
         out = np.where(inside, small, np.float32(np.nan))
+        return out if size is None else self.upsample(out, size)
+
+    @staticmethod
+    def upsample(small: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        """Bring a model-resolution map from ``predict_versioned(..., upsample=False)`` to ``size`` ``(H, W)``.
+
+        The same bilinear resize the predictions get otherwise, so doing it later gives
+        the same depth (an evaluation harness scores after a real-time stream, off the
+        estimator's path).
+        """
         height, width = size
-        if out.shape != (height, width):
-            out = cv2.resize(out, (width, height), interpolation=cv2.INTER_LINEAR)
-        return out
+        if small.shape != (height, width):
+            small = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+        return small
