@@ -345,8 +345,15 @@ class AdaptationEngine:
         """Whether the weights in force differ from the base weights."""
         with self._lock:
             _, state = self._in_force
-        # Tensors equal to the base are the base's own CPU tensors (_in_force_copy).
-        return any(state[k] is not self._base_cpu[k] for k in state)
+        return bool(self._changes(state))
+
+    def _changes(self, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Return the tensors of an in-force copy that differ from the base.
+
+        Tensors equal to the base are the base's own CPU tensors (:meth:`_in_force_copy`),
+        so this compares identities, not values.
+        """
+        return {k: v for k, v in state.items() if v is not self._base_cpu[k]}
 
     def forget(self, name: str | None = None) -> list[str]:
         """Forget room ``name`` (every room when None) from the memory; the weights in force stay.
@@ -802,11 +809,12 @@ class AdaptationEngine:
         best: tuple[float, str | None, dict[str, Tensor]] = (math.inf, None, {})
         try:
             self._model.eval()
-            self._load_room_state({k: v for k, v in self._in_force[1].items() if v is not self._base_cpu[k]})
+            in_force_changes = self._changes(self._in_force[1])
+            self._load_room_state(in_force_changes)
             in_force = self._holdout_rmse(frames, frozen)
             if math.isfinite(in_force):
                 best = self._best_of(candidates, frames, frozen, best)
-            if not self.adapted or (math.isfinite(best[0]) and math.log(in_force / best[0]) > cfg.change_margin):
+            if not in_force_changes or (math.isfinite(best[0]) and math.log(in_force / best[0]) > cfg.change_margin):
                 others = [(name, room.delta) for name in self._memory.names()
                           if name not in (self._room, recognised) and (room := self._memory.get(name)) is not None]
                 best = self._best_of(others, frames, frozen, best)
@@ -1012,7 +1020,7 @@ class AdaptationEngine:
         with self._lock:
             on_update, on_state = self.on_update, self.on_update_state
         if on_state is not None:  # the tensors that differ from the base; the rest are the base's own
-            on_state(version, {k: v for k, v in state.items() if v is not self._base_cpu[k]})
+            on_state(version, self._changes(state))
         if on_update is not None:
             on_update(version, export_payload(self._model, version, base_state=None if full else self._base_state,
                                               run_id=self._run_id))

@@ -268,7 +268,7 @@ def check_payload(
     """Validate tensors returned by :func:`read_payload` against ``model``; change nothing.
 
     The receiver then loads them over the base weights with a partial swap
-    (``Predictor.swap_state``), the estimator's one weights path, or with
+    (``Predictor.load_over_base``), the estimator's one weights path, or with
     :func:`apply_payload` into a model of its own.
 
     Args:
