@@ -360,7 +360,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
        field="select_best",
        doc="test, then train: each round first scores the weights in force, the base and every remembered room "
        "on its new frames (nothing has trained on them yet) and trains from the best; a switch is counted as "
-       "`rounds_switched` and published in full"),
+       "`rounds_switched` and published in full. Weights trained from the base go in force only once the next "
+       "round's new frames show them better than the base (else dropped, counted as `rounds_unproven_dropped`)"),
     _P("select_margin", "double", 0.05, _T, "evidence a candidate needs to replace the weights in force: its "
        "summed log RMSE advantage over rounds, less a drift of this/2 per round (this/4 for the base)", live=True,
        low=0.0, high=0.9, field="select_margin",

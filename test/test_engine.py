@@ -292,7 +292,7 @@ def test_feature_cache_trains_like_the_encoder_path_and_follows_the_buffer(room)
 
 def test_export_import_reproduces_engine_predictions(room) -> None:
     model = base_model()
-    engine = AdaptationEngine(model, config(), seed=2)
+    engine = AdaptationEngine(model, config(select_best=False), seed=2)  # published at once, not proven first
     payloads: list[tuple[int, bytes]] = []
     engine.on_update = lambda version, payload: payloads.append((version, payload))
     for f in room[:6]:
@@ -334,7 +334,7 @@ def round_held(engine: AdaptationEngine) -> Iterator[threading.Event]:
 def test_inference_proceeds_while_a_round_runs(room) -> None:
     model = base_model()
     predictor = Predictor(model)
-    engine = AdaptationEngine(model, config(), seed=3)
+    engine = AdaptationEngine(model, config(select_best=False), seed=3)  # published at once, not proven first
     wire(engine, predictor)
     with round_held(engine) as in_round:
         engine.start()
@@ -377,7 +377,7 @@ def test_state_dict_serves_the_weights_in_force_during_a_round(room) -> None:
 def test_reset_restores_base_predictions_exactly(room) -> None:
     model = base_model()
     predictor = Predictor(model)
-    engine = AdaptationEngine(model, config(), seed=4)
+    engine = AdaptationEngine(model, config(select_best=False), seed=4)  # published at once, not proven first
     wire(engine, predictor)
     payloads: list[bytes] = []
     engine.on_update = lambda version, payload: payloads.append(payload)
@@ -661,6 +661,42 @@ def test_a_round_worse_than_the_base_on_its_held_out_frames_is_refused_even_when
     result = engine.run_round()
     assert result.holdout_after < result.holdout_before  # better than the weights in force before the round ...
     assert result.outcome == "rejected_worse" and engine.version == version  # ... but not than the base
+
+
+def test_weights_trained_from_the_base_go_in_force_once_the_next_round_s_frames_prove_them(room) -> None:
+    model = base_model()
+    predictor = Predictor(model)
+    engine = AdaptationEngine(model, config(change_check_frames=0), seed=6)
+    wire(engine, predictor)
+    a = [dataclasses.replace(f, depth=f.depth * 0.4) for f in room[:12]]
+    for f in a[:6]:
+        engine.offer(f)
+    assert engine.run_round().outcome == "accepted"
+    # accepted on its held-out frames, but not in force yet: nothing published, nothing remembered
+    assert engine.version == predictor.version == 0 and not engine.adapted and engine.room is None
+    assert len(engine.memory) == 0
+    for f in a[6:12]:  # still room A: the trained weights beat the base on the new frames
+        engine.offer(f)
+    engine.run_round()
+    assert engine.version == predictor.version >= 1 and engine.adapted
+    assert engine.room is not None and engine.room in engine.memory.names()
+    assert rmse_on(predictor, a[6:12]) < rmse_on(Predictor(base_model()), a[6:12])
+    assert engine.stats()["rounds_unproven_dropped"] == 0
+
+
+def test_weights_trained_from_the_base_that_lose_to_it_on_the_next_frames_are_dropped(room) -> None:
+    engine = AdaptationEngine(base_model(), config(change_check_frames=0), seed=6)
+    for f in [dataclasses.replace(f, depth=f.depth * 0.4) for f in room[:6]]:
+        engine.offer(f)
+    assert engine.run_round().outcome == "accepted" and engine.version == 0
+    exact = Predictor(base_model())
+    for f in room[6:12]:  # frames on which the base is exact: the unproven weights lose
+        engine.offer(dataclasses.replace(f, depth=exact.predict(f.rgb)))
+    engine.run_round()
+    assert engine.stats()["rounds_unproven_dropped"] == 1
+    assert engine.version == 0 and not engine.adapted and len(engine.memory) == 0
+    # the next round trained from the base again (and is itself unproven): the copy is the base's or its own
+    assert engine.room is None
 
 
 def test_the_selection_scores_the_candidates_on_a_few_new_frames_spread_over_the_round(room) -> None:

@@ -34,7 +34,9 @@ trainer's subscription: every frame), are resized once into a bounded
    the room taught last time, and the base weights are never overwritten: each accepted
    round stores the changed tensors as the current room (a new room when the round
    started from the base), with appearance descriptors of its frames for recognising
-   the room without sensor depth.
+   the room without sensor depth. Weights of a round that started from the base go in
+   force only once the next round's new frames show them better than the base
+   (:data:`PROVE_FROM_BASE`); otherwise they are dropped (``rounds_unproven_dropped``).
 5. change check (``change_check_frames``, ``change_margin``; with ``select_best``): between
    rounds and between a round's steps, every ``change_check_frames`` kept frames, the
    weights in force, the base and every remembered room are scored on the newest that
@@ -105,6 +107,13 @@ small torch ops, and with Python's default 5 ms each of them can wait that long 
 GIL while a round runs, and frames are missed (README, "live"). The process owner
 (``live``, the prequential evaluator) sets it; the engine itself does not.
 """
+
+PROVE_FROM_BASE = True
+"""Weights of an accepted round that started from the base go in force only once they also
+beat the base on the next round's new frames (else they are dropped): a round is judged on
+its newest frames, which show the view it trained on; where adapting does not carry to the
+next view (a room the base already knows) such rounds were worse than the base a second
+later (docs/EXPERIMENTS.md)."""
 
 CHANGE_CHECK_PAIRS = 1
 """Newest pairs a change check scores (every ``change_check_frames`` kept pairs): checking
@@ -178,11 +187,12 @@ class _Round:
     before: float = math.nan  # held-out RMSE in metres of the weights in force
     after: float = math.nan  # the same after training
     from_base: bool = False  # the round trains from the base weights (``before`` is the base's score)
+    held: bool = False  # accepted from the base: in force only once the next round's frames prove it
 
     @property
     def changed(self) -> bool:
         """Whether the round changes the weights in force (a new version is published)."""
-        return self.outcome == "accepted"
+        return self.outcome == "accepted" and not self.held
 
 
 class AdaptationEngine:
@@ -254,11 +264,11 @@ class AdaptationEngine:
         self._features = FeatureCache()
         self._memory = RoomMemory(self._base_state, model.arch, capacity=config.max_rooms)
         self._room: str | None = None  # the memory's room whose weights are in force; None: the base
-        self._switches = 0
         self._switched_state: dict[str, Tensor] = {}  # what a round switched to, for its rollback
         self._evidence: dict[str, float] = {}  # the selection's CUSUM per candidate ("\0base": the base)
         self._checked_at = 0  # the buffer's kept count at the last change check
         self._check_switched = False  # a change check switched since the last round's selection
+        self._unproven: tuple[list[BufferedFrame], bool] | None = None  # see _prove: (held-out frames, cached)
         self._rng = np.random.default_rng(seed)
         self._config = config
         self._applied: AdaptationConfig | None = None
@@ -276,7 +286,7 @@ class AdaptationEngine:
         self.on_update = on_update
         self.on_update_state = on_update_state
         self._counts = dict.fromkeys(ROUND_OUTCOMES, 0)
-        self._rounds_run = 0
+        self._rounds_run = self._switches = self._unproven_dropped = 0
         self._round_started: float | None = None
         self._last: RoundResult | None = None
         self._last_update: float | None = None
@@ -589,6 +599,9 @@ class AdaptationEngine:
         # a change check that switched since the last round chose on the newest frames; the
         # round's new frames may still hold the room before, so the round does not choose again
         checked, self._check_switched = self._check_switched, False
+        if self._unproven is not None:
+            rnd.switched = True  # the training copy changes either way: a rollback returns to what _prove left
+            self._prove(rnd.new, rnd.cached)
         if cfg.select_best and not checked and self._select(rnd.new, cfg, rnd.cached):
             # published now, before training: what the new frames showed is in force
             # one hand-over later, not a round later
@@ -631,7 +644,10 @@ class AdaptationEngine:
             ``(result, state)``: the round's :class:`RoundResult` and, when it changed the
             weights in force, their CPU copy (else ``{}``).
         """
-        if rnd.outcome == "accepted":
+        if rnd.outcome == "accepted" and rnd.from_base and rnd.cfg.select_best and PROVE_FROM_BASE:
+            rnd.held = True
+            self._unproven = (rnd.holdout, rnd.cached)
+        elif rnd.outcome == "accepted":
             self._remember(rnd.holdout, rnd.cached)
         state = self._in_force_copy() if rnd.changed else {}
         with self._lock:
@@ -691,6 +707,34 @@ class AdaptationEngine:
         return math.isfinite(base) and rnd.after > base
 
     @torch.no_grad()
+    def _prove(self, frames: list[BufferedFrame], cached: bool) -> None:
+        """Put the unproven weights in force if they beat the base on ``frames``, else drop them; round lock held.
+
+        In force they are remembered as a new room and published; dropped, the training
+        copy returns to the base (already in force) and the optimizer restarts. Either
+        way :attr:`_switched_state` is what a rollback of the round returns to.
+        """
+        holdout, was_cached = self._unproven or ([], False)
+        self._unproven = None
+        candidate = {k: v.detach().clone() for k, v in self._changed_from_base().items()}
+        frames = _spread(frames, SELECT_FRAMES)
+        score = self._holdout_rmse(frames, cached)
+        self._load_room_state({})
+        base = self._holdout_rmse(frames, cached)
+        if math.isfinite(score) and math.isfinite(base) and score < base:
+            self._load_room_state(candidate)
+            self._switched_state = candidate
+            self._remember(holdout, was_cached)
+            self._publish_in_force(full=False)
+            return
+        self._switched_state = {}
+        self._optimizer = None
+        self._applied = None
+        self._apply_config()
+        with self._lock:
+            self._unproven_dropped += 1
+
+    @torch.no_grad()
     def _select(self, frames: list[BufferedFrame], cfg: AdaptationConfig, cached: bool) -> bool:
         """Score the weights in force, the base and the remembered rooms on ``frames``; load the best.
 
@@ -747,6 +791,7 @@ class AdaptationEngine:
         The optimizer restarts and the selection's evidence starts again.
         """
         self._evidence.clear()
+        self._unproven = None  # weights not yet in force are left with the training copy
         if any(k.startswith("encoder.") for k in (*delta, *current)):
             self._features.clear()
         self._load_room_state(delta)
@@ -908,6 +953,7 @@ class AdaptationEngine:
         """
         if any(k.startswith("encoder.") for k in self._changed_from_base()):
             self._features.clear()
+        self._unproven = None
         self._load_room_state({})
         self._optimizer = None
         self._applied = None
@@ -1067,7 +1113,9 @@ class AdaptationEngine:
         Returns:
             A JSON-able dict: ``version``, ``enabled``, ``round_in_progress``,
             ``rounds_run``, ``rounds_accepted``, ``rounds_rejected_nan``,
-            ``rounds_rejected_worse``, ``rounds_aborted``, ``rounds_failed``,
+            ``rounds_rejected_worse``, ``rounds_aborted``, ``rounds_failed``, ``rounds_switched``,
+            ``rounds_unproven_dropped`` (accepted rounds from the base whose weights lost to
+            the base on the next round's frames and never went in force),
             ``last_loss``, ``last_holdout_rmse_before``/``_after`` (m), ``round_duration_s``,
             ``last_update_age_s`` (None before the first update), ``buffer_fill``,
             ``buffer_capacity``, ``buffer_nbytes``, ``buffer_capacity_nbytes``,
@@ -1091,6 +1139,7 @@ class AdaptationEngine:
                 "rounds_aborted": self._counts["aborted"],
                 "rounds_failed": self._counts["failed"],
                 "rounds_switched": self._switches,
+                "rounds_unproven_dropped": self._unproven_dropped,
                 "room": self._room,
                 "last_outcome": None if last is None else last.outcome,
                 "last_loss": math.nan if last is None else last.loss,

@@ -31,7 +31,7 @@ Published topics
     ``/diagnostics`` (diagnostic_msgs/DiagnosticArray): pair rate, drops by reason,
     and the engine's statistics (rounds, outcomes, loss, held-out RMSE, buffer fill,
     last update age), the room in force (``room``: its name, ``base``, or
-    ``adapted, not remembered``), ``rooms``, ``rounds_switched``, ``room_memory_dir``
+    ``adapted, not remembered``), ``rooms``, ``rounds_switched``, ``rounds_unproven_dropped``, ``room_memory_dir``
     and ``room_memory_error`` (why the last save failed; the status is WARN then).
 
 Services (request queue of 1000, ``qos.SERVICE_QOS``: a burst of calls is answered in
