@@ -39,8 +39,9 @@ trainer's subscription: every frame), are resized once into a bounded
    (:data:`PROVE_FROM_BASE`); otherwise they are dropped (``rounds_unproven_dropped``).
 5. change check (``change_check_frames``, ``change_margin``; with ``select_best``): between
    rounds and between a round's steps, every ``change_check_frames`` kept frames, the
-   weights in force, the base and every remembered room are scored on the newest that
-   many frames. One better by more than ``change_margin`` (log RMSE) is put in force and
+   weights in force, the base and the room appearance names are scored on the newest
+   :data:`CHANGE_CHECK_PAIRS` frames (every remembered room when the base is in force or
+   one of those wins). One better by more than ``change_margin`` (log RMSE) is put in force and
    published in full at once (a round in progress is abandoned and rolled back; counted
    as ``rounds_switched``), so a room change costs a few frames, not a round. With the
    selection it also bounds where rounds that are each up to ``accept_tolerance`` worse
@@ -698,7 +699,7 @@ class AdaptationEngine:
         """
         if rnd.from_base:
             return rnd.after > rnd.before
-        trained = {k: v.detach().clone() for k, v in self._changed_from_base().items()}
+        trained = self._copy_changes()
         try:
             self._load_room_state({})
             base = self._holdout_rmse(rnd.holdout, rnd.cached)
@@ -716,7 +717,7 @@ class AdaptationEngine:
         """
         holdout, was_cached = self._unproven or ([], False)
         self._unproven = None
-        candidate = {k: v.detach().clone() for k, v in self._changed_from_base().items()}
+        candidate = self._copy_changes()
         frames = _spread(frames, SELECT_FRAMES)
         score = self._holdout_rmse(frames, cached)
         self._load_room_state({})
@@ -740,7 +741,7 @@ class AdaptationEngine:
 
         Round lock held. Returns whether other weights were loaded (the optimizer restarts).
         """
-        current = {k: v.detach().clone() for k, v in self._changed_from_base().items()}
+        current = self._copy_changes()
         frames = _spread(frames, SELECT_FRAMES)
         in_force = self._holdout_rmse(frames, cached)
         if not math.isfinite(in_force):
@@ -808,8 +809,9 @@ class AdaptationEngine:
     def check_change(self) -> bool:
         """Switch at once when the newest frames show the weights in force far worse than another candidate.
 
-        Every ``change_check_frames`` kept frames the weights in force, the base and every
-        remembered room are scored on the newest ``change_check_frames`` frames; when the
+        Every ``change_check_frames`` kept frames the weights in force, the base and the
+        room appearance names are scored on the newest :data:`CHANGE_CHECK_PAIRS` frames
+        (every remembered room when the base is in force or one of those wins); when the
         best is better by more than ``change_margin`` (log RMSE) it is loaded and published
         in full. The worker calls it between rounds and between a round's steps (then
         the round is abandoned and rolled back); a stream-time evaluation calls it after
@@ -839,7 +841,7 @@ class AdaptationEngine:
         # the newest pair(s), not every pair since the last check: at 30 Hz the encoder
         # features of every pair would cost the trainer a third of its rounds in one room
         frames = self._buffer.newest(min(CHANGE_CHECK_PAIRS, cfg.change_check_frames))
-        training = {k: v.detach().clone() for k, v in self._changed_from_base().items()}
+        training = self._copy_changes()
         frozen = cfg.feature_cache and self._model.encoder_is_frozen()
         # The base and, when the frames look like another remembered room, that room: a check
         # costs three decoder passes over a few frames whatever the memory holds. Only when
@@ -1024,6 +1026,10 @@ class AdaptationEngine:
         """Return the training copy's tensors that differ from the base weights (not copies)."""
         own = self._model.state_dict()
         return {k: own[k] for k in self._dirty if not torch.equal(own[k], self._base_state[k])}
+
+    def _copy_changes(self) -> dict[str, Tensor]:
+        """Return copies of :meth:`_changed_from_base`, to load back after scoring other weights."""
+        return {k: v.detach().clone() for k, v in self._changed_from_base().items()}
 
     def _snapshot(self) -> dict[str, Tensor]:
         """Return the state a round restores on rollback: copies of what the round can change.
