@@ -139,13 +139,15 @@ def test_a_global_depth_remap_moves_the_sensor_input_and_leaves_the_estimator_ou
 def test_live_hands_weights_in_process_and_reset_restores_base_predictions(checkpoint):
     probe_rgb = np.random.default_rng(1234).integers(0, 256, (H, W, 3), dtype=np.uint8)
     base_depth = Predictor(models.load_checkpoint(checkpoint, arch="fast")[0]).predict(probe_rgb)
-    with live_pipeline(checkpoint) as (estimator, trainer, camera, probe):
+    # the subject is the hand-over, not the guard: with select_best a round from the base is held until the
+    # next proves it on new frames, which on these noise frames can take many rounds (engine tests cover it)
+    with live_pipeline(checkpoint, select_best=False) as (estimator, trainer, camera, probe):
         published = MessageCollector(probe, UInt8MultiArray, "weights", WEIGHTS_QOS)
         assert estimator.count_subscribers("weights") == 1  # the probe's, not the estimator's
         np.testing.assert_allclose(camera.send(probe_rgb), base_depth, rtol=1e-5)
         while trainer.engine.version < 2:
             camera.send()
-            assert camera.index < 200, "no accepted rounds"
+            assert camera.index < 200, f"no accepted rounds: {trainer.stats()}"
         # the estimator got the trainer's weights in-process, tensor for tensor
         wait_for(lambda: estimator.weights_version == trainer.engine.version, TIMEOUT, what="in-process hand-over")
         trainer.set_parameters([Parameter("adaptation_enabled", value=False)])
@@ -188,7 +190,7 @@ def test_training_never_blocks_inference(checkpoint):
 def test_separate_processes_mode_restarted_estimator_gets_latest_weights_within_1_s(checkpoint):
     with isolated_ros() as ros:
         trainer = ros.add_node(OnlineTrainerNode(
-            context=ros.context, parameter_overrides=_overrides(checkpoint),
+            context=ros.context, parameter_overrides=_overrides(checkpoint, select_best=False),  # published at once
             cli_args=SENSOR_REMAP,
         ))
         probe = ros.create_node("camera")
@@ -198,7 +200,7 @@ def test_separate_processes_mode_restarted_estimator_gets_latest_weights_within_
         ))
         while trainer.engine.version < 1:
             camera.send()
-            assert camera.index < 200, "no accepted rounds"
+            assert camera.index < 200, f"no accepted rounds: {trainer.stats()}"
         trainer.set_parameters([Parameter("adaptation_enabled", value=False)])
         wait_for(lambda: first.weights_version == trainer.engine.version, TIMEOUT, what="weights over the topic")
         ros.remove_node(first)
