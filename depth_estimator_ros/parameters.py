@@ -295,6 +295,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
        "sensor depth depth/filled/image is made from, seconds", live=True, low=1e-6, high=1.0, unit="s",
        doc="largest stamp difference between a colour frame and the sensor depth `depth/filled/image` is made from (as "
        "the trainer's `sync_tolerance`; keep it under half the frame period)"),
+    _P("sensor_scale", "bool", True, _E, "while sensor_depth arrives, multiply depth/image by the sensor's depth "
+       "ratio to the prediction over the last 5 predicted frames (1 s without one: the model's own depth)",
+       live=True,
+       doc="while `sensor_depth` arrives, multiply `depth/image` by the sensor's depth ratio to the prediction "
+       "over the last 5 predicted frames (the median per frame, their geometric mean, within 0.5–2; "
+       "`adaptation.sensor_scale`): a room's scale one frame after the sensor sees it; 1 s without a pair (the "
+       "sensor gone) the output is the model's own again. `sensor_depth` is subscribed when this or "
+       "`publish_filled` is true at start-up"),
     _P("room_recognition", "bool", False, _E, "subscribe to the trainer's rooms and put the room recognised by "
        "appearance (or the base) in force; for an estimator without a trainer with sensor depth (a second robot, "
        "the sensor gone)"),

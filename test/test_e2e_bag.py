@@ -72,6 +72,7 @@ def play(bag: Path, frames: list[Frame], checkpoint: Path, *, adapt: bool, rate_
         Parameter("checkpoint", value=str(checkpoint)),
         Parameter("device", value="cpu"),
         Parameter("adaptation_enabled", value=adapt),
+        Parameter("sensor_scale", value=adapt),  # frozen: neither training nor the sensor's scale
         Parameter("max_future_stamp", value=0.0),  # recorded stamps, whatever the clock says
         Parameter("rgb_transport", value=rgb_transport),
         Parameter("select_best", value=select_best),

@@ -798,8 +798,8 @@ def test_filled_depth_only_while_subscribed_and_only_for_frames_with_a_sensor_de
     assert stats["sensor_depth_in"] == 2 and stats["fill_mean_s"] > 0
 
 
-def test_publish_filled_false_subscribes_to_no_sensor_depth_and_publishes_no_filled(checkpoint):
-    with running_estimator(checkpoint, publish_filled=False) as (_, node, probe):
+def test_publish_filled_and_sensor_scale_false_subscribe_to_no_sensor_depth_and_publish_no_filled(checkpoint):
+    with running_estimator(checkpoint, publish_filled=False, sensor_scale=False) as (_, node, probe):
         pub = probe.create_publisher(Image, "image", 10)
         sensor_pub = probe.create_publisher(Image, "sensor_depth", 10)
         depth = MessageCollector(probe, Image, "depth/image")
@@ -819,6 +819,29 @@ def test_publish_filled_false_subscribes_to_no_sensor_depth_and_publishes_no_fil
         refused = node.set_parameters([Parameter("publish_filled", value=True)])[0]
         assert not refused.successful and "read-only" in refused.reason
     assert (stats["sensor_depth_in"], stats["frames_filled"], stats["filled_unpaired"], len(filled_topic)) == (0, 0, 0, 0)
+
+
+def test_sensor_scale_rescales_the_next_frames_by_the_sensor_ratio_and_can_be_switched_off(checkpoint):
+    with running_estimator(checkpoint, publish_filled=False) as (_, node, probe):  # sensor_scale alone subscribes
+        pub = probe.create_publisher(Image, "image", 10)
+        sensor_pub = probe.create_publisher(Image, "sensor_depth", 10)
+        depth = MessageCollector(probe, Image, "depth/image")
+        wait_for(lambda: sensor_pub.get_subscription_count() > 0, TIMEOUT, what="sensor_depth subscription")
+        rgb = _rgb(21)
+        own = node._predictor.predict(rgb)
+        outputs = []
+        for k in range(3):  # the sensor sees 1.5x what the model predicts
+            stamp = 60.0 + 0.033 * k
+            _send_sensor(node, sensor_pub, codec.depth_to_image(1.5 * own, _header(stamp), "32FC1"))
+            outputs.append(codec.image_to_depth(_send_and_wait(pub, depth, _image(rgb, stamp))))
+        stats = node.stats()
+        assert node.set_parameters([Parameter("sensor_scale", value=False)])[0].successful
+        off = codec.image_to_depth(_send_and_wait(pub, depth, _image(rgb, 60.1)))
+    np.testing.assert_allclose(outputs[0], own, rtol=1e-5)  # no pair before the first frame
+    for out in outputs[1:]:
+        np.testing.assert_allclose(out, np.clip(1.5 * own, 0.0, 10.0), rtol=1e-4)
+    assert stats["sensor_scale_pairs"] == 3 and stats["sensor_scale"] == pytest.approx(1.5, rel=1e-4)
+    np.testing.assert_allclose(off, own, rtol=1e-5)
 
 
 def test_malformed_sensor_depth_is_dropped_counted_and_depth_keeps_flowing(checkpoint):

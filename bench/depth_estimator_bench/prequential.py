@@ -41,6 +41,7 @@ import numpy as np
 
 from depth_estimator_ros.adaptation.config import AdaptationConfig
 from depth_estimator_ros.adaptation.engine import SHARED_PROCESS_SWITCH_INTERVAL_S, AdaptationEngine
+from depth_estimator_ros.adaptation.sensor_scale import SensorScale
 from depth_estimator_ros.atomic import write_json
 from depth_estimator_ros.data.frame import Frame
 from depth_estimator_ros.learning.losses import valid_mask
@@ -118,6 +119,7 @@ def stream(
     engine: AdaptationEngine | None = None,
     progress: bool = False,
     label: str = "stream",
+    scale: SensorScale | None = None,
 ) -> dict[str, Any]:
     """Play ``frames`` at ``rate_hz`` through the estimator (and the engine, when given).
 
@@ -129,6 +131,8 @@ def stream(
             and stopped at the end; ``on_update_state`` is wired to ``predictor``.
         progress: show a progress bar.
         label: progress bar label.
+        scale: the estimator's sensor scale (``sensor_scale``), or None: each predicted
+            frame is rescaled by it, then compared with its sensor depth for the next.
 
     Returns:
         ``per_frame`` (one row per scored frame: ``index``, ``t`` stream seconds,
@@ -179,6 +183,9 @@ def stream(
             frame = frames[newest]
             start = time.monotonic()
             small, version = predictor.predict_versioned(frame.rgb, focal=frame_focal(frame), upsample=False)
+            if scale is not None:
+                own, small = small, scale.apply(small, newest * period)
+                scale.observe(own, frame.depth, newest * period)
             end = time.monotonic()
             rows.append({
                 "index": newest,
@@ -272,6 +279,7 @@ def stream_budgeted(
     before_frame: Callable[[int], None] | None = None,
     progress: bool = False,
     label: str = "stream",
+    scale: SensorScale | None = None,
 ) -> dict[str, Any]:
     """Play ``frames`` in stream time under ``budget``: deterministic, no threads, no clock.
 
@@ -281,7 +289,8 @@ def stream_budgeted(
     frames later. The rows are those of :func:`stream` (``latency_s`` is the stated
     lag), plus ``room``: the engine's room in force when the frame was scored.
     ``before_frame(i)`` is called before frame ``i`` is scored (a tour snapshots the
-    room memory at each visit's start).
+    room memory at each visit's start). ``scale`` as in :func:`stream` (a pair counts
+    from the next frame on, as in the estimator).
     """
     pending: list[tuple[int, int, dict]] = []
     published: list[tuple[int, dict]] = []
@@ -304,6 +313,9 @@ def stream_budgeted(
                 predictor.load_over_base(due[2], version=due[1])
         t = time.monotonic()
         depth, version = predictor.predict_versioned(frame.rgb, focal=frame_focal(frame))
+        if scale is not None:
+            own, depth = depth, scale.apply(depth, i / rate_hz)
+            scale.observe(own, frame.depth, i / rate_hz)
         row: dict[str, Any] = {
             "index": i, "t": i / rate_hz, "version": version, "latency_s": budget.lag / rate_hz,
             "predict_s": time.monotonic() - t, "room": None if engine is None else engine.room,
@@ -382,6 +394,7 @@ def run_prequential(
     window_s: float = 2.0,
     threshold_m: float = 0.5,
     backend: str = "torch",
+    sensor_scale: bool = True,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Stream ``frames`` without and then with adaptation and measure forgetting.
@@ -400,6 +413,9 @@ def run_prequential(
         threshold_m: RMSE threshold of the time-to-threshold figure (cold start).
         backend: the estimator's inference backend (``torch`` | ``onnxruntime`` | ``auto``,
             :class:`~depth_estimator_ros.learning.predictor.Predictor`); training is torch.
+        sensor_scale: the adapting stream's estimator rescales its output by the sensor's
+            depth ratio of the last frames (the estimator's ``sensor_scale``); the frozen
+            stream never does, and forgetting scores the weights alone.
         progress: show progress bars.
 
     Returns:
@@ -421,7 +437,8 @@ def run_prequential(
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(SHARED_PROCESS_SWITCH_INTERVAL_S)
     try:
-        adapted = stream(predictor, frames, rate_hz=rate_hz, engine=engine, progress=progress, label="adapting")
+        adapted = stream(predictor, frames, rate_hz=rate_hz, engine=engine, progress=progress, label="adapting",
+                         scale=SensorScale(predictor.min_depth, predictor.max_depth) if sensor_scale else None)
     finally:
         sys.setswitchinterval(switch_interval)
     forgetting: dict[str, Any] | None = None
@@ -479,6 +496,7 @@ def run_prequential(
             "backend_note": predictor.backend_note,
             "seed": seed,
             "engine": config.to_dict(),
+            "sensor_scale": sensor_scale,
             "base_frames": 0 if base_frames is None else len(base_frames),
         },
         "summary": summary,

@@ -32,6 +32,7 @@ import torch
 from depth_estimator_ros.adaptation.buffer import prepare_frame, stack_frames
 from depth_estimator_ros.adaptation.config import AdaptationConfig
 from depth_estimator_ros.adaptation.engine import SHARED_PROCESS_SWITCH_INTERVAL_S, AdaptationEngine
+from depth_estimator_ros.adaptation.sensor_scale import SensorScale
 from depth_estimator_ros.adaptation.rooms import (
     RECOGNITION_MARGIN,
     RECOGNITION_THRESHOLD,
@@ -365,6 +366,7 @@ def run_tour(
     backend: str = "torch",
     first_s: float = 3.0,
     window_s: float = 1.0,
+    sensor_scale: bool = True,
     progress: bool = False,
 ) -> dict[str, Any]:
     """Stream a tour frozen and adapting; return per-visit and whole-tour results.
@@ -381,20 +383,21 @@ def run_tour(
 
     engine = AdaptationEngine(model, config, device=device, seed=seed)
     snapshots = _MemorySnapshots(engine, spans)
+    predictor = make_predictor()
+    scale = SensorScale(predictor.min_depth, predictor.max_depth) if sensor_scale else None
     if budget is not None:
         frozen = stream_budgeted(make_predictor(), frames, budget, rate_hz=rate_hz, progress=progress, label="frozen")
-        predictor = make_predictor()
         adapted = stream_budgeted(
             predictor, frames, budget, rate_hz=rate_hz, engine=engine, before_frame=snapshots,
-            progress=progress, label="adapting",
+            progress=progress, label="adapting", scale=scale,
         )
     else:
         frozen = stream(make_predictor(), frames, rate_hz=rate_hz, progress=progress, label="frozen")
-        predictor = make_predictor()
         switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(SHARED_PROCESS_SWITCH_INTERVAL_S)
         try:
-            adapted = stream(predictor, frames, rate_hz=rate_hz, engine=engine, progress=progress, label="adapting")
+            adapted = stream(predictor, frames, rate_hz=rate_hz, engine=engine, progress=progress, label="adapting",
+                             scale=scale)
         finally:
             sys.setswitchinterval(switch_interval)
     f_rows, a_rows = frozen["per_frame"], adapted["per_frame"]
@@ -469,6 +472,7 @@ def run_tour(
             "backend": predictor.backend,
             "seed": seed,
             "engine": config.to_dict(),
+            "sensor_scale": sensor_scale,
             "first_s": first_s,
             "window_s": window_s,
             "recognition": {

@@ -39,16 +39,19 @@ Subscribed topics
     (``rooms_rejected_<too_large|invalid>``) and logged throttled; rooms with bad tensors
     are left out with a warning.
 
-    ``sensor_depth`` (sensor_msgs/Image, only with ``publish_filled``): the sensor's
-    depth *registered* to the colour camera (same field of view), 16UC1 mm or 32FC1 m;
-    the newest :data:`SENSOR_DEPTH_HISTORY` are kept and decoded only when a frame is
-    filled from one. Same QoS as ``image``.
+    ``sensor_depth`` (sensor_msgs/Image, with ``publish_filled`` or ``sensor_scale``): the
+    sensor's depth *registered* to the colour camera (same field of view), 16UC1 mm or
+    32FC1 m; the newest :data:`SENSOR_DEPTH_HISTORY` are kept and decoded only when a frame
+    pairs with one (within ``filled_sync_tolerance``). Same QoS as ``image``.
 
 Published topics (the images, their camera_info and ``depth/points`` reliable, volatile,
 keep-last 10: ``qos.IMAGE_PUBLISHER_QOS``, as image_transport publishes; reliable and
 best-effort subscriptions both match it)
     ``depth/image`` (sensor_msgs/Image): 32FC1 metres with NaN invalid, or 16UC1
-    millimetres with 0 invalid (``depth_encoding``); the input's size and header
+    millimetres with 0 invalid (``depth_encoding``); with ``sensor_scale``, while sensor
+    depth arrives, multiplied by the sensor's depth ratio of the last predicted frames
+    (:class:`~depth_estimator_ros.adaptation.sensor_scale.SensorScale`: each frame, after
+    it is published, is compared with its sensor depth for the frames after it); the input's size and header
     (stamp and frame_id). Named so that ``depth/camera_info`` is its image_transport
     sibling (``image_transport::getCameraInfoTopic``): RViz's DepthCloud and
     depth_image_proc find the camera_info without a remap. (Until issue 25 it was ``depth``.)
@@ -82,8 +85,10 @@ best-effort subscriptions both match it)
     and inference alone), where a frame's time goes (``stage_*_mean_s``: stamp
     to the image callback, wait for the inference thread, decode, predict,
     encode + publish), frames in / processed / dropped by reason, weights
-    version and rejected payloads, the filled-depth counters (``sensor_depth_in``,
-    ``frames_filled``, ``filled_unpaired``, ``fill_mean_s`` / ``fill_max_s``); with ``room_recognition``: ``room`` (the recognised
+    version and rejected payloads, the sensor depth counters (``sensor_depth_in``,
+    ``sensor_scale``: the factor on the last frame, ``sensor_scale_pairs``, ``frames_filled``,
+    ``filled_unpaired``: frames that wanted a sensor depth and had none near in time,
+    ``fill_mean_s`` / ``fill_max_s``); with ``room_recognition``: ``room`` (the recognised
     room in force, ``base``, or ``trainer weights`` after a payload), ``room_similarity``,
     ``room_recognitions`` (swaps made), ``recognition_held``, ``rooms_received``,
     ``rooms_rejected*``, ``recognition_mean_s`` (one descriptor).
@@ -103,7 +108,7 @@ Parameters
     the model and input ones shared with the trainer, and ``backend``,
     ``trt_cache_dir``, ``depth_encoding``, ``publish_points``, ``points_stride``,
     ``colormap_min_depth`` / ``colormap_max_depth``, ``max_payload_bytes``, ``publish_filled`` (read-only: it
-    decides the ``sensor_depth`` subscription), ``filled_sync_tolerance``, ``room_recognition``
+    decides the ``sensor_depth`` subscription, as ``sensor_scale`` at start-up), ``filled_sync_tolerance``, ``sensor_scale``, ``room_recognition``
     (read-only: it decides the ``rooms`` subscription), ``recognition_period``, ``recognition_hold``.
     ``torch_threads`` is applied by :func:`main`.
 
@@ -142,6 +147,7 @@ from depth_estimator_ros import models, parameters
 from depth_estimator_ros.adaptation.payload import PayloadError, RunOrder, check_payload, read_payload
 from depth_estimator_ros.adaptation.recognition import BASE_STATE, RoomRecognizer
 from depth_estimator_ros.adaptation.rooms import RoomMemoryError
+from depth_estimator_ros.adaptation.sensor_scale import SensorScale
 from depth_estimator_ros.learning.device import resolve_device
 from depth_estimator_ros.learning.predictor import Predictor
 from depth_estimator_ros.ros import codec, filled
@@ -612,6 +618,10 @@ class DepthEstimatorNode(Node):
         except (RuntimeError, ValueError) as exc:  # e.g. out of GPU memory: skip the frame, keep running
             self._drop("inference_error", str(exc))
             return
+        own, stamp = depth, codec.stamp_seconds(msg.header.stamp)
+        if self._sensor_scale_on:
+            depth = self._scale.apply(own, stamp)
+            self._scale_gain = self._scale.gain(stamp)
         predicted = time.monotonic()
         self._processing.add(predicted - started)
         for stage, seconds in timings.items():
@@ -627,7 +637,13 @@ class DepthEstimatorNode(Node):
                 raise
             return
         self._stages["publish"].add(time.monotonic() - predicted)
-        self._publish_filled(msg.header, depth)
+        fill = self._filled_wanted()
+        sensor = self._paired_sensor(msg.header, own.shape) if fill or self._sensor_scale_on else None
+        if sensor is not None:
+            if self._sensor_scale_on:
+                self._scale.observe(own, sensor, stamp)
+            if fill:
+                self._publish_filled(msg.header, depth, sensor)
         self._recognise(rgb)
 
     def _publish(self, header: Header, depth: np.ndarray) -> None:
@@ -651,17 +667,22 @@ class DepthEstimatorNode(Node):
         self._fill_time = LatencyMeter()
         self._sensor_depth_in = self._frames_filled = self._filled_unpaired = 0
         self._filled_pub = self._filled_info_pub = self._filled_mask_pub = None
+        self._sensor_scale_on = values["sensor_scale"]
+        self._scale = SensorScale(self._predictor.min_depth, self._predictor.max_depth)
+        self._scale_gain = 1.0
+        if values["publish_filled"] or values["sensor_scale"]:
+            self.create_subscription(Image, "sensor_depth", self._on_sensor_depth, self._image_qos)
         if values["publish_filled"]:
             # one camera namespace: the image, its camera_info (at the sensor's size) and the mask beside them
             self._filled_pub = self.create_publisher(Image, "depth/filled/image", IMAGE_PUBLISHER_QOS)
             self._filled_info_pub = self.create_publisher(CameraInfo, "depth/filled/camera_info", IMAGE_PUBLISHER_QOS)
             self._filled_mask_pub = self.create_publisher(Image, "depth/filled/mask", IMAGE_PUBLISHER_QOS)
-            self.create_subscription(Image, "sensor_depth", self._on_sensor_depth, self._image_qos)
 
     def _filled_stats(self) -> dict[str, object]:
         """Return the ``depth/filled/`` counters: sensor depth received, frames filled / unpaired, fill time."""
         mean_fill, max_fill = self._fill_time.summary()
-        return {"sensor_depth_in": self._sensor_depth_in, "frames_filled": self._frames_filled,
+        return {"sensor_depth_in": self._sensor_depth_in, "sensor_scale": self._scale_gain,
+                "sensor_scale_pairs": self._scale.pairs, "frames_filled": self._frames_filled,
                 "filled_unpaired": self._filled_unpaired, "fill_mean_s": mean_fill, "fill_max_s": max_fill}
 
     def _on_sensor_depth(self, msg: Image) -> None:
@@ -669,35 +690,45 @@ class DepthEstimatorNode(Node):
         self._sensor_depth_in += 1
         self._sensor_depths.add(codec.stamp_seconds(msg.header.stamp), msg)
 
-    def _publish_filled(self, header: Header, depth: np.ndarray) -> None:
-        """Publish the filled depth, its camera_info and its mask for one predicted frame, when subscribed.
+    def _filled_wanted(self) -> bool:
+        """Whether someone subscribes to ``depth/filled/image`` or its mask."""
+        return self._filled_pub is not None and (
+            self._filled_pub.get_subscription_count() > 0 or self._filled_mask_pub.get_subscription_count() > 0)
+
+    def _paired_sensor(self, header: Header, shape: tuple[int, ...]) -> np.ndarray | None:
+        """The sensor depth stamped nearest the frame (within ``filled_sync_tolerance``), decoded, in metres.
+
+        None, counted, when there is none (``filled_unpaired``) or it cannot be used (a drop
+        by reason: undecodable, or another aspect ratio than the prediction's ``shape``).
+        """
+        nearest = self._sensor_depths.nearest(codec.stamp_seconds(header.stamp), self._filled_tolerance)
+        if nearest is None:
+            self._filled_unpaired += 1
+            return None
+        try:
+            sensor = codec.image_to_depth(nearest[1], max_pixels=self._max_pixels)
+        except codec.ImageDecodeError as exc:
+            self._drops.report(self.get_logger(), f"sensor_depth_{exc.reason}", str(exc), "a sensor depth image")
+            return None
+        problem = filled.aspect_problem(sensor.shape, shape)
+        if problem:
+            self._drops.report(self.get_logger(), "sensor_depth_aspect_mismatch", problem, "a sensor depth image")
+            return None
+        return sensor
+
+    def _publish_filled(self, header: Header, depth: np.ndarray, sensor: np.ndarray) -> None:
+        """Publish the filled depth, its camera_info and its mask for one predicted frame (:meth:`_filled_wanted`).
 
         Runs in the inference thread.
 
         Args:
             header: the colour image's header.
-            depth: ``(H, W)`` float32 predicted metres, NaN invalid.
+            depth: ``(H, W)`` float32 predicted metres (as published), NaN invalid.
+            sensor: its sensor depth (:meth:`_paired_sensor`).
         """
-        if self._filled_pub is None:
-            return
         want_filled = self._filled_pub.get_subscription_count() > 0
         want_mask = self._filled_mask_pub.get_subscription_count() > 0
-        if not (want_filled or want_mask):
-            return
         started = time.monotonic()
-        nearest = self._sensor_depths.nearest(codec.stamp_seconds(header.stamp), self._filled_tolerance)
-        if nearest is None:
-            self._filled_unpaired += 1
-            return
-        try:
-            sensor = codec.image_to_depth(nearest[1], max_pixels=self._max_pixels)
-        except codec.ImageDecodeError as exc:
-            self._drops.report(self.get_logger(), f"sensor_depth_{exc.reason}", str(exc), "a sensor depth image")
-            return
-        problem = filled.aspect_problem(sensor.shape, depth.shape)
-        if problem:
-            self._drops.report(self.get_logger(), "sensor_depth_aspect_mismatch", problem, "a sensor depth image")
-            return
         values, mask = filled.fill_outputs(sensor, depth)
         try:
             if want_filled:
@@ -761,6 +792,10 @@ class DepthEstimatorNode(Node):
         self._recognition_period = changes.get("recognition_period", self._recognition_period)
         self._recognition_hold = changes.get("recognition_hold", self._recognition_hold)
         self._filled_tolerance = changes.get("filled_sync_tolerance", self._filled_tolerance)
+        if "sensor_scale" in changes:
+            self._sensor_scale_on = changes["sensor_scale"]
+            self._scale.reset()
+            self._scale_gain = 1.0
 
 
 def main(args: list[str] | None = None) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from depth_estimator_ros import parameters
 from depth_estimator_ros.adaptation.config import SCOPES, AdaptationConfig
 
 __all__ = ["add_engine_arguments", "config_from_args", "size_arg"]
@@ -56,6 +57,10 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
                    help="HxW rounds train at (default: model input)")
     e.add_argument("--no-freeze-bn", action="store_true", help="let BatchNorm statistics update during rounds")
     e.add_argument("--no-feature-cache", action="store_true", help="run the encoder on every training step")
+    on = parameters.parameter("sensor_scale").default
+    e.add_argument("--sensor-scale", choices=("on", "off"), default="on" if on else "off",
+                   help="the estimator rescales its output by the sensor's depth ratio of the last frames "
+                        "(the estimator's sensor_scale; default: %(default)s)")
 
 
 def config_from_args(args: argparse.Namespace, *, cold: bool) -> AdaptationConfig:

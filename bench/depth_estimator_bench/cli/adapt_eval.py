@@ -99,7 +99,7 @@ def _run(argv: Sequence[str] | None) -> int:
     result = run_prequential(
         model, frames, config=config, rate_hz=args.rate, base_frames=base, forgetting_frames=forget,
         device=args.device, seed=args.seed, window_s=args.window, threshold_m=args.threshold,
-        backend=args.backend, progress=progress,
+        backend=args.backend, sensor_scale=args.sensor_scale == "on", progress=progress,
     )
     result["settings"].update(
         start=start, data=args.data, forget_data=args.forget_data, base_data=args.base_data,

@@ -85,7 +85,7 @@ def _run(argv: Sequence[str] | None) -> int:
     result = run_tour(
         model, visits, frames, spans, config=config_from_args(args, cold=False), budget=budget, rate_hz=args.rate,
         forgetting_frames=forget, device=args.device, seed=args.seed, backend=args.backend,
-        first_s=args.first, window_s=args.window, progress=progress,
+        first_s=args.first, window_s=args.window, sensor_scale=args.sensor_scale == "on", progress=progress,
     )
     result["settings"].update(
         checkpoint=args.checkpoint, forget_data=forget_spec, threads=args.threads,
