@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
 
 from depth_estimator_ros.adaptation import AdaptationConfig, AdaptationEngine
+from depth_estimator_ros.adaptation.sensor_scale import SensorScale
 from depth_estimator_bench.prequential import (
+    Budget,
     evaluate_frames,
     load_frames,
     plot_result,
     run_prequential,
     stream,
+    stream_budgeted,
     write_result,
 )
 from depth_estimator_ros.data.synthetic import SyntheticRooms
 from depth_estimator_ros.learning.predictor import Predictor
+from depth_estimator_ros.learning.transforms import frame_focal
 from depth_estimator_ros.models import build_model
 
 SIZE = (48, 64)
@@ -95,3 +100,16 @@ def test_rejects_bad_input(frames) -> None:
         stream(Predictor(small_model()), frames, rate_hz=0.0)
     with pytest.raises(ValueError, match="no frames"):
         load_frames(SyntheticRooms(seed=1, frames=2, width=64, height=48), 0)
+
+
+def test_the_sensor_scale_rescales_each_frame_by_the_pairs_before_it(frames) -> None:
+    """Frames whose sensor depth is 1.7x the model's own: from the second frame on the error is the model's alone."""
+    predictor = Predictor(small_model())
+    scaled = [replace(f, depth=1.7 * predictor.predict(f.rgb, frame_focal(f))) for f in frames[:6]]
+    budget = Budget(round_every=20, lag=20, switch_lag=5)
+    own = stream_budgeted(predictor, scaled, budget)["per_frame"]
+    scale = SensorScale(predictor.min_depth, predictor.max_depth)
+    rows = stream_budgeted(predictor, scaled, budget, scale=scale)["per_frame"]
+    assert rows[0]["rmse"] == pytest.approx(own[0]["rmse"])  # no pair before the first frame
+    assert all(r["rmse"] < 1e-3 * o["rmse"] for r, o in zip(rows[1:], own[1:]))
+    assert scale.pairs == len(scaled)
