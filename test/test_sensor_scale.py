@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depth_estimator_ros.adaptation.sensor_scale import GAIN_LIMITS, SCALE_FRAMES, SensorScale
+from depth_estimator_ros.adaptation.sensor_scale import GAIN_LIMITS, GUARD_PAIRS, SCALE_FRAMES, SensorScale
 
 
 def _depth(seed: int, shape=(48, 64)) -> np.ndarray:
@@ -21,10 +21,11 @@ def test_the_next_frames_take_the_mean_ratio_of_the_last_pairs():
     np.testing.assert_allclose(out, np.clip(1.5 * predicted, 0.1, 10.0), rtol=1e-6)
     scale.observe(predicted, 2.0 * predicted, 0.033)
     assert scale.gain(0.066) == pytest.approx(np.sqrt(1.5 * 2.0), rel=1e-6)  # the mean of the log ratios
-    for i in range(SCALE_FRAMES):
-        scale.observe(predicted, 0.8 * predicted, 0.1 + 0.033 * i)
-    assert scale.gain(0.3) == pytest.approx(0.8, rel=1e-6)  # older pairs have left the window
-    assert scale.pairs == 2 + SCALE_FRAMES
+    n = SCALE_FRAMES + GUARD_PAIRS  # the pairs the jump's wrong factor counts against it in, too
+    for i in range(n):
+        scale.observe(predicted, 0.8 * predicted, 0.1 + 0.01 * i)
+    assert scale.gain(0.1 + 0.01 * n) == pytest.approx(0.8, rel=1e-6)  # older pairs have left the window
+    assert scale.pairs == 2 + n
 
 
 def test_holes_and_another_sensor_size_do_not_bias_the_ratio():
@@ -51,3 +52,16 @@ def test_the_factor_is_bounded_and_goes_back_to_one_without_pairs():
     assert scale.gain(3.1) == 1.0
     with pytest.raises(ValueError, match="frames"):
         SensorScale(0.1, 10.0, frames=0)
+
+
+def test_a_factor_that_raised_the_error_of_the_last_pairs_is_not_applied():
+    """Near pixels at twice the prediction, far ones where predicted: the median says 2, the error says no."""
+    predicted = np.full((48, 64), 1.0, np.float32)
+    predicted[:, :26] = 4.0
+    sensor = np.where(predicted > 2.0, predicted, 2.0 * predicted).astype(np.float32)
+    scale = SensorScale(0.1, 10.0)
+    scale.observe(predicted, sensor, 0.0)
+    assert scale.gain(0.01) == pytest.approx(2.0)  # nothing against it yet: the median ratio
+    for i in range(1, 3):
+        scale.observe(predicted, sensor, 0.01 * i)  # x2 would have made this pair worse
+    assert GUARD_PAIRS > 0 and scale.gain(0.03) == 1.0

@@ -2,7 +2,8 @@
 
 While registered sensor depth arrives, each predicted frame is compared with its sensor
 depth (the median log ratio over a grid of pixels) and the next frames are multiplied by
-the ratio of the last :data:`SCALE_FRAMES` pairs. It is the fastest part of adapting to a
+the ratio of the last :data:`SCALE_FRAMES` pairs, while that ratio has lowered the error of
+the last pairs (:data:`GUARD_PAIRS`). It is the fastest part of adapting to a
 room: a scalar, right one frame after the sensor sees the room, where a training round
 needs a second and what it learns the next view may not share (docs/EXPERIMENTS.md,
 "The sensor's scale"). Without pairs for ``hold_s`` (the sensor gone, RGB only) the
@@ -32,6 +33,12 @@ SAMPLE_GRID = (60, 80)
 MIN_PIXELS = 100
 """Valid pixels a pair needs to count."""
 
+GUARD_PAIRS = 10
+"""The factor is applied only while it would have lowered the squared error (metres) summed over
+the last this many pairs (each scored with the factor it had): where the right scale jumps
+from frame to frame, the last frames' ratio can be worse than none (0 = always applied;
+10 against 20 and none on the budgeted tour, docs/EXPERIMENTS.md)."""
+
 
 class SensorScale:
     """Rescale predictions by the sensor-to-prediction depth ratio of the last pairs.
@@ -48,6 +55,7 @@ class SensorScale:
             raise ValueError(f"frames must be at least 1, got {frames}")
         self._range = (min_depth, max_depth)
         self._ratios: deque[float] = deque(maxlen=frames)
+        self._evidence: deque[float] = deque(maxlen=max(GUARD_PAIRS, 1))
         self._hold_s = hold_s
         self._last_stamp = -math.inf
         self.pairs = 0
@@ -55,10 +63,21 @@ class SensorScale:
     def reset(self) -> None:
         """Forget every pair (the output is the model's own until the next)."""
         self._ratios.clear()
+        self._evidence.clear()
         self._last_stamp = -math.inf
 
     def gain(self, stamp: float) -> float:
-        """The factor for a frame stamped ``stamp`` seconds: 1 without a pair in the last ``hold_s``."""
+        """The factor for a frame stamped ``stamp`` seconds.
+
+        1 without a pair in the last ``hold_s``, or while the factor would have raised the
+        squared error of the last :data:`GUARD_PAIRS` pairs.
+        """
+        if GUARD_PAIRS and sum(self._evidence) > 0:
+            return 1.0
+        return self._candidate(stamp)
+
+    def _candidate(self, stamp: float) -> float:
+        """The mean ratio of the last pairs, bounded; 1 without a pair in the last ``hold_s``."""
         if not self._ratios or not 0.0 <= stamp - self._last_stamp <= self._hold_s:
             return 1.0
         low, high = GAIN_LIMITS
@@ -86,6 +105,10 @@ class SensorScale:
         if int(valid.sum()) < MIN_PIXELS:
             return None
         ratio = float(np.median(np.log(s[valid]) - np.log(p[valid])))
+        if GUARD_PAIRS:  # what the factor this frame had (or would have had) did to its error
+            factor = self._candidate(stamp)
+            scaled = np.clip(factor * p[valid], low, high)
+            self._evidence.append(float(np.mean((scaled - s[valid]) ** 2) - np.mean((p[valid] - s[valid]) ** 2)))
         self._ratios.append(ratio)
         self._last_stamp = stamp
         self.pairs += 1
