@@ -300,8 +300,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
        live=True,
        doc="while `sensor_depth` arrives, multiply `depth/image` by the sensor's depth ratio to the prediction "
        "over the last 5 predicted frames (the median per frame, their geometric mean, within 0.5–2; "
-       "`adaptation.sensor_scale`): a room's scale one frame after the sensor sees it; 1 s without a pair (the "
-       "sensor gone) the output is the model's own again. `sensor_depth` is subscribed when this or "
+       "`adaptation.sensor_scale`): a room's scale one frame after the sensor sees it; not applied while it would "
+       "have raised the error of the last 10 frames; 1 s without a pair (the sensor gone) the output is the "
+       "model's own again. `sensor_depth` is subscribed when this or "
        "`publish_filled` is true at start-up"),
     _P("room_recognition", "bool", False, _E, "subscribe to the trainer's rooms and put the room recognised by "
        "appearance (or the base) in force; for an estimator without a trainer with sensor depth (a second robot, "

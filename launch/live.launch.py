@@ -112,9 +112,9 @@ def _nodes(context: LaunchContext) -> list:
     camera_info = LaunchConfiguration("camera_info_topic").perform(context)
     adapt = LaunchConfiguration("adapt").perform(context)
     overrides = _overrides(context)
-    trainer_overrides = dict(overrides)
-    if adapt:
-        trainer_overrides["adaptation_enabled"] = _is_true(adapt, "adapt")
+    trainer_overrides, estimator_overrides = dict(overrides), dict(overrides)
+    if adapt:  # both ways the stream adapts: the trainer's rounds and the estimator's sensor scale
+        trainer_overrides["adaptation_enabled"] = estimator_overrides["sensor_scale"] = _is_true(adapt, "adapt")
     camera = [("image", image), ("camera_info", camera_info)]
     # the estimator's sensor input for depth/filled/image: the same sensor depth the trainer learns from
     sensor_depth = [("sensor_depth", depth)]
@@ -132,7 +132,7 @@ def _nodes(context: LaunchContext) -> list:
                 package=PACKAGE,
                 executable="live",
                 namespace=namespace,
-                parameters=parameters({"depth_estimator": overrides, "online_trainer": trainer_overrides}),
+                parameters=parameters({"depth_estimator": estimator_overrides, "online_trainer": trainer_overrides}),
                 remappings=camera + sensor_depth + [("online_trainer:depth", depth)],
                 output="screen",
                 emulate_tty=True,
@@ -143,7 +143,7 @@ def _nodes(context: LaunchContext) -> list:
             package=PACKAGE,
             executable="depth_estimator",
             namespace=namespace,
-            parameters=parameters({"depth_estimator": overrides}),
+            parameters=parameters({"depth_estimator": estimator_overrides}),
             remappings=camera + sensor_depth,
             output="screen",
             emulate_tty=True,
@@ -194,7 +194,8 @@ def generate_launch_description() -> LaunchDescription:
             DeclareLaunchArgument(
                 "adapt",
                 default_value="",
-                description="true | false: sets adaptation_enabled; empty = the params file's value",
+                description="true | false: sets the trainer's adaptation_enabled and the estimator's sensor_scale; "
+                "empty = the params file's value",
             ),
             DeclareLaunchArgument("rviz", default_value="false", description="true | false: start RViz2"),
             DeclareLaunchArgument(

@@ -369,6 +369,8 @@ def test_launch_arguments_win_over_the_params_file(mode, rgb_transport, checkpoi
         (trainer,) = [n for n in started if isinstance(n, OnlineTrainerNode)]
         assert trainer.get_parameter("adaptation_enabled").value is False
         assert trainer.engine.enabled is False
+        (estimator,) = [n for n in started if isinstance(n, DepthEstimatorNode)]
+        assert estimator.get_parameter("sensor_scale").value is False  # adapt:=false: the model's own depth
         # rgb_transport:=compressed: both nodes on <image_topic>/compressed; empty: the params file's raw
         transport, topic = ("compressed", "/cam/rgb/compressed") if rgb_transport else ("raw", "/cam/rgb")
         message_type = "sensor_msgs/msg/CompressedImage" if rgb_transport else "sensor_msgs/msg/Image"

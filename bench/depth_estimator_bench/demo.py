@@ -253,6 +253,7 @@ def play_through_live(bag: Path, checkpoint: Path, *, adapt: bool, log_path: Pat
         "checkpoint": str(checkpoint),
         "device": "cpu",
         "adaptation_enabled": adapt,
+        "sensor_scale": adapt,  # off: the base model's own depth
         "max_future_stamp": 0.0,  # recorded stamps, whatever today's clock says
         # The bag player publishes reliably; a reliable subscription then loses no
         # image in transport (best effort loses many large ones, see README).
