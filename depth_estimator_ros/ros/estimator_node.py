@@ -618,10 +618,10 @@ class DepthEstimatorNode(Node):
         except (RuntimeError, ValueError) as exc:  # e.g. out of GPU memory: skip the frame, keep running
             self._drop("inference_error", str(exc))
             return
-        own, stamp = depth, codec.stamp_seconds(msg.header.stamp)
+        own, stamp, scale = depth, codec.stamp_seconds(msg.header.stamp), self._scale
         if self._sensor_scale_on:
-            depth = self._scale.apply(own, stamp)
-            self._scale_gain = self._scale.gain(stamp)
+            depth = scale.apply(own, stamp)
+            self._scale_gain = scale.gain(stamp)
         predicted = time.monotonic()
         self._processing.add(predicted - started)
         for stage, seconds in timings.items():
@@ -641,7 +641,7 @@ class DepthEstimatorNode(Node):
         sensor = self._paired_sensor(msg.header, own.shape) if fill or self._sensor_scale_on else None
         if sensor is not None:
             if self._sensor_scale_on:
-                self._scale.observe(own, sensor, stamp)
+                scale.observe(own, sensor, stamp)
             if fill:
                 self._publish_filled(msg.header, depth, sensor)
         self._recognise(rgb)
@@ -793,8 +793,9 @@ class DepthEstimatorNode(Node):
         self._recognition_hold = changes.get("recognition_hold", self._recognition_hold)
         self._filled_tolerance = changes.get("filled_sync_tolerance", self._filled_tolerance)
         if "sensor_scale" in changes:
+            # a new one, not a reset: the inference thread may be using the old one at this moment
+            self._scale = SensorScale(self._predictor.min_depth, self._predictor.max_depth)
             self._sensor_scale_on = changes["sensor_scale"]
-            self._scale.reset()
             self._scale_gain = 1.0
 
 
