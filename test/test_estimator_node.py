@@ -754,7 +754,8 @@ def test_filled_depth_keeps_measured_pixels_fills_the_holes_and_marks_them(check
         out = filled_topic.wait_for_count(1, TIMEOUT)[0]
         mask_msg = mask_topic.wait_for_count(1, TIMEOUT)[0]
         info = info_topic.wait_for_count(1, TIMEOUT)[0]
-        assert node.stats()["frames_filled"] == 1
+        # counted after the three images are published
+        wait_for(lambda: node.stats()["frames_filled"] == 1, TIMEOUT, what="the filled frame counted")
     height, width = shape
     assert out.header == rgb_msg.header and mask_msg.header == rgb_msg.header and info.header == rgb_msg.header
     # the filled images' own camera_info, at the sensor depth's size (not depth/camera_info's colour size)
@@ -834,6 +835,8 @@ def test_sensor_scale_rescales_the_next_frames_by_the_sensor_ratio_and_can_be_sw
             stamp = 60.0 + 0.033 * k
             _send_sensor(node, sensor_pub, codec.depth_to_image(1.5 * own, _header(stamp), "32FC1"))
             outputs.append(codec.image_to_depth(_send_and_wait(pub, depth, _image(rgb, stamp))))
+        # a frame is compared with its sensor depth after its depth is published
+        wait_for(lambda: node.stats()["sensor_scale_pairs"] == 3, TIMEOUT, what="the third pair counted")
         stats = node.stats()
         assert node.set_parameters([Parameter("sensor_scale", value=False)])[0].successful
         off = codec.image_to_depth(_send_and_wait(pub, depth, _image(rgb, 60.1)))
@@ -841,6 +844,7 @@ def test_sensor_scale_rescales_the_next_frames_by_the_sensor_ratio_and_can_be_sw
     for out in outputs[1:]:
         np.testing.assert_allclose(out, np.clip(1.5 * own, 0.0, 10.0), rtol=1e-4)
     assert stats["sensor_scale_pairs"] == 3 and stats["sensor_scale"] == pytest.approx(1.5, rel=1e-4)
+    assert 0.0 < stats["scale_mean_s"] < TIMEOUT  # its time on the inference thread is reported
     np.testing.assert_allclose(off, own, rtol=1e-5)
 
 
@@ -867,6 +871,7 @@ def test_malformed_sensor_depth_is_dropped_counted_and_depth_keeps_flowing(check
         _send_sensor(node, sensor_pub, _sensor_depth(stamp + 0.1))
         _send_and_wait(pub, depth, _image(_rgb(6), stamp + 0.1))
         out = filled_topic.wait_for_count(1, TIMEOUT)[0]
+        wait_for(lambda: node.stats()["frames_filled"] == 1, TIMEOUT, what="the filled frame counted")
         stats = node.stats()
     assert _stamp(out.header) == pytest.approx(stamp + 0.1, abs=1e-9) and len(filled_topic) == 1
     assert {k: v for k, v in stats["dropped"].items() if k != "stale"} == {reason: 1 for reason, _ in cases}

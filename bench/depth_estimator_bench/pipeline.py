@@ -27,6 +27,12 @@ describes a frame every ``recognition_period`` frames, scores it against every r
 keyframes and switches to that room's weights. Both runs of a pair play the same frames;
 the recognition run also reports the node's recognition counters from ``/diagnostics``.
 
+With ``sensor`` the camera side also publishes a registered sensor depth with each frame
+(640x480 16UC1 on ``sensor_depth``, the same stamp, as a Kinect does), so every run
+measures the node as it runs beside the sensor: it receives and decodes each sensor depth
+and, with the defaults (``sensor_scale``), compares it with the frame's prediction and
+scales the next frames. Each run then reports the node's sensor counters.
+
 Targets, reported next to the numbers, never asserted: issue 6, >= 30 Hz with ``fast`` on
 a 2-core CPU at 30 Hz input, p95 < 60 ms, overhead < 15 % of the model's own time;
 issue 13, onnxruntime's forward pass >= 3x shorter than torch's at the same rate, and at
@@ -221,6 +227,19 @@ def measure_stream(
     return result
 
 
+def sensor_depth_message(header: Any, camera: tuple[int, int] = CAMERA_SIZE) -> Any:
+    """A registered sensor depth for the pipeline's frames: a ramp from 1 to 4 m, 16UC1 (millimetres).
+
+    Its content only decides the scale the node settles on; what is measured is the node
+    receiving, pairing, decoding and comparing one such image per frame.
+    """
+    from depth_estimator_ros.ros import codec
+
+    height, width = camera
+    ramp = np.linspace(1.0, 4.0, height, dtype=np.float32)[:, None]
+    return codec.depth_to_image(np.repeat(ramp, width, axis=1), header, "16UC1")
+
+
 def _overhead(stream: dict[str, Any], diagnostics: dict[str, Any], codec: dict[str, Any]) -> dict[str, Any]:
     """Split the end-to-end time into the model's forward pass and everything else.
 
@@ -310,6 +329,7 @@ def run(
     checkpoint: str | None = None,
     rooms: int = 0,
     rooms_root: Path | None = SHARED / "data" / "rooms",
+    sensor: bool = False,
 ) -> dict[str, Any]:
     """Run the estimator node under camera streams; write ``pipeline.json`` / ``.png``.
 
@@ -331,12 +351,14 @@ def run(
             memory of ``N`` rooms (needs ``checkpoint``: the rooms are built from it).
         rooms_root: room recordings for the memory's keyframes and the camera (synthetic
             rooms beyond them, or when it is None or missing).
+        sensor: publish a sensor depth with every frame (:func:`sensor_depth_message`).
 
     Returns:
         ``section``, ``machine``, ``settings``, ``targets``, ``codec`` (in-process
         conversion timings), ``runs``: per device, backend and rate (and recognition off /
         on) the ``stream`` measurements, the node's last ``diagnostics`` values, the
-        ``overhead`` split and ``recognition`` (the node's counters, None for a plain run);
+        ``overhead`` split, ``recognition`` (the node's counters, None for a plain run) and
+        ``sensor`` (the node's sensor depth counters, None without ``sensor``);
         ``speedups``: torch's forward pass over onnxruntime's per device and rate (plain
         runs); ``room_memory`` (None without ``rooms``) and ``recognition_pairs``: each
         recognition run next to its plain run.
@@ -376,6 +398,7 @@ def run(
     else:
         frames = memory["camera_frames"]
     messages = [codec.rgb_to_image(frame, Header(frame_id="camera_rgb_optical_frame")) for frame in frames]
+    sensor_message = sensor_depth_message(Header(frame_id="camera_rgb_optical_frame")) if sensor else None
     period = parameter("recognition_period").default
     params = {"arch": arch, "checkpoint": node_checkpoint, "image_reliability": image_reliability,
               "depth_encoding": depth_encoding, "torch_threads": threads}
@@ -388,7 +411,7 @@ def run(
                       image_reliability=image_reliability)
         runs.append(_run_node(
             out_dir, {**params, "device": dev, "backend": backend}, messages, stream, codec_stats,
-            memory if recognition else None, period,
+            memory if recognition else None, period, sensor_message,
         ))
     result: dict[str, Any] = {
         "section": "pipeline",
@@ -405,6 +428,7 @@ def run(
             "camera_size": list(CAMERA_SIZE),
             "encoding": "rgb8",
             "camera_frames": "random noise" if memory is None else f"recording {memory['camera_room']}",
+            "sensor_depth": "640x480 16UC1 ramp 1-4 m with every frame, same stamp" if sensor else None,
             "rooms": rooms,
             "recognition_period": period if memory else None,
             "warmup_s": warmup_s,
@@ -452,16 +476,19 @@ def _run_node(
     codec_stats: dict[str, Any],
     memory: dict[str, Any] | None,
     period: int,
+    sensor_message: Any = None,
 ) -> dict[str, Any]:
     """Start one estimator process, stream ``messages`` through it, return the run's record.
 
     With ``memory`` the node runs with ``room_recognition`` (``recognition_period``
     ``period``) and receives the memory's blob on ``rooms`` before the stream starts.
+    With ``sensor_message`` that image goes to ``sensor_depth`` with every frame, stamped like it.
     """
     from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import Image
 
     from depth_estimator_bench.roshelpers import DiagnosticsRecorder, NodeProcess, RosClient
-    from depth_estimator_ros.ros.qos import DIAGNOSTICS_QOS
+    from depth_estimator_ros.ros.qos import DIAGNOSTICS_QOS, image_qos
 
     dev, backend, rate_hz = params["device"], params["backend"], stream_args["rate_hz"]
     if memory is not None:
@@ -474,8 +501,17 @@ def _run_node(
         client.node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics, DIAGNOSTICS_QOS)
         if memory is not None:
             _publish_rooms(client, memory["blob"], node, diagnostics, start_timeout_s)
+        extra_publish = None
+        if sensor_message is not None:
+            sensor_pub = client.node.create_publisher(
+                Image, "sensor_depth", image_qos(stream_args.get("image_reliability", "best_effort")))
+
+            def extra_publish(index: int, stamp: Any) -> None:
+                sensor_message.header.stamp = stamp
+                sensor_pub.publish(sensor_message)
+
         stream = measure_stream(
-            client, [node], image_messages=messages, start_timeout_s=start_timeout_s,
+            client, [node], image_messages=messages, start_timeout_s=start_timeout_s, extra_publish=extra_publish,
             desc=f"pipeline {params['arch']} {dev} {backend} {rate_hz:g} Hz{' + rooms' if memory else ''}",
             **stream_args,
         )
@@ -492,6 +528,10 @@ def _run_node(
         "diagnostics": status,
         "overhead": _overhead(stream, status, codec_stats),
         "recognition": None if memory is None else _recognition(status, memory, period),
+        "sensor": None if sensor_message is None else {
+            key: status.get(key)
+            for key in ("sensor_depth_in", "sensor_scale", "sensor_scale_pairs", "scale_mean_s", "filled_unpaired")
+        },
         "log": str(log),
     }
 
@@ -633,6 +673,7 @@ def summary_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
         value = (f"{stream['received_rate_hz']:.1f} Hz, e2e median {fmt_ms(stream['latency']['median_ms'])} "
                  f"p95 {fmt_ms(stream['latency']['p95_ms'])}, dropped {stream['dropped']}/{stream['sent']}")
         what = (f"{run['arch']} {run['device']} {run['backend_in_use'] or run['backend']}, 640x480 rgb8 "
+                f"{'+ 16UC1 sensor depth ' if run.get('sensor') else ''}"
                 f"@ {run['rate_hz']:g} Hz -> {result['settings'].get('depth_encoding', '32FC1')}")
         if recognition is None:
             value += f", outside model {'n/a' if share is None else f'{100 * share:.0f} %'}"

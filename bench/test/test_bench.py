@@ -97,9 +97,11 @@ def test_quick_accuracy_section_trains_each_model_on_the_same_data_and_scores_it
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_quick_pipeline_section_streams_camera_frames_through_the_estimator_process(tmp_path: Path) -> None:
+def test_quick_pipeline_section_streams_camera_frames_and_sensor_depth_through_the_estimator_process(
+    tmp_path: Path,
+) -> None:
     args = ["--out", str(tmp_path), "--quick", "--only", "pipeline", "--device", "cpu", "--no-progress",
-            "--pipeline-rates", "30"]
+            "--pipeline-rates", "30", "--pipeline-sensor"]
     assert bench.main(args) == 0
 
     result = json.loads((tmp_path / "pipeline.json").read_text())
@@ -111,6 +113,11 @@ def test_quick_pipeline_section_streams_camera_frames_through_the_estimator_proc
     assert [r["backend_in_use"] for r in result["runs"]] == ["torch", "onnxruntime"]
     for run in result["runs"]:
         assert run["stream"]["received"] > 0  # depth images came back over DDS from the node's own process
+        # the sensor depth reached the node and was compared with its predictions (sensor_scale's default)
+        sensor = run["sensor"]
+        assert sensor["sensor_depth_in"] > 0 and sensor["sensor_scale_pairs"] > 0, sensor
+        assert 0.5 <= sensor["sensor_scale"] <= 2.0
+    assert result["settings"]["sensor_depth"].startswith("640x480 16UC1")
     [pair] = result["speedups"]
     assert pair["speedup"] == pytest.approx(pair["torch_ms"] / pair["onnxruntime_ms"], abs=0.01)
     assert (tmp_path / "pipeline.png").read_bytes()[:8] == PNG_MAGIC
@@ -138,6 +145,7 @@ def test_quick_pipeline_with_rooms_runs_the_shipped_model_plain_then_recognising
         assert (run["checkpoint"], run["backend"]) == ("default", "auto")
         assert run["backend_in_use"] in ("torch", "onnxruntime")
         assert run["stream"]["received"] > 0  # depth came back over DDS from the node's own process
+        assert run["sensor"] is None  # no --pipeline-sensor
     assert plain["recognition"] is None and "room" not in plain["diagnostics"]
     # the node received the memory, described frames and switched to the camera's room (its own /diagnostics)
     status = recognising["diagnostics"]

@@ -88,7 +88,8 @@ best-effort subscriptions both match it)
     version and rejected payloads, the sensor depth counters (``sensor_depth_in``,
     ``sensor_scale``: the factor on the last frame, ``sensor_scale_pairs``, ``frames_filled``,
     ``filled_unpaired``: frames that wanted a sensor depth and had none near in time,
-    ``fill_mean_s`` / ``fill_max_s``); with ``room_recognition``: ``room`` (the recognised
+    ``fill_mean_s`` / ``fill_max_s``, ``scale_mean_s``: pairing, decoding and comparing a
+    sensor depth for the scale, in the inference thread after publishing); with ``room_recognition``: ``room`` (the recognised
     room in force, ``base``, or ``trainer weights`` after a payload), ``room_similarity``,
     ``room_recognitions`` (swaps made), ``recognition_held``, ``rooms_received``,
     ``rooms_rejected*``, ``recognition_mean_s`` (one descriptor).
@@ -638,10 +639,12 @@ class DepthEstimatorNode(Node):
             return
         self._stages["publish"].add(time.monotonic() - predicted)
         fill = self._filled_wanted()
+        pairing = time.monotonic()
         sensor = self._paired_sensor(msg.header, own.shape) if fill or self._sensor_scale_on else None
         if sensor is not None:
             if self._sensor_scale_on:
                 scale.observe(own, sensor, stamp)
+                self._scale_time.add(time.monotonic() - pairing)
             if fill:
                 self._publish_filled(msg.header, depth, sensor)
         self._recognise(rgb)
@@ -665,6 +668,7 @@ class DepthEstimatorNode(Node):
         self._filled_tolerance = values["filled_sync_tolerance"]
         self._sensor_depths: StampHistory[Image] = StampHistory(SENSOR_DEPTH_HISTORY)
         self._fill_time = LatencyMeter()
+        self._scale_time = LatencyMeter()
         self._sensor_depth_in = self._frames_filled = self._filled_unpaired = 0
         self._filled_pub = self._filled_info_pub = self._filled_mask_pub = None
         self._sensor_scale_on = values["sensor_scale"]
@@ -679,11 +683,12 @@ class DepthEstimatorNode(Node):
             self._filled_mask_pub = self.create_publisher(Image, "depth/filled/mask", IMAGE_PUBLISHER_QOS)
 
     def _filled_stats(self) -> dict[str, object]:
-        """Return the ``depth/filled/`` counters: sensor depth received, frames filled / unpaired, fill time."""
+        """Return the sensor depth counters: received, the scale and its time, frames filled / unpaired, fill time."""
         mean_fill, max_fill = self._fill_time.summary()
         return {"sensor_depth_in": self._sensor_depth_in, "sensor_scale": self._scale_gain,
-                "sensor_scale_pairs": self._scale.pairs, "frames_filled": self._frames_filled,
-                "filled_unpaired": self._filled_unpaired, "fill_mean_s": mean_fill, "fill_max_s": max_fill}
+                "sensor_scale_pairs": self._scale.pairs, "scale_mean_s": self._scale_time.summary()[0],
+                "frames_filled": self._frames_filled, "filled_unpaired": self._filled_unpaired,
+                "fill_mean_s": mean_fill, "fill_max_s": max_fill}
 
     def _on_sensor_depth(self, msg: Image) -> None:
         # Kept undecoded: only a sensor depth a frame is filled from costs a decode.

@@ -157,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(synthetic rooms beyond), the camera playing one of the rooms; reports both runs side by side",
     )
     parser.add_argument(
+        "--pipeline-sensor", action="store_true",
+        help="pipeline section: publish a 640x480 16UC1 sensor depth on sensor_depth with every frame, stamped "
+        "like it (as a Kinect does), so the node runs as beside the sensor (sensor_scale, the default, compares "
+        "and scales each frame); each run reports the node's sensor counters",
+    )
+    parser.add_argument(
         "--checkpoint",
         type=Path,
         default=None,
@@ -204,7 +210,7 @@ def _pipeline(args: argparse.Namespace, data: Path, progress: bool) -> tuple[dic
         rates_hz=args.pipeline_rates, backends=args.pipeline_backends, threads=args.pipeline_threads,
         image_reliability=args.image_reliability, depth_encoding=args.depth_encoding,
         checkpoint=args.pipeline_checkpoint or ("default" if args.pipeline_rooms else None),
-        rooms=args.pipeline_rooms, rooms_root=SHARED / "data" / "rooms",
+        rooms=args.pipeline_rooms, rooms_root=SHARED / "data" / "rooms", sensor=args.pipeline_sensor,
     )
     return result, pipeline.summary_rows(result)
 
