@@ -88,7 +88,8 @@ class SensorScale:
         factor = self.gain(stamp)
         if factor == 1.0:
             return depth
-        return np.clip(depth * np.float32(factor), *self._range).astype(depth.dtype, copy=False)
+        scaled = np.multiply(depth, factor, dtype=depth.dtype)  # a new array: ``depth`` is still the model's own
+        return np.clip(scaled, *self._range, out=scaled)
 
     def observe(self, predicted: np.ndarray, sensor: np.ndarray, stamp: float) -> float | None:
         """Count one pair: the model's own prediction (before :meth:`apply`) and its sensor depth.
