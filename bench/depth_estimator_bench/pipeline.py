@@ -227,8 +227,8 @@ def measure_stream(
     return result
 
 
-def sensor_depth_message(header: Any, camera: tuple[int, int] = CAMERA_SIZE) -> Any:
-    """A registered sensor depth for the pipeline's frames: a ramp from 1 to 4 m, 16UC1 (millimetres).
+def _sensor_depth_message(header: Any, camera: tuple[int, int] = CAMERA_SIZE) -> Any:
+    """Return a registered sensor depth for the pipeline's frames: a 1-4 m ramp, 16UC1 (millimetres).
 
     Its content only decides the scale the node settles on; what is measured is the node
     receiving, pairing, decoding and comparing one such image per frame.
@@ -351,7 +351,7 @@ def run(
             memory of ``N`` rooms (needs ``checkpoint``: the rooms are built from it).
         rooms_root: room recordings for the memory's keyframes and the camera (synthetic
             rooms beyond them, or when it is None or missing).
-        sensor: publish a sensor depth with every frame (:func:`sensor_depth_message`).
+        sensor: publish a sensor depth with every frame (:func:`_sensor_depth_message`).
 
     Returns:
         ``section``, ``machine``, ``settings``, ``targets``, ``codec`` (in-process
@@ -398,7 +398,7 @@ def run(
     else:
         frames = memory["camera_frames"]
     messages = [codec.rgb_to_image(frame, Header(frame_id="camera_rgb_optical_frame")) for frame in frames]
-    sensor_message = sensor_depth_message(Header(frame_id="camera_rgb_optical_frame")) if sensor else None
+    sensor_message = _sensor_depth_message(Header(frame_id="camera_rgb_optical_frame")) if sensor else None
     period = parameter("recognition_period").default
     params = {"arch": arch, "checkpoint": node_checkpoint, "image_reliability": image_reliability,
               "depth_encoding": depth_encoding, "torch_threads": threads}

@@ -85,7 +85,10 @@ class SensorScale:
 
     def apply(self, depth: np.ndarray, stamp: float) -> np.ndarray:
         """Return ``depth`` (metres) times :meth:`gain`, clipped to the depth range; ``depth`` itself at 1."""
-        factor = self.gain(stamp)
+        return self.rescale(depth, self.gain(stamp))
+
+    def rescale(self, depth: np.ndarray, factor: float) -> np.ndarray:
+        """Return ``depth`` (metres) times ``factor`` (a :meth:`gain`), clipped to the depth range; ``depth`` itself at 1."""
         if factor == 1.0:
             return depth
         scaled = np.multiply(depth, factor, dtype=depth.dtype)  # a new array: ``depth`` is still the model's own

@@ -621,8 +621,8 @@ class DepthEstimatorNode(Node):
             return
         own, stamp, scale = depth, codec.stamp_seconds(msg.header.stamp), self._scale
         if self._sensor_scale_on:
-            depth = scale.apply(own, stamp)
-            self._scale_gain = scale.gain(stamp)
+            self._scale_gain = factor = scale.gain(stamp)
+            depth = scale.rescale(own, factor)
         predicted = time.monotonic()
         self._processing.add(predicted - started)
         for stage, seconds in timings.items():
