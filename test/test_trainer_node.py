@@ -161,7 +161,10 @@ def test_adaptation_toggled_by_parameter_stops_and_resumes_weight_updates(checkp
         assert all(r.successful for r in _set_remote(probe, [Parameter("adaptation_enabled", value=True)]))
         feeder.send(4)
         wait_for(lambda: node.engine.version > stopped_at, TIMEOUT, what="weights to update again")
-        weights.wait_for_count(published + 1, TIMEOUT)
+        # by version, not count: a payload of stopped_at may still have been in flight
+        wait_for(lambda: len(weights) > published
+                 and int(read_payload(bytes(weights.messages[-1].data))[0]["version"]) > stopped_at,
+                 TIMEOUT, interval=0.05, what="the new weights published")
         # the latest payload is a valid update for the base model
         model, _ = models.load_checkpoint(checkpoint, arch="fast")
         assert import_payload(model, bytes(weights.messages[-1].data)) > stopped_at
@@ -595,6 +598,19 @@ def test_the_room_memory_is_published_on_rooms_after_an_accepted_round(checkpoin
         wait_for(lambda: node.stats()["rooms_published"] >= 1, TIMEOUT, what="the publication counted")
 
 
+def _payload_tensors(weights: MessageCollector, version: int) -> dict[str, torch.Tensor] | None:
+    """Return the tensors of weights ``version`` once received on ``weights``, else None.
+
+    By version, not by position: room A's last payload is published by the sending thread
+    and may reach a late-joining collector after it counted the latched one.
+    """
+    for message in list(weights.messages):
+        metadata, tensors = read_payload(bytes(message.data))
+        if int(metadata["version"]) == version:
+            return tensors
+    return None
+
+
 def test_the_selection_returns_to_the_base_on_live_frames_where_the_weights_in_force_are_worse(checkpoint):
     """Adapted to room A (the synthetic room at 0.4x its depth), the trainer sees the true room:
     the first round there scores A's weights worse than the base on its new frames, switches to
@@ -619,12 +635,11 @@ def test_the_selection_returns_to_the_base_on_live_frames_where_the_weights_in_f
         assert room_a is not None and node.stats()["rounds_switched"] == 0
         weights = MessageCollector(probe, UInt8MultiArray, "weights", WEIGHTS_QOS)
         diagnostics = MessageCollector(probe, DiagnosticArray, "/diagnostics")
-        wait_for(lambda: len(weights) >= 1, TIMEOUT, what="the latched weights of room A")  # transient-local
-        before = len(weights)
+        version = node.engine.version
         one_round(node, frames[24:30])
         assert node.stats()["rounds_switched"] == 1 and node.engine.room != room_a
-        wait_for(lambda: len(weights) > before, TIMEOUT, what="the switch's payload")
-        metadata, tensors = read_payload(bytes(weights.messages[before].data))
+        tensors = wait_for(lambda: _payload_tensors(weights, version + 1), TIMEOUT, interval=0.05,
+                           what="the switch's payload")
         assert tensors.keys() == node.engine.base_state.keys()  # in full: every tensor
         base, _ = models.load_checkpoint(checkpoint, arch="fast")
         for name, tensor in base.state_dict().items():
@@ -663,20 +678,12 @@ def test_the_change_check_returns_a_trainer_adapted_to_another_room_to_the_base_
         weights = MessageCollector(probe, UInt8MultiArray, "weights", WEIGHTS_QOS)
         diagnostics = MessageCollector(probe, DiagnosticArray, "/diagnostics")
         version, rounds = node.engine.version, node.stats()["rounds_run"]
-
-        def switch_payload() -> dict[str, torch.Tensor] | None:
-            """The tensors of the next version on weights, once received (room A's may arrive first)."""
-            for message in list(weights.messages):
-                metadata, tensors = read_payload(bytes(message.data))
-                if int(metadata["version"]) == version + 1:
-                    return tensors
-            return None
-
         # The first check may still score a few of A's pairs with the true room's; the second
         # is due by the true room's 5th pair and scores only its pairs.
         for frame in frames[24 : 24 + 2 * check]:
             feeder.send_frame(frame)
-        tensors = wait_for(switch_payload, TIMEOUT, what="the change check's switch to be published")
+        tensors = wait_for(lambda: _payload_tensors(weights, version + 1), TIMEOUT, interval=0.05,
+                           what="the change check's switch to be published")
         stats = node.stats()  # the switch is in force and counted before it is published
         assert stats["rounds_switched"] == 1 and stats["rounds_run"] == rounds and stats["room"] == "base", stats
         assert tensors.keys() == node.engine.base_state.keys()  # in full: every tensor
